@@ -1,0 +1,639 @@
+"""The binlog reader: one replication connection in its own thread.
+
+``mysql-replication`` does the protocol (handshake, dump command, framing, row
+decoding); this module decides what to decode and turns its events into our records:
+``RowChange`` for watched tables, ``GroupEnd`` at every event-group end (the ``COMMIT``
+Query event of MyISAM groups, ``Xid`` for InnoDB, a DDL statement), ``SchemaChange``
+for DDL on a watched table. Batches cross to the event loop through a bounded
+channel, so a stalled pipeline stalls the reader instead of growing memory.
+
+Column names, signedness, ENUM labels and charsets are taken from the binlog when the
+server logs ``binlog_row_metadata=FULL`` and from ``information_schema`` otherwise
+(re-read when DDL for a watched table passes by). Text is decoded with the column's
+charset, losslessly: bytes that do not decode survive as surrogate escapes and are
+reported, never dropped.
+
+The library reconnects by itself after a lost connection, at the last *event* it
+read, which can fall between a table map and its rows, whose rows it then skips
+silently. We refuse that reconnect (see ``_GuardedConnect``) and resume from the last
+group end instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import FIELD_TYPE
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from . import charset
+from .config import MysqlConfig
+from .errors import BinlogPurgedError, SourceError
+from .records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value, has_undecodable
+
+log = logging.getLogger(__name__)
+
+_ER_MASTER_FATAL_READING_BINLOG = 1236
+_DDL_RE = re.compile(
+    rb"^\s*(?:/\*.*?\*/\s*)*(?:ALTER|CREATE|DROP|RENAME|TRUNCATE)\s+(?:TEMPORARY\s+)?TABLE\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_NAME_RE = re.compile(rb"[`\"]?(?:\w+[`\"]?\.[`\"]?)?(\w+)[`\"]?")
+_TEXT_TYPES = frozenset(
+    {FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB}
+)
+#: What the library's ``None`` means for a non-NULL value (zero dates, empty SETs).
+_NONE_AS_TEXT = {
+    "set": "",
+    "date": "0000-00-00",
+    "datetime": "0000-00-00 00:00:00",
+    "timestamp": "0000-00-00 00:00:00",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    data_type: str  # information_schema DATA_TYPE, lower case
+    unsigned: bool
+    charset: str | None
+    enum_labels: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ReaderStatistics:
+    """Counters and gauges the metrics collector reads at scrape time."""
+
+    connected: bool = False
+    reconnects: int = 0
+    events: int = 0
+    rows: dict[tuple[str, str], int] = field(default_factory=dict)
+    decode_errors: int = 0
+    last_event_ts: int = 0
+    last_event_monotonic: float = 0.0
+    last_heartbeat_monotonic: float = 0.0
+    position: Position | None = None
+    binlog_file: str = ""
+
+
+def parse_start(spec: str) -> Position | str:
+    """``current`` | ``earliest`` | ``FILE:POS`` | ``D-S-N[,D-S-N…]`` (MariaDB GTID)."""
+    spec = spec.strip()
+    if spec in ("current", "earliest"):
+        return spec
+    file, sep, pos = spec.rpartition(":")
+    if sep and file and pos.isdigit():
+        return Position(file, int(pos))
+    if re.fullmatch(r"\d+-\d+-\d+(,\d+-\d+-\d+)*", spec):
+        return spec
+    from .errors import ConfigError
+
+    raise ConfigError(
+        f"reader.start must be 'current', 'earliest', 'FILE:POS' or a MariaDB GTID, got {spec!r}"
+    )
+
+
+def connect(mysql: MysqlConfig, **extra: Any) -> pymysql.Connection[Any]:
+    """A plain control connection to the VICIdial database server."""
+    try:
+        return pymysql.connect(**_conn_settings(mysql), **extra)
+    except pymysql.MySQLError as exc:
+        raise SourceError(
+            f"cannot connect to MySQL {mysql.host}:{mysql.port} as {mysql.user}: {exc.args[-1]}; "
+            "check [mysql] host/port/user and the password"
+        ) from exc
+
+
+def _conn_settings(mysql: MysqlConfig) -> dict[str, Any]:
+    return {
+        "host": mysql.host,
+        "port": mysql.port,
+        "user": mysql.user,
+        "passwd": mysql.password.value,
+        "connect_timeout": mysql.connect_timeout_s,
+        "read_timeout": mysql.read_timeout_s,
+        "write_timeout": mysql.read_timeout_s,
+        "charset": "utf8mb4",
+    }
+
+
+def server_binlogs(conn: pymysql.Connection[Any]) -> list[tuple[str, int]]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        return [(str(r[0]), int(r[1])) for r in cur.fetchall()]
+
+
+def current_position(conn: pymysql.Connection[Any]) -> Position:
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+    if row is None:
+        raise SourceError(
+            "the server has no binary log (log_bin=OFF): enable log_bin, binlog_format=ROW, "
+            "binlog_row_image=FULL in my.cnf and restart MariaDB"
+        )
+    return Position(str(row[0]), int(row[1]))
+
+
+def resolve_start(conn: pymysql.Connection[Any], start: Position | str) -> Position | str:
+    """Turn ``current``/``earliest`` into a position; GTIDs pass through."""
+    if start == "current":
+        return current_position(conn)
+    if start == "earliest":
+        logs = server_binlogs(conn)
+        if not logs:
+            return current_position(conn)
+        return Position(logs[0][0], 4)
+    return start
+
+
+def check_position_available(conn: pymysql.Connection[Any], position: Position) -> None:
+    """Raise :class:`BinlogPurgedError` when the checkpoint's file is gone."""
+    names = [name for name, _ in server_binlogs(conn)]
+    if position.file not in names:
+        raise BinlogPurgedError(purged_message(position, names))
+
+
+def purged_message(position: Position, names: Iterable[str] = ()) -> str:
+    have = list(names)
+    oldest = f" (oldest on the server: {have[0]})" if have else ""
+    return (
+        f"binlog file {position.file} (checkpoint {position}) is no longer on the server"
+        f"{oldest}: leads written since then cannot be read from the binlog. Recover with "
+        "'vicidial-cdc replay --since <time of the last delivered lead>' and then "
+        "'vicidial-cdc run --start current'; raise binlog retention (expire_logs_days / "
+        "binlog_expire_logs_seconds) so it does not happen again"
+    )
+
+
+class SchemaCache:
+    """Column definitions of watched tables from ``information_schema`` (reader thread only)."""
+
+    def __init__(self, mysql: MysqlConfig) -> None:
+        self._mysql = mysql
+        self._conn: pymysql.Connection[Any] | None = None
+        self._tables: dict[str, tuple[ColumnInfo, ...]] = {}
+
+    def columns(self, table: str) -> tuple[ColumnInfo, ...]:
+        cached = self._tables.get(table)
+        if cached is None:
+            cached = self._tables[table] = self._load(table)
+        return cached
+
+    def invalidate(self, table: str | None = None) -> None:
+        if table is None:
+            self._tables.clear()
+        else:
+            self._tables.pop(table, None)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _load(self, table: str) -> tuple[ColumnInfo, ...]:
+        if self._conn is None:
+            self._conn = connect(self._mysql, autocommit=True)
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME "
+                    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s "
+                    "ORDER BY ORDINAL_POSITION",
+                    (self._mysql.database, table),
+                )
+                rows = cur.fetchall()
+        except pymysql.MySQLError:
+            self.close()
+            raise
+        return tuple(
+            ColumnInfo(
+                name=str(name),
+                data_type=str(data_type).lower(),
+                unsigned="unsigned" in str(column_type).lower(),
+                charset=str(cs) if cs else None,
+                enum_labels=_enum_labels(str(column_type)) if str(data_type).lower() == "enum" else (),
+            )
+            for name, data_type, column_type, cs in rows
+        )
+
+
+def _enum_labels(column_type: str) -> tuple[str, ...]:
+    inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
+
+
+class _Reconnect(Exception):
+    """The library tried to reconnect by itself; we resume from the last group end."""
+
+
+class _GuardedConnect:
+    """``pymysql_wrapper`` that allows one stream connection per reader instance."""
+
+    def __init__(self) -> None:
+        self.stream_connects = 0
+
+    def __call__(self, **settings: Any) -> pymysql.Connection[Any]:
+        if "db" not in settings:  # the stream connection; the control one names a db
+            self.stream_connects += 1
+            if self.stream_connects > 1:
+                raise _Reconnect
+        return pymysql.connect(**settings)
+
+
+class BinlogReader:
+    """Follows the binlog in a thread and hands batches of :data:`SourceItem` to the loop."""
+
+    def __init__(
+        self,
+        mysql: MysqlConfig,
+        tables: Iterable[str],
+        start: Position | str,
+        *,
+        queue_batches: int = 64,
+        batch_rows: int = 500,
+        reconnect_initial_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        flush_interval_s: float = 0.2,
+        on_event: Callable[[str, str, int], None] | None = None,
+        on_decode_error: Callable[[str, Value], None] | None = None,
+    ) -> None:
+        self._mysql = mysql
+        self._tables: set[str] = set(tables)
+        self._start = start
+        self._batch_rows = batch_rows
+        self._reconnect_initial_s = reconnect_initial_s
+        self._reconnect_max_s = reconnect_max_s
+        self._flush_interval_s = flush_interval_s
+        self._on_event = on_event
+        self._on_decode_error = on_decode_error
+        self._slots = threading.Semaphore(queue_batches)
+        self._queue: asyncio.Queue[list[SourceItem] | BaseException] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._schema = SchemaCache(mysql)
+        self._stats = ReaderStatistics()
+        self._last_end: Position | None = start if isinstance(start, Position) else None
+        self._gtid_start = start if isinstance(start, str) else None
+
+    # -- loop side -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("BinlogReader.start() called twice")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="binlog-reader", daemon=True)
+        self._thread.start()
+
+    async def get_batch(self) -> list[SourceItem]:
+        """The next batch, in binlog order. Raises what the reader thread died of."""
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        self._slots.release()
+        return item
+
+    def watch_table(self, table: str) -> None:
+        """Start decoding another table (custom field tables appear at run time)."""
+        self._tables.add(table)
+
+    def statistics(self) -> ReaderStatistics:
+        return self._stats
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Stop the thread and wait for it (it notices within one heartbeat)."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    # -- reader thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self._reconnect_initial_s
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._stream()
+                    delay = self._reconnect_initial_s
+                except BinlogPurgedError:
+                    raise
+                except (_Reconnect, pymysql.MySQLError, OSError, SourceError) as exc:
+                    if isinstance(exc, pymysql.MySQLError) and _is_purged(exc):
+                        assert self._last_end is not None
+                        raise BinlogPurgedError(purged_message(self._last_end)) from exc
+                    self._stats.connected = False
+                    if self._stop.is_set():
+                        break
+                    self._stats.reconnects += 1
+                    log.warning(
+                        "binlog.disconnected error=%s retry_in_s=%.1f position=%s",
+                        type(exc).__name__,
+                        delay,
+                        self._last_end,
+                    )
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self._reconnect_max_s)
+        except BaseException as exc:  # hand the failure to the loop, which owns the task
+            self._send_error(exc)
+        finally:
+            self._stats.connected = False
+            self._schema.close()
+
+    def _send_error(self, exc: BaseException) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, exc)
+
+    def _send(self, batch: list[SourceItem]) -> bool:
+        while not self._slots.acquire(timeout=0.5):
+            if self._stop.is_set():
+                return False
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, batch)
+        except RuntimeError:  # loop closed
+            return False
+        return True
+
+    def _make_stream(self) -> BinLogStreamReader:
+        settings = _conn_settings(self._mysql)
+        common: dict[str, Any] = {
+            "connection_settings": settings,
+            "server_id": self._mysql.server_id,
+            "blocking": True,
+            "only_events": [
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                TableMapEvent,
+                QueryEvent,
+                XidEvent,
+                RotateEvent,
+                HeartbeatLogEvent,
+                MariadbGtidEvent,
+                GtidEvent,
+            ],
+            "only_schemas": [self._mysql.database],
+            "only_tables": self._tables,
+            "freeze_schema": True,
+            "slave_heartbeat": min(self._mysql.heartbeat_s, self._mysql.read_timeout_s / 2),
+            "pymysql_wrapper": _GuardedConnect(),
+        }
+        if self._last_end is not None:
+            return BinLogStreamReader(
+                log_file=self._last_end.file,
+                log_pos=self._last_end.pos,
+                resume_stream=True,
+                **common,
+            )
+        assert self._gtid_start is not None
+        return BinLogStreamReader(is_mariadb=True, auto_position=self._gtid_start, **common)
+
+    def _stream(self) -> None:
+        if self._last_end is not None:
+            with contextlib.closing(connect(self._mysql)) as conn:
+                check_position_available(conn, self._last_end)
+        stream = self._make_stream()
+        batch: list[SourceItem] = []
+        group: list[RowChange] = []
+        group_thread = 0
+        group_gtid = ""
+        last_flush = time.monotonic()
+        stats = self._stats
+        try:
+            while not self._stop.is_set():
+                event = stream.fetchone()
+                if event is None:
+                    raise _Reconnect
+                if not stats.connected:
+                    stats.connected = True
+                    log.info("binlog.connected position=%s", self._last_end or self._gtid_start)
+                now_mono = time.monotonic()
+                stats.events += 1
+                end: Position | None = None
+                if isinstance(event, TableMapEvent):
+                    self._enrich(event)
+                    continue
+                if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+                    group.extend(self._changes(event, stream.log_file))
+                    stats.last_event_ts = event.timestamp
+                    stats.last_event_monotonic = now_mono
+                    continue
+                if isinstance(event, HeartbeatLogEvent):
+                    stats.last_heartbeat_monotonic = now_mono
+                elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
+                    group_gtid = str(event.gtid)
+                    group = []
+                    group_thread = 0
+                elif isinstance(event, QueryEvent):
+                    query = event.query if isinstance(event.query, bytes) else str(event.query).encode()
+                    stats.last_event_ts = event.timestamp
+                    stats.last_event_monotonic = now_mono
+                    if query == b"BEGIN":
+                        group_thread = int(event.slave_proxy_id)
+                    else:
+                        group_thread = int(event.slave_proxy_id)
+                        end = Position(stream.log_file, stream.log_pos, group_gtid)
+                        if query != b"COMMIT":
+                            batch.extend(self._ddl(event, query))
+                elif isinstance(event, XidEvent):
+                    end = Position(stream.log_file, stream.log_pos, group_gtid)
+                    stats.last_event_ts = event.timestamp
+                    stats.last_event_monotonic = now_mono
+                elif isinstance(event, RotateEvent):
+                    stats.binlog_file = str(event.next_binlog)
+                    if event.timestamp != 0 and not group:
+                        # A real rotation (not the one a connect announces): the new file's
+                        # start is a valid place to resume from.
+                        end = Position(str(event.next_binlog), int(event.position), group_gtid)
+                if end is not None:
+                    if group:
+                        for change in group:
+                            batch.append(_with_thread(change, group_thread))
+                        group = []
+                    elif batch and isinstance(batch[-1], GroupEnd):
+                        batch.pop()  # consecutive group ends: the latest one is enough
+                    batch.append(GroupEnd(end, stats.last_event_ts, group_thread))
+                    self._last_end = end
+                    stats.position = end
+                    group_gtid = ""
+                    group_thread = 0
+                has_rows = any(isinstance(i, RowChange) for i in batch[-3:])
+                if batch and (
+                    len(batch) >= self._batch_rows
+                    or (end is not None and has_rows)
+                    or isinstance(event, HeartbeatLogEvent)
+                    or now_mono - last_flush >= self._flush_interval_s
+                ):
+                    if not self._send(batch):
+                        return
+                    batch = []
+                    last_flush = now_mono
+        finally:
+            stats.connected = False
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def _ddl(self, event: QueryEvent, query: bytes) -> list[SourceItem]:
+        if not _DDL_RE.match(query):
+            return []
+        schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
+        touched = [
+            name.decode()
+            for name in _NAME_RE.findall(query)
+            if name.decode() in self._tables
+        ]
+        out: list[SourceItem] = []
+        for table in dict.fromkeys(touched):
+            self._schema.invalidate(table)
+            out.append(SchemaChange(schema or self._mysql.database, table, event.timestamp))
+            log.info("binlog.schema_change table=%s", table)
+        return out
+
+    def _enrich(self, event: TableMapEvent) -> None:
+        """Fill what the table map lacks (names, signedness, ENUM labels, charsets)."""
+        columns = event.columns
+        info = self._schema.columns(event.table)
+        if len(info) != len(columns):
+            self._schema.invalidate(event.table)
+            info = self._schema.columns(event.table)
+        full_names = all(c.name for c in columns)
+        if len(info) != len(columns) and not full_names:
+            raise SourceError(
+                f"table {event.schema}.{event.table} has {len(columns)} columns in the binlog but "
+                f"{len(info)} in information_schema, and the server does not log column names: "
+                "set binlog_row_metadata=FULL so old events decode after a schema change"
+            )
+        for i, col in enumerate(columns):
+            ci = info[i] if i < len(info) else None
+            if ci is not None and not full_names:
+                col.name = ci.name
+                col.unsigned = ci.unsigned
+            if ci is not None and col.type == FIELD_TYPE.ENUM and not col.enum_values:
+                col.enum_values = ["", *ci.enum_labels]
+            if col.type in _TEXT_TYPES:
+                mysql_cs = (ci.charset if ci is not None else None) or col.character_set_name
+                col.character_set_name = charset.lossless_codec(mysql_cs or "binary")
+            col.data_type = ci.data_type if ci is not None else ""
+
+    def _changes(
+        self, event: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent, log_file: str
+    ) -> list[RowChange]:
+        table = event.table
+        columns = event.columns
+        out: list[RowChange] = []
+        if isinstance(event, WriteRowsEvent):
+            op = Op.INSERT
+        elif isinstance(event, UpdateRowsEvent):
+            op = Op.UPDATE
+        else:
+            op = Op.DELETE
+        key = (table, op.value)
+        rows = event.rows
+        self._stats.rows[key] = self._stats.rows.get(key, 0) + len(rows)
+        if self._on_event is not None:
+            self._on_event(table, op.value, len(rows))
+        for row in rows:
+            if op is Op.UPDATE:
+                before = self._normalize(table, row["before_values"], row["before_none_sources"], columns)
+                after: Mapping[str, Value] | None = self._normalize(
+                    table, row["after_values"], row["after_none_sources"], columns
+                )
+            elif op is Op.INSERT:
+                before = None
+                after = self._normalize(table, row["values"], row["none_sources"], columns)
+            else:
+                before = self._normalize(table, row["values"], row["none_sources"], columns)
+                after = None
+            out.append(
+                RowChange(
+                    schema=event.schema,
+                    table=table,
+                    op=op,
+                    before=before,
+                    after=after,
+                    timestamp=event.timestamp,
+                    log_file=log_file,
+                    log_pos=event.packet.log_pos,
+                )
+            )
+        return out
+
+    def _normalize(
+        self, table: str, values: dict[str, Any], none_sources: dict[str, str], columns: list[Any]
+    ) -> dict[str, Value]:
+        out: dict[str, Value] = {}
+        for col in columns:
+            name = col.name
+            value = values.get(name)
+            if value is None:
+                if none_sources.get(name, "null") != "null":
+                    value = _NONE_AS_TEXT.get(getattr(col, "data_type", ""), None)
+            elif isinstance(value, set):
+                labels = col.set_values or sorted(value)
+                value = ",".join(v for v in labels if v in value)
+            elif isinstance(value, str) and has_undecodable(value):
+                self._stats.decode_errors += 1
+                lead_id = values.get("lead_id")
+                log.warning(
+                    "binlog.decode_error table=%s column=%s lead_id=%s",
+                    table,
+                    name,
+                    lead_id,
+                )
+                if self._on_decode_error is not None:
+                    self._on_decode_error(table, lead_id)
+            out[name] = value
+        return out
+
+
+def _with_thread(change: RowChange, thread_id: int) -> RowChange:
+    if thread_id == change.thread_id:
+        return change
+    return RowChange(
+        schema=change.schema,
+        table=change.table,
+        op=change.op,
+        before=change.before,
+        after=change.after,
+        timestamp=change.timestamp,
+        thread_id=thread_id,
+        log_file=change.log_file,
+        log_pos=change.log_pos,
+    )
+
+
+def _is_purged(exc: pymysql.MySQLError) -> bool:
+    code = exc.args[0] if exc.args else None
+    text = str(exc.args[-1]) if exc.args else ""
+    return code == _ER_MASTER_FATAL_READING_BINLOG and (
+        "first log file name" in text or "purged" in text or "not find" in text.lower()
+    )

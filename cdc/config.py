@@ -1,0 +1,301 @@
+"""Configuration: one TOML file plus ``VICIDIAL_CDC_<SECTION>_<KEY>`` env overrides.
+
+Loaded once into frozen dataclasses; unknown keys are an error. Secrets (the MySQL
+password) come only from the environment or a file and are redacted in ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "VICIDIAL_CDC_"
+DISABLED = "---DISABLED---"
+
+#: Far above the ids people give real replicas (1..a few hundred), below 2**32.
+DEFAULT_SERVER_ID = 3_840_000_001
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value that never prints."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+
+@dataclass(frozen=True, slots=True)
+class MysqlConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "vicidial_cdc"
+    #: Read from ``password_file`` or env ``VICIDIAL_CDC_MYSQL_PASSWORD``, never from TOML.
+    password: Secret = Secret("")
+    password_file: str = ""
+    database: str = "asterisk"
+    #: Replica id announced to the server; must differ from every real replica's.
+    server_id: int = DEFAULT_SERVER_ID
+    connect_timeout_s: float = 10.0
+    #: A binlog read with no packet for this long is a dead connection.
+    read_timeout_s: float = 30.0
+    #: The server sends a heartbeat when idle this long (kept below read_timeout_s).
+    heartbeat_s: float = 5.0
+    #: Name of this VICIdial database in outbox keys and metrics (default: host).
+    source: str = ""
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.host
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderConfig:
+    #: "current" | "earliest" | "FILE:POS" | "D-S-N" (MariaDB GTID). Used only
+    #: when the state store holds no checkpoint yet.
+    start: str = "current"
+    #: Batches in flight between the reader thread and the pipeline.
+    queue_batches: int = 64
+    batch_rows: int = 500
+    #: Binlog seconds a vicidial_list insert waits for its add_lead api_log row.
+    match_window_s: float = 30.0
+    #: Binlog seconds a matched lead waits for its custom_<list_id> row.
+    custom_wait_s: float = 10.0
+    max_pending: int = 100_000
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    #: Server charset VICIdial's PHP connection uses when use_non_latin=0.
+    server_charset: str = "latin1"
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    path: str = "/var/lib/vicidial-cdc/state.db"
+    #: Delivered rows older than this are pruned.
+    retention_s: float = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    #: Metrics and health server; loopback unless told otherwise.
+    listen: str = "127.0.0.1:9108"
+
+    def host_port(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"http.listen must be HOST:PORT, got {self.listen!r}")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLimits:
+    """Per-endpoint (scheme://host:port) sending limits."""
+
+    concurrency: int = 16
+    rate_per_s: float = 50.0
+    burst: int = 50
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    #: Deliveries in flight across all endpoints.
+    concurrency: int = 200
+    defaults: EndpointLimits = EndpointLimits()
+    #: Overrides keyed by "host:port" (or "scheme://host:port").
+    endpoints: Mapping[str, EndpointLimits] = field(default_factory=dict)
+    max_response_bytes: int = 65536
+    #: Verify TLS certificates (never turn off in production).
+    verify_tls: bool = True
+    shutdown_grace_s: float = 20.0
+
+    def limits_for(self, origin: str, host_port: str) -> EndpointLimits:
+        return self.endpoints.get(origin) or self.endpoints.get(host_port) or self.defaults
+
+
+@dataclass(frozen=True, slots=True)
+class UrlsConfig:
+    """URLs defined in the config file, for builds without VICIdial's own setting."""
+
+    system: str | None = None
+    lists: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mysql: MysqlConfig = MysqlConfig()
+    reader: ReaderConfig = ReaderConfig()
+    state: StateConfig = StateConfig()
+    http: HttpConfig = HttpConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    urls: UrlsConfig = UrlsConfig()
+    log: LogConfig = LogConfig()
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "mysql": MysqlConfig,
+    "reader": ReaderConfig,
+    "state": StateConfig,
+    "http": HttpConfig,
+    "delivery": DeliveryConfig,
+    "urls": UrlsConfig,
+    "log": LogConfig,
+}
+
+
+def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (optional), apply env overrides, resolve secrets, validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        if name == "urls":
+            sections[name] = _load_urls(table)
+        elif name == "delivery":
+            sections[name] = _load_delivery(table, env)
+        else:
+            sections[name] = _build(cls, table, name, env)
+    config = Config(**sections)
+    return _with_password(config, env)
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], section: str, env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    if "password" in table:
+        raise ConfigError(
+            "[mysql] password is not read from the config file: use password_file or "
+            "the env variable VICIDIAL_CDC_MYSQL_PASSWORD"
+        )
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if hint is Secret or _is_nested(hint):
+            continue
+        env_key = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        if env_key in env:
+            values[f.name] = _coerce(env[env_key], hint, f"{env_key}")
+        elif f.name in table:
+            values[f.name] = _check_type(table[f.name], hint, f"{section}.{f.name}")
+    return cls(**values)
+
+
+def _is_nested(hint: Any) -> bool:
+    return dataclasses.is_dataclass(hint) or typing.get_origin(hint) is Mapping
+
+
+def _coerce(text: str, hint: Any, where: str) -> Any:
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: cannot read {text!r} as {hint.__name__}") from exc
+    return text
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    if isinstance(hint, types.UnionType):
+        hint = next(h for h in typing.get_args(hint) if h is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _load_urls(table: Mapping[str, Any]) -> UrlsConfig:
+    unknown = set(table) - {"system", "lists"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [urls]: {', '.join(sorted(unknown))}")
+    system = table.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ConfigError("urls.system must be a string")
+    lists_raw = table.get("lists", {})
+    if not isinstance(lists_raw, dict):
+        raise ConfigError("[urls.lists] must be a table of list_id = URL")
+    lists: dict[int, str] = {}
+    for key, value in lists_raw.items():
+        if not str(key).isdigit():
+            raise ConfigError(f"[urls.lists] key {key!r} is not a numeric list_id")
+        if not isinstance(value, str):
+            raise ConfigError(f"[urls.lists] {key} must be a string URL or {DISABLED!r}")
+        lists[int(key)] = value
+    return UrlsConfig(system=system, lists=lists)
+
+
+def _load_delivery(table: Mapping[str, Any], env: Mapping[str, str]) -> DeliveryConfig:
+    table = dict(table)
+    endpoints_raw = table.pop("endpoints", {})
+    limit_keys = {f.name for f in dataclasses.fields(EndpointLimits)}
+    defaults_raw = {k: table.pop(k) for k in list(table) if k in limit_keys}
+    base = _build(DeliveryConfig, table, "delivery", env)
+    defaults = _build(EndpointLimits, defaults_raw, "delivery", env)
+    if not isinstance(endpoints_raw, dict):
+        raise ConfigError("[delivery.endpoints] must be a table of tables")
+    endpoints: dict[str, EndpointLimits] = {}
+    for name, sub in endpoints_raw.items():
+        if not isinstance(sub, dict):
+            raise ConfigError(f"[delivery.endpoints.{name!r}] must be a table")
+        merged = {**{f: getattr(defaults, f) for f in limit_keys}, **sub}
+        endpoints[str(name)] = _build(EndpointLimits, merged, f"delivery.endpoints.{name}", {})
+    for lim in (defaults, *endpoints.values()):
+        if lim.concurrency < 1 or lim.rate_per_s <= 0 or lim.burst < 1 or lim.timeout_s <= 0:
+            raise ConfigError("delivery limits must be positive (concurrency, rate_per_s, burst, timeout_s)")
+    return dataclasses.replace(base, defaults=defaults, endpoints=endpoints)
+
+
+def _with_password(config: Config, env: Mapping[str, str]) -> Config:
+    mysql = config.mysql
+    password = env.get(f"{ENV_PREFIX}MYSQL_PASSWORD")
+    if password is None and mysql.password_file:
+        try:
+            password = Path(mysql.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read mysql.password_file {mysql.password_file}: {exc.strerror}"
+            ) from exc
+    if password is None:
+        return config
+    return dataclasses.replace(config, mysql=dataclasses.replace(mysql, password=Secret(password)))

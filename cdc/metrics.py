@@ -1,0 +1,153 @@
+"""Every metric, declared once, with the ``vicidial_cdc_`` prefix and base units.
+
+Labels are bounded: ``endpoint`` (configured name or host:port), ``table``, ``op``,
+``outcome``, ``reason``, ``status_class``. Never a URL, lead, list or phone.
+Gauges that mirror component state (queue depths, lag, connection) are read at scrape
+time from each component's ``statistics()`` through :class:`StateCollector`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def status_class(status: int | None) -> str:
+    """``2xx`` … ``5xx``, or ``error`` when no response came back."""
+    if not status:
+        return "error"
+    return f"{status // 100}xx"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSample:
+    """What the collector reads at scrape time (filled by the service)."""
+
+    reader_connected: bool = False
+    reader_reconnects: int = 0
+    binlog_events: int = 0
+    last_event_ts: float = 0.0
+    lag_s: float = 0.0
+    checkpoint_age_s: float = 0.0
+    queue_depths: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    oldest_pending_age_s: dict[str, float] = field(default_factory=dict)
+
+
+class StateCollector(Collector):
+    """Gauges computed from a :class:`StateSample` provider at scrape time."""
+
+    def __init__(self, sample: Callable[[], StateSample]) -> None:
+        self._sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        info = InfoMetricFamily("vicidial_cdc_build", "Version of the running streamer.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        yield _gauge("vicidial_cdc_reader_connected", "1 while the binlog connection is up.", s.reader_connected)
+        reconnects = GaugeMetricFamily(
+            "vicidial_cdc_reader_reconnects", "Reconnects of the binlog reader since start."
+        )
+        reconnects.add_metric([], s.reader_reconnects)
+        yield reconnects
+        yield _gauge(
+            "vicidial_cdc_binlog_last_event_timestamp_seconds",
+            "Server timestamp of the last binlog event read.",
+            s.last_event_ts,
+        )
+        yield _gauge("vicidial_cdc_binlog_lag_seconds", "How far the reader is behind the server.", s.lag_s)
+        yield _gauge(
+            "vicidial_cdc_checkpoint_age_seconds", "Seconds since the checkpoint last moved.", s.checkpoint_age_s
+        )
+        depth = GaugeMetricFamily("vicidial_cdc_queue_depth", "Items waiting in each queue.", labels=["queue"])
+        for name, value in sorted(s.queue_depths.items()):
+            depth.add_metric([name], value)
+        yield depth
+        for name, doc, values in (
+            ("vicidial_cdc_deliveries_pending", "Deliveries waiting in the outbox.", s.pending),
+            ("vicidial_cdc_deliveries_in_flight", "Requests being sent now.", s.in_flight),
+            ("vicidial_cdc_deliveries_dead", "Dead letters awaiting an operator.", s.dead),
+            (
+                "vicidial_cdc_oldest_pending_age_seconds",
+                "Age of the oldest pending delivery.",
+                s.oldest_pending_age_s,
+            ),
+        ):
+            fam = GaugeMetricFamily(name, doc, labels=["endpoint"])
+            for endpoint, value in sorted(values.items()):
+                fam.add_metric([endpoint], value)
+            yield fam
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=float(value))
+
+
+class Metrics:
+    """The counters and histograms the pipeline updates as it works."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.binlog_rows = Counter(
+            "vicidial_cdc_binlog_rows", "Rows of watched tables read, by table and op.", ["table", "op"], registry=r
+        )
+        self.decode_errors = Counter(
+            "vicidial_cdc_binlog_decode_errors",
+            "Text values that did not decode in their column charset (kept as bytes).",
+            ["table"],
+            registry=r,
+        )
+        self.leads_detected = Counter(
+            "vicidial_cdc_leads_detected", "vicidial_list inserts recognised as add_lead.", registry=r
+        )
+        self.leads_skipped = Counter(
+            "vicidial_cdc_leads_skipped", "Inserts or leads that produced no request, by reason.", ["reason"], registry=r
+        )
+        self.deliveries_enqueued = Counter(
+            "vicidial_cdc_deliveries_enqueued", "Deliveries written to the outbox.", ["endpoint"], registry=r
+        )
+        self.deliveries = Counter(
+            "vicidial_cdc_deliveries", "Delivery attempts by final outcome of the attempt.", ["endpoint", "outcome"], registry=r
+        )
+        self.requests = Counter(
+            "vicidial_cdc_requests", "HTTP requests by status class.", ["endpoint", "status_class"], registry=r
+        )
+        self.request_duration = Histogram(
+            "vicidial_cdc_request_duration_seconds",
+            "Time from sending a request to its response.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "vicidial_cdc_end_to_end_latency_seconds",
+            "Time from the lead insert on the server to the endpoint's response.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "vicidial_cdc_rate_limited_waits",
+            "Requests that waited for the endpoint's rate limit.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.settings_reloads = Counter(
+            "vicidial_cdc_settings_reloads", "Settings changes applied from the binlog.", ["table"], registry=r
+        )
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
