@@ -94,6 +94,8 @@ class ReaderStatistics:
     decode_errors: int = 0
     last_event_ts: int = 0
     last_event_monotonic: float = 0.0
+    #: Our wall clock when the last event was read (lag = this - last_event_ts).
+    last_event_wall: float = 0.0
     last_heartbeat_monotonic: float = 0.0
     position: Position | None = None
     binlog_file: str = ""
@@ -318,6 +320,20 @@ class BinlogReader:
         self._slots.release()
         return item
 
+    def get_batch_nowait(self) -> list[SourceItem] | None:
+        """The next batch if one is waiting, else ``None``."""
+        try:
+            item = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        self._slots.release()
+        return item
+
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     def watch_table(self, table: str) -> None:
         """Start decoding another table (custom field tables appear at run time)."""
         self._tables.add(table)
@@ -446,6 +462,7 @@ class BinlogReader:
                     group.extend(self._changes(event, stream.log_file))
                     stats.last_event_ts = event.timestamp
                     stats.last_event_monotonic = now_mono
+                    stats.last_event_wall = time.time()
                     continue
                 if isinstance(event, HeartbeatLogEvent):
                     stats.last_heartbeat_monotonic = now_mono

@@ -1,0 +1,354 @@
+"""The service: owns every task and resource of a running streamer.
+
+``Service.run()`` enters its resources (state store, HTTP session, metrics server)
+with an ``AsyncExitStack`` and runs the long-lived loops in one ``TaskGroup``:
+
+    reader thread ──batches──► pipeline ──commit(deliveries + checkpoint)──► outbox
+                                                                               │
+                                               sender ◄──────claim due─────────┘
+
+A loop that fails cancels its siblings and ``run()`` raises, so the process exits
+non-zero and systemd restarts it. SIGTERM sets ``stop``: the reader stops at the next
+batch, the pipeline commits what it has, the sender lets requests in flight finish
+(bounded by ``delivery.shutdown_grace_s``), and the checkpoint is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from . import binlog, server, vicidb
+from .config import Config
+from .delivery import Sender
+from .detect import Detector
+from .metrics import Metrics, StateCollector, StateSample
+from .outbox import AsyncStore, SqliteStore
+from .records import ApiLead, Delivery, GroupEnd, Position, RowChange, SchemaChange, Skipped, SkipReason
+from .resolve import needs_custom, resolve
+from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
+
+log = logging.getLogger(__name__)
+
+LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
+
+
+@dataclasses.dataclass(slots=True)
+class PipelineStatistics:
+    batches: int = 0
+    rows: int = 0
+    leads: int = 0
+    deliveries: int = 0
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    checkpoint: Position | None = None
+    checkpoint_moved_monotonic: float = 0.0
+
+
+class Service:
+    """One streamer for one VICIdial database."""
+
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.settings = SettingsCache()
+        self.detector: Detector | None = None
+        self.reader: binlog.BinlogReader | None = None
+        self.sender: Sender | None = None
+        self.store: AsyncStore | None = None
+        self.stats = PipelineStatistics()
+        self.http_port = 0
+        self.ready = asyncio.Event()
+        self._counts: dict[str, dict[str, float]] = {}
+        self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        async with contextlib.AsyncExitStack() as stack:
+            store = AsyncStore(SqliteStore(cfg.state.path))
+            await store.open()
+            stack.push_async_callback(store.close)
+            self.store = store
+            requeued = await store.requeue_in_flight()
+            if requeued:
+                log.info("outbox.requeued count=%d", requeued)
+
+            start = await self._load_source(store)
+            self.detector = Detector(
+                match_window_s=cfg.reader.match_window_s,
+                custom_wait_s=cfg.reader.custom_wait_s,
+                max_pending=cfg.reader.max_pending,
+                needs_custom=lambda list_id: needs_custom(self.settings.snapshot(), list_id),
+            )
+            self.reader = binlog.BinlogReader(
+                cfg.mysql,
+                self._watched_tables(),
+                start,
+                queue_batches=cfg.reader.queue_batches,
+                batch_rows=cfg.reader.batch_rows,
+                reconnect_initial_s=cfg.reader.reconnect_initial_s,
+                reconnect_max_s=cfg.reader.reconnect_max_s,
+                on_event=lambda table, op, n: self.metrics.binlog_rows.labels(table, op).inc(n),
+                on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
+            )
+
+            connector = aiohttp.TCPConnector(limit=cfg.delivery.concurrency, limit_per_host=0)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                raise_for_status=False,
+                auto_decompress=False,
+            )
+            stack.push_async_callback(session.close)
+            self.sender = Sender(session, store, cfg.delivery, self.metrics)
+
+            self.metrics.add_collector(StateCollector(self._sample))
+            app = server.make_app(self.metrics.registry, self._readiness, self.status)
+            host, port = cfg.http.host_port()
+            runner, self.http_port = await server.start(app, host, port)
+            stack.push_async_callback(runner.cleanup)
+
+            self.reader.start()
+            stack.push_async_callback(self.reader.stop)
+            self.ready.set()
+            log.info("service.started http_port=%d source=%s", self.http_port, cfg.mysql.source_name)
+
+            sender_stop = asyncio.Event()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    sending = tg.create_task(self.sender.run(sender_stop), name="sender")
+                    tg.create_task(self._counts_task(stop), name="counts")
+                    await self._pipeline(stop)
+                    # Draining: no new batches; requests in flight may finish, bounded.
+                    self.reader.request_stop()
+                    sender_stop.set()
+                    _, late = await asyncio.wait({sending}, timeout=cfg.delivery.shutdown_grace_s)
+                    if late:
+                        log.warning("service.drain_timeout in_flight=%d", self.sender.in_flight)
+                        sending.cancel()  # their rows stay in_flight and are requeued at start
+            finally:
+                sender_stop.set()
+                self.reader.request_stop()
+            log.info("service.stopped checkpoint=%s sent=%d", self.stats.checkpoint, self.sender.sent)
+
+    async def _counts_task(self, stop: asyncio.Event) -> None:
+        """Refresh outbox gauges and prune old rows, off the hot path."""
+        assert self.store is not None
+        last_prune = 0.0
+        while not stop.is_set():
+            counts = await self.store.counts()
+            now = time.time()
+            self._counts = {
+                c.endpoint_id: {
+                    "pending": c.pending,
+                    "in_flight": c.in_flight,
+                    "dead": c.dead,
+                    "delivered": c.delivered,
+                    "oldest_pending_age_s": (now - c.oldest_pending_created_at)
+                    if c.oldest_pending_created_at
+                    else 0.0,
+                }
+                for c in counts
+            }
+            if now - last_prune > 600:
+                await self.store.prune_delivered(now - self.config.state.retention_s)
+                last_prune = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+
+    # -- start-up ----------------------------------------------------------------------
+
+    async def _load_source(self, store: AsyncStore) -> Position | str:
+        """Load settings by SELECT and decide where the binlog starts."""
+        cfg = self.config
+
+        def load() -> tuple[vicidb.SettingsRows, Position | str]:
+            with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
+                rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
+                start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
+            return rows, start
+
+        rows, configured = await asyncio.to_thread(load)
+        self.settings.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
+        self.settings.set_overrides(self._overrides)
+        for line in self.settings.snapshot().sources():
+            log.info("settings.url_source %s", line)
+        checkpoint = await store.load_checkpoint()
+        if checkpoint is not None:
+            log.info("binlog.resume position=%s", checkpoint)
+            self.stats.checkpoint = checkpoint
+            return checkpoint
+        if isinstance(configured, Position):
+            # Remember the first position now, so a restart never jumps to "current" again.
+            await store.commit_batch([], configured, time.time())
+            self.stats.checkpoint = configured
+        log.info("binlog.first_start position=%s", configured)
+        return configured
+
+    def _watched_tables(self) -> set[str]:
+        tables = set(LEAD_TABLES) | set(SETTINGS_TABLES)
+        tables |= {f"custom_{list_id}" for list_id in self.settings.snapshot().custom_field_lists()}
+        return tables
+
+    # -- the pipeline ------------------------------------------------------------------
+
+    async def _pipeline(self, stop: asyncio.Event) -> None:
+        assert self.reader is not None and self.store is not None and self.detector is not None
+        reader = self.reader
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                get = asyncio.ensure_future(reader.get_batch())
+                done, _ = await asyncio.wait({get, stop_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await get
+                    await self._idle_tick()
+                    continue
+                batches = [get.result()]
+                while (more := reader.get_batch_nowait()) is not None and len(batches) < 64:
+                    batches.append(more)
+                await self._process(batches)
+        finally:
+            stop_wait.cancel()
+
+    async def _idle_tick(self) -> None:
+        """With the reader caught up, binlog time is wall time: expire what waits."""
+        assert self.reader is not None and self.detector is not None
+        rs = self.reader.statistics()
+        if rs.connected and rs.last_heartbeat_monotonic >= rs.last_event_monotonic:
+            await self._process([], now_binlog=time.time())
+
+    async def _process(self, batches: list[list[Any]], now_binlog: float | None = None) -> None:
+        assert self.detector is not None and self.store is not None and self.sender is not None
+        detector = self.detector
+        deliveries: list[Delivery] = []
+        last_end: Position | None = None
+        newest_ts = 0
+        seen = time.monotonic()
+        for batch in batches:
+            self.stats.batches += 1
+            for item in batch:
+                if isinstance(item, RowChange):
+                    self.stats.rows += 1
+                    newest_ts = item.timestamp
+                    if item.table in SETTINGS_TABLES:
+                        self._apply_settings(item)
+                        continue
+                    released = detector.feed(item, last_end or self.stats.checkpoint, seen)
+                    self._resolve_all(released, deliveries)
+                elif isinstance(item, GroupEnd):
+                    last_end = item.position
+                    newest_ts = max(newest_ts, item.timestamp)
+                elif isinstance(item, SchemaChange):
+                    log.info("binlog.schema_change table=%s", item.table)
+        now = now_binlog if now_binlog is not None else float(newest_ts)
+        if now:
+            released, skipped = detector.expire(now)
+            self._resolve_all(released, deliveries)
+            for skip in skipped:
+                self._count_skip(skip)
+        checkpoint = last_end
+        hold = detector.min_resume_position()
+        if hold is not None and (checkpoint is None or hold < checkpoint):
+            checkpoint = hold
+        if checkpoint is not None and self.stats.checkpoint is not None and checkpoint <= self.stats.checkpoint:
+            checkpoint = None
+        if not deliveries and checkpoint is None:
+            return
+        await self.store.commit_batch(deliveries, checkpoint, time.time())
+        if deliveries:
+            self.stats.deliveries += len(deliveries)
+            for d in deliveries:
+                self.metrics.deliveries_enqueued.labels(d.endpoint_id).inc()
+            self.sender.notify()
+        if checkpoint is not None:
+            self.stats.checkpoint = checkpoint
+            self.stats.checkpoint_moved_monotonic = time.monotonic()
+
+    def _apply_settings(self, change: RowChange) -> None:
+        if self.settings.apply(change):
+            self.metrics.settings_reloads.labels(change.table).inc()
+            if change.table == "vicidial_lists_fields" and self.reader is not None:
+                for list_id in self.settings.snapshot().custom_field_lists():
+                    self.reader.watch_table(f"custom_{list_id}")
+
+    def _resolve_all(self, leads: list[ApiLead], out: list[Delivery]) -> None:
+        if not leads:
+            return
+        snapshot = self.settings.snapshot()
+        source = self.config.mysql.source_name
+        for lead in leads:
+            self.stats.leads += 1
+            self.metrics.leads_detected.inc()
+            result = resolve(lead, snapshot, source=source, server_charset=self.config.reader.server_charset)
+            if isinstance(result, Skipped):
+                self._count_skip(result)
+            else:
+                out.extend(result)
+
+    def _count_skip(self, skip: Skipped) -> None:
+        reason = skip.reason.value
+        self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
+        self.metrics.leads_skipped.labels(reason).inc()
+        if skip.reason not in (SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT):
+            log.info("lead.skipped lead_id=%d list_id=%d reason=%s", skip.lead_id, skip.list_id, reason)
+
+    # -- observation -------------------------------------------------------------------
+
+    def _sample(self) -> StateSample:
+        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        ds = self.detector.statistics() if self.detector else None
+        lag = 0.0
+        if rs.last_event_ts and rs.last_event_monotonic > rs.last_heartbeat_monotonic:
+            lag = max(0.0, rs.last_event_wall - rs.last_event_ts)
+        depths = {"reader_batches": self.reader.queued() if self.reader else 0}
+        if ds is not None:
+            depths["detector_pending"] = ds.pending
+            depths["detector_held"] = ds.held
+        depths["sender_in_flight"] = self.sender.in_flight if self.sender else 0
+        moved = self.stats.checkpoint_moved_monotonic
+        return StateSample(
+            reader_connected=rs.connected,
+            reader_reconnects=rs.reconnects,
+            binlog_events=rs.events,
+            last_event_ts=float(rs.last_event_ts),
+            lag_s=lag,
+            checkpoint_age_s=time.monotonic() - moved if moved else 0.0,
+            queue_depths=depths,
+            pending={k: int(v["pending"]) for k, v in self._counts.items()},
+            in_flight={k: int(v["in_flight"]) for k, v in self._counts.items()},
+            dead={k: int(v["dead"]) for k, v in self._counts.items()},
+            oldest_pending_age_s={k: v["oldest_pending_age_s"] for k, v in self._counts.items()},
+        )
+
+    def _readiness(self) -> server.Readiness:
+        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        checks = {
+            "binlog_connected": rs.connected,
+            "store_open": self.store is not None,
+            "sender_running": self.sender is not None,
+        }
+        return server.Readiness(ready=all(checks.values()), checks=checks)
+
+    def status(self) -> dict[str, Any]:
+        sample = self._sample()
+        return {
+            "source": self.config.mysql.source_name,
+            "checkpoint": str(self.stats.checkpoint) if self.stats.checkpoint else None,
+            "reader_connected": sample.reader_connected,
+            "lag_s": sample.lag_s,
+            "leads": self.stats.leads,
+            "deliveries_enqueued": self.stats.deliveries,
+            "skipped": dict(self.stats.skipped),
+            "outbox": self._counts,
+            "queue_depths": sample.queue_depths,
+        }

@@ -1,0 +1,64 @@
+"""Plain SELECTs against the VICIdial database (settings at start-up, replay, check).
+
+The dialer database is only read: these queries name the columns they need and never
+touch the tables that carry API passwords (``vicidial_users``, ``vicidial_api_urls``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from .errors import SchemaError
+from .records import Value
+
+Row = Mapping[str, Value]
+
+_ER_NO_SUCH_TABLE = 1146
+_ER_BAD_FIELD = 1054
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsRows:
+    url_rows: list[Row]
+    list_rows: list[Row]
+    field_rows: list[Row]
+    system_row: Row | None
+
+
+def select(conn: pymysql.Connection[Any], sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+    """Run one SELECT; a missing table or column becomes a :class:`SchemaError`."""
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
+            raise SchemaError(f"{exc.args[1]}: is this a VICIdial database? check [mysql] database") from exc
+        raise
+    except pymysql.err.OperationalError as exc:
+        if exc.args and exc.args[0] == _ER_BAD_FIELD:
+            raise SchemaError(f"{exc.args[1]}: the VICIdial schema is older than expected") from exc
+        raise
+
+
+def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> SettingsRows:
+    db = f"`{database.replace('`', '``')}`"
+    urls = select(
+        conn,
+        f"SELECT url_id, campaign_id, entry_type, url_type, url_address FROM {db}.vicidial_url_multi "
+        "WHERE url_type='apinewlead'",
+    )
+    lists = select(
+        conn, f"SELECT list_id, list_name, list_description, campaign_id FROM {db}.vicidial_lists"
+    )
+    fields = select(
+        conn, f"SELECT list_id, field_label, field_encrypt, field_duplicate FROM {db}.vicidial_lists_fields"
+    )
+    system = select(
+        conn, f"SELECT db_schema_version, use_non_latin, custom_fields_enabled FROM {db}.system_settings LIMIT 1"
+    )
+    return SettingsRows(urls, lists, fields, system[0] if system else None)
