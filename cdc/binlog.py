@@ -62,9 +62,7 @@ _DDL_RE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _NAME_RE = re.compile(rb"[`\"]?(?:\w+[`\"]?\.[`\"]?)?(\w+)[`\"]?")
-_TEXT_TYPES = frozenset(
-    {FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB}
-)
+_TEXT_TYPES = frozenset({FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB})
 #: What the library's ``None`` means for a non-NULL value (zero dates, empty SETs).
 _NONE_AS_TEXT = {
     "set": "",
@@ -523,11 +521,7 @@ class BinlogReader:
         if not _DDL_RE.match(query):
             return []
         schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
-        touched = [
-            name.decode()
-            for name in _NAME_RE.findall(query)
-            if name.decode() in self._tables
-        ]
+        touched = [name.decode() for name in _NAME_RE.findall(query) if name.decode() in self._tables]
         out: list[SourceItem] = []
         for table in dict.fromkeys(touched):
             self._schema.invalidate(table)
@@ -613,7 +607,7 @@ class BinlogReader:
             value = values.get(name)
             if value is None:
                 if none_sources.get(name, "null") != "null":
-                    value = _NONE_AS_TEXT.get(getattr(col, "data_type", ""), None)
+                    value = _NONE_AS_TEXT.get(getattr(col, "data_type", ""))
             elif isinstance(value, set):
                 labels = col.set_values or sorted(value)
                 value = ",".join(v for v in labels if v in value)

@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="follow the binlog and deliver API New Lead URLs")
     run.add_argument("--config", "-c", help="TOML config file (settings also from VICIDIAL_CDC_* env)")
-    run.add_argument("--start", help="override reader.start for a first start (current, earliest, FILE:POS, GTID)")
+    run.add_argument(
+        "--start", help="override reader.start for a first start (current, earliest, FILE:POS, GTID)"
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="private MariaDB + simulated add_lead traffic + local receiver")
@@ -103,7 +105,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.main(args)
+    return int(demo.main(args))
 
 
 if __name__ == "__main__":

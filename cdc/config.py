@@ -283,7 +283,8 @@ def _load_delivery(table: Mapping[str, Any], env: Mapping[str, str]) -> Delivery
     for lim in (defaults, *endpoints.values()):
         if lim.concurrency < 1 or lim.rate_per_s <= 0 or lim.burst < 1 or lim.timeout_s <= 0:
             raise ConfigError("delivery limits must be positive (concurrency, rate_per_s, burst, timeout_s)")
-    return dataclasses.replace(base, defaults=defaults, endpoints=endpoints)
+    result: DeliveryConfig = dataclasses.replace(base, defaults=defaults, endpoints=endpoints)
+    return result
 
 
 def _with_password(config: Config, env: Mapping[str, str]) -> Config:

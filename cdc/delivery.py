@@ -23,6 +23,7 @@ import yarl
 
 from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
+from .outbox import StoredDelivery
 from .records import Attempt, Outcome
 from .retry import RetryPolicy, classify, next_delay, parse_retry_after
 
@@ -35,25 +36,9 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
 class Outbox(Protocol):
     """The async face of the state store that the sender uses."""
 
-    async def claim_due(self, now: float, limit: int) -> Sequence[ClaimedDelivery]: ...
-    async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> None: ...
+    async def claim_due(self, now: float, limit: int) -> Sequence[StoredDelivery]: ...
+    async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int: ...
     async def next_due_at(self) -> float | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """A delivery the sender now owns (the outbox row is ``in_flight``)."""
-
-    id: int
-    method: str
-    url: str
-    body: bytes
-    content_type: str
-    endpoint_id: str
-    inserted_at: float
-    attempts: int
-    created_at: float
-    lead_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +90,7 @@ class _Endpoint:
         self.limits = limits
         self.semaphore = asyncio.Semaphore(limits.concurrency)
         self.bucket = TokenBucket(limits.rate_per_s, limits.burst)
-        self.timeout = aiohttp.ClientTimeout(
-            total=limits.timeout_s, sock_connect=limits.connect_timeout_s
-        )
+        self.timeout = aiohttp.ClientTimeout(total=limits.timeout_s, sock_connect=limits.connect_timeout_s)
         self.waiting = 0
 
 
@@ -155,7 +138,9 @@ class Sender:
 
     def statistics(self) -> list[EndpointStatistics]:
         return [
-            EndpointStatistics(e.origin, e.label, e.limits.concurrency - e.semaphore._value, e.waiting, e.bucket.tokens)
+            EndpointStatistics(
+                e.origin, e.label, e.limits.concurrency - e.semaphore._value, e.waiting, e.bucket.tokens
+            )
             for e in self._endpoints.values()
         ]
 
@@ -183,7 +168,7 @@ class Sender:
         while not stop.is_set():
             self._wake.clear()
             capacity = self._config.concurrency - self._in_flight
-            claimed: Sequence[ClaimedDelivery] = ()
+            claimed: Sequence[StoredDelivery] = ()
             if capacity > 0:
                 claimed = await self._outbox.claim_due(time.time(), capacity)
                 for item in claimed:
@@ -216,9 +201,9 @@ class Sender:
             ep = self._endpoints[origin] = _Endpoint(origin, host_port, limits)
         return ep
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
+    async def _deliver(self, item: StoredDelivery) -> None:
         try:
-            ep = self._endpoint(item.url)
+            ep = self._endpoint(item.delivery.url)
             ep.waiting += 1
             try:
                 await ep.semaphore.acquire()
@@ -237,21 +222,22 @@ class Sender:
             self._in_flight -= 1
             self._wake.set()
 
-    async def _send_once(self, item: ClaimedDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:
-        headers = {"Content-Type": item.content_type} if item.content_type else {}
+    async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:
+        d = item.delivery
+        headers = {"Content-Type": d.content_type} if d.content_type else {}
         started = time.monotonic()
         status: int | None = None
         error: BaseException | None = None
         retry_after: float | None = None
         try:
             async with self._session.request(
-                item.method,
-                yarl.URL(item.url, encoded=True),
-                data=item.body or None,
+                d.method,
+                yarl.URL(d.url, encoded=True),
+                data=d.body or None,
                 headers=headers,
                 timeout=ep.timeout,
                 allow_redirects=False,
-                ssl=None if self._config.verify_tls else False,
+                ssl=True if self._config.verify_tls else False,
             ) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
@@ -271,7 +257,9 @@ class Sender:
         )
         return attempt, retry_after
 
-    def _record(self, item: ClaimedDelivery, ep: _Endpoint, attempt: Attempt, retry_after: float | None) -> None:
+    def _record(
+        self, item: StoredDelivery, ep: _Endpoint, attempt: Attempt, retry_after: float | None
+    ) -> None:
         now = time.time()
         next_at: float | None = None
         outcome = attempt.outcome
@@ -281,7 +269,9 @@ class Sender:
             )
             if delay is None:
                 outcome = Outcome.DEAD
-                attempt = Attempt(attempt.delivery_id, Outcome.DEAD, attempt.status, attempt.error, attempt.duration_s)
+                attempt = Attempt(
+                    attempt.delivery_id, Outcome.DEAD, attempt.status, attempt.error, attempt.duration_s
+                )
             else:
                 next_at = now + delay
         m = self._metrics
@@ -291,15 +281,25 @@ class Sender:
             m.request_duration.labels(ep.label).observe(attempt.duration_s)
         if outcome is Outcome.DELIVERED:
             self._sent += 1
-            m.end_to_end.labels(ep.label).observe(max(0.0, now - item.inserted_at))
+            m.end_to_end.labels(ep.label).observe(max(0.0, now - item.delivery.inserted_at))
             log.debug(
                 "delivery.sent delivery_id=%d lead_id=%d endpoint=%s status=%d duration_s=%.3f",
-                item.id, item.lead_id, ep.label, attempt.status, attempt.duration_s,
+                item.id,
+                item.delivery.lead_id,
+                ep.label,
+                attempt.status,
+                attempt.duration_s,
             )
         else:
             log.info(
                 "delivery.failed delivery_id=%d lead_id=%d endpoint=%s attempt=%d status=%d error=%s outcome=%s",
-                item.id, item.lead_id, ep.label, item.attempts + 1, attempt.status, attempt.error, outcome.value,
+                item.id,
+                item.delivery.lead_id,
+                ep.label,
+                item.attempts + 1,
+                attempt.status,
+                attempt.error,
+                outcome.value,
             )
         self._results.append((attempt, next_at))
         self._results_ready.set()

@@ -55,11 +55,13 @@ class StateCollector(Collector):
         info = InfoMetricFamily("vicidial_cdc_build", "Version of the running streamer.")
         info.add_metric([], {"version": __version__})
         yield info
-        yield _gauge("vicidial_cdc_reader_connected", "1 while the binlog connection is up.", s.reader_connected)
+        yield _gauge(
+            "vicidial_cdc_reader_connected", "1 while the binlog connection is up.", s.reader_connected
+        )
         reconnects = GaugeMetricFamily(
             "vicidial_cdc_reader_reconnects", "Reconnects of the binlog reader since start."
         )
-        reconnects.add_metric([], s.reader_reconnects)
+        reconnects.add_metric([], float(s.reader_reconnects))
         yield reconnects
         yield _gauge(
             "vicidial_cdc_binlog_last_event_timestamp_seconds",
@@ -68,9 +70,13 @@ class StateCollector(Collector):
         )
         yield _gauge("vicidial_cdc_binlog_lag_seconds", "How far the reader is behind the server.", s.lag_s)
         yield _gauge(
-            "vicidial_cdc_checkpoint_age_seconds", "Seconds since the checkpoint last moved.", s.checkpoint_age_s
+            "vicidial_cdc_checkpoint_age_seconds",
+            "Seconds since the checkpoint last moved.",
+            s.checkpoint_age_s,
         )
-        depth = GaugeMetricFamily("vicidial_cdc_queue_depth", "Items waiting in each queue.", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "vicidial_cdc_queue_depth", "Items waiting in each queue.", labels=["queue"]
+        )
         for name, value in sorted(s.queue_depths.items()):
             depth.add_metric([name], value)
         yield depth
@@ -86,7 +92,7 @@ class StateCollector(Collector):
         ):
             fam = GaugeMetricFamily(name, doc, labels=["endpoint"])
             for endpoint, value in sorted(values.items()):
-                fam.add_metric([endpoint], value)
+                fam.add_metric([endpoint], float(value))
             yield fam
 
 
@@ -101,7 +107,10 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.binlog_rows = Counter(
-            "vicidial_cdc_binlog_rows", "Rows of watched tables read, by table and op.", ["table", "op"], registry=r
+            "vicidial_cdc_binlog_rows",
+            "Rows of watched tables read, by table and op.",
+            ["table", "op"],
+            registry=r,
         )
         self.decode_errors = Counter(
             "vicidial_cdc_binlog_decode_errors",
@@ -113,16 +122,25 @@ class Metrics:
             "vicidial_cdc_leads_detected", "vicidial_list inserts recognised as add_lead.", registry=r
         )
         self.leads_skipped = Counter(
-            "vicidial_cdc_leads_skipped", "Inserts or leads that produced no request, by reason.", ["reason"], registry=r
+            "vicidial_cdc_leads_skipped",
+            "Inserts or leads that produced no request, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.deliveries_enqueued = Counter(
             "vicidial_cdc_deliveries_enqueued", "Deliveries written to the outbox.", ["endpoint"], registry=r
         )
         self.deliveries = Counter(
-            "vicidial_cdc_deliveries", "Delivery attempts by final outcome of the attempt.", ["endpoint", "outcome"], registry=r
+            "vicidial_cdc_deliveries",
+            "Delivery attempts by final outcome of the attempt.",
+            ["endpoint", "outcome"],
+            registry=r,
         )
         self.requests = Counter(
-            "vicidial_cdc_requests", "HTTP requests by status class.", ["endpoint", "status_class"], registry=r
+            "vicidial_cdc_requests",
+            "HTTP requests by status class.",
+            ["endpoint", "status_class"],
+            registry=r,
         )
         self.request_duration = Histogram(
             "vicidial_cdc_request_duration_seconds",
@@ -145,9 +163,11 @@ class Metrics:
             registry=r,
         )
         self.settings_reloads = Counter(
-            "vicidial_cdc_settings_reloads", "Settings changes applied from the binlog.", ["table"], registry=r
+            "vicidial_cdc_settings_reloads",
+            "Settings changes applied from the binlog.",
+            ["table"],
+            registry=r,
         )
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
-

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .server import bound_port
+
 
 @dataclass(frozen=True, slots=True)
 class ReceivedRequest:
@@ -65,9 +67,7 @@ class Receiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = bound_port(self._runner, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -22,8 +22,8 @@ class Readiness:
 
 
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
-_READY = web.AppKey("ready", Callable[[], Readiness])
-_STATUS = web.AppKey("status", Callable[[], dict[str, Any]])
+_READY: web.AppKey[Callable[[], Readiness]] = web.AppKey("ready")
+_STATUS: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("status")
 
 
 def make_app(
@@ -68,8 +68,12 @@ async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = port
-    server = site._server
-    if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
-    return runner, bound
+    return runner, bound_port(runner, port)
+
+
+def bound_port(runner: web.AppRunner, default: int) -> int:
+    """The port a site really listens on (the one the OS chose for port 0)."""
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return int(addr[1])
+    return default

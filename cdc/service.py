@@ -206,7 +206,9 @@ class Service:
         try:
             while not stop.is_set():
                 get = asyncio.ensure_future(reader.get_batch())
-                done, _ = await asyncio.wait({get, stop_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {get, stop_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
                 if get not in done:
                     get.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -260,7 +262,11 @@ class Service:
         hold = detector.min_resume_position()
         if hold is not None and (checkpoint is None or hold < checkpoint):
             checkpoint = hold
-        if checkpoint is not None and self.stats.checkpoint is not None and checkpoint <= self.stats.checkpoint:
+        if (
+            checkpoint is not None
+            and self.stats.checkpoint is not None
+            and checkpoint <= self.stats.checkpoint
+        ):
             checkpoint = None
         if not deliveries and checkpoint is None:
             return

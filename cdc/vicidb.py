@@ -52,13 +52,12 @@ def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> Settings
         f"SELECT url_id, campaign_id, entry_type, url_type, url_address FROM {db}.vicidial_url_multi "
         "WHERE url_type='apinewlead'",
     )
-    lists = select(
-        conn, f"SELECT list_id, list_name, list_description, campaign_id FROM {db}.vicidial_lists"
-    )
+    lists = select(conn, f"SELECT list_id, list_name, list_description, campaign_id FROM {db}.vicidial_lists")
     fields = select(
         conn, f"SELECT list_id, field_label, field_encrypt, field_duplicate FROM {db}.vicidial_lists_fields"
     )
     system = select(
-        conn, f"SELECT db_schema_version, use_non_latin, custom_fields_enabled FROM {db}.system_settings LIMIT 1"
+        conn,
+        f"SELECT db_schema_version, use_non_latin, custom_fields_enabled FROM {db}.system_settings LIMIT 1",
     )
     return SettingsRows(urls, lists, fields, system[0] if system else None)

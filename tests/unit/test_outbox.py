@@ -1,0 +1,669 @@
+"""Tests for cdc.outbox: the SQLite outbox and checkpoint, on real files under tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from cdc.errors import StoreError
+from cdc.outbox import (
+    SCHEMA_VERSION,
+    AsyncStore,
+    DeliveryState,
+    EndpointCounts,
+    SqliteStore,
+    StateStore,
+    _store_error,
+)
+from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
+
+T0 = 1_700_000_000.0
+P1 = Position("mysql-bin.000007", 4_000, "0-1-100")
+P2 = Position("mysql-bin.000007", 9_000, "0-1-140")
+
+
+def make_delivery(lead_id: int = 1, endpoint_id: str = "crm", source: str = "vici1") -> Delivery:
+    return Delivery(
+        source=source,
+        lead_id=lead_id,
+        list_id=101,
+        endpoint_id=endpoint_id,
+        method="GET",
+        url=f"https://crm.example/api?lead_id={lead_id}",
+        url_source=UrlSource.VICIDIAL_LIST,
+        inserted_at=1_699_999_990,
+    )
+
+
+def attempt(delivery_id: int, outcome: Outcome, status: int = 200, error: str = "") -> Attempt:
+    return Attempt(delivery_id, outcome, status, error, 0.05)
+
+
+@contextlib.contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A second, independent connection to the state file (another process's view)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(db_path)
+    s.open()
+    yield s
+    s.close()
+
+
+def enqueue(store: SqliteStore, *deliveries: Delivery, now: float = T0) -> list[int]:
+    return store.commit_batch(list(deliveries), None, now)
+
+
+class TestOpen:
+    """Opening creates or upgrades a private WAL-mode file and refuses foreign ones."""
+
+    def test_new_file_gets_schema_and_private_modes(self, store: SqliteStore, db_path: Path) -> None:
+        """A new file has the current user_version, mode 0600, in a new 0700 directory."""
+        with raw(db_path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert mode(db_path) == 0o600
+        assert mode(db_path.parent) == 0o700
+
+    def test_wal_files_are_private(self, store: SqliteStore, db_path: Path) -> None:
+        """The -wal and -shm files that hold recent commits are 0600 as well."""
+        enqueue(store, make_delivery())
+        for suffix in ("-wal", "-shm"):
+            companion = Path(f"{db_path}{suffix}")
+            assert companion.exists()
+            assert mode(companion) == 0o600
+
+    def test_file_mode_survives_umask(self, db_path: Path) -> None:
+        """Even with a permissive umask the state file and WAL files are 0600."""
+        old = os.umask(0)
+        try:
+            s = SqliteStore(db_path)
+            s.open()
+            enqueue(s, make_delivery())
+            assert {mode(Path(f"{db_path}{sfx}")) for sfx in ("", "-wal", "-shm")} == {0o600}
+            s.close()
+        finally:
+            os.umask(old)
+
+    def test_existing_open_file_is_tightened(self, db_path: Path) -> None:
+        """An existing world-readable state file is made 0600 on open."""
+        db_path.parent.mkdir(mode=0o700)
+        db_path.touch()
+        db_path.chmod(0o644)
+        s = SqliteStore(db_path)
+        s.open()
+        s.close()
+        assert mode(db_path) == 0o600
+
+    def test_empty_existing_file_is_migrated(self, db_path: Path) -> None:
+        """A zero-byte file is migrated from user_version 0 to the current version."""
+        db_path.parent.mkdir(mode=0o700)
+        db_path.touch()
+        s = SqliteStore(db_path)
+        s.open()
+        assert s.load_checkpoint() is None
+        s.close()
+        with raw(db_path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+    def test_reopen_keeps_state(self, db_path: Path) -> None:
+        """Deliveries, the checkpoint and metadata survive close and a new open."""
+        first = SqliteStore(db_path)
+        first.open()
+        ids = first.commit_batch([make_delivery(1), make_delivery(2)], P1, T0)
+        first.meta_set("server_uuid", "abc")
+        first.close()
+
+        second = SqliteStore()
+        second.open(db_path)
+        try:
+            assert second.load_checkpoint() == P1
+            assert second.meta_get("server_uuid") == "abc"
+            assert [r.delivery for r in second.claim_due(T0, 10)] == [make_delivery(1), make_delivery(2)]
+            (new_id,) = second.commit_batch([make_delivery(3)], None, T0)
+            assert new_id > max(ids)
+        finally:
+            second.close()
+
+    def test_not_a_database(self, db_path: Path) -> None:
+        """A file that is not SQLite raises StoreError that says to move it aside."""
+        db_path.parent.mkdir(mode=0o700)
+        db_path.write_bytes(b"this is not a database\n" * 200)
+        s = SqliteStore(db_path)
+        with pytest.raises(StoreError, match=r"corrupt.*move the file aside"):
+            s.open()
+        s.close()
+
+    def test_newer_schema_is_refused(self, db_path: Path) -> None:
+        """A file written by a newer version (higher user_version) is not touched."""
+        db_path.parent.mkdir(mode=0o700)
+        with raw(db_path) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        with pytest.raises(StoreError, match="newer"):
+            SqliteStore(db_path).open()
+
+    def test_foreign_database_is_refused(self, db_path: Path) -> None:
+        """An SQLite file of another application (tables, user_version 0) is refused."""
+        db_path.parent.mkdir(mode=0o700)
+        with raw(db_path) as conn:
+            conn.execute("CREATE TABLE delivery (x)")
+        with pytest.raises(StoreError, match="another application"):
+            SqliteStore(db_path).open()
+
+    def test_lifecycle_errors(self, db_path: Path) -> None:
+        """Use before open, a second open, reopening after close and a missing path fail."""
+        s = SqliteStore(db_path)
+        with pytest.raises(RuntimeError, match="unopened"):
+            s.load_checkpoint()
+        s.open()
+        with pytest.raises(RuntimeError, match="opened"):
+            s.open()
+        s.close()
+        s.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            s.open()
+        with pytest.raises(ValueError, match="path"):
+            SqliteStore().open()
+        with pytest.raises(ValueError, match="differs"):
+            SqliteStore(db_path).open(db_path.with_name("other.db"))
+
+    def test_options_are_validated(self, db_path: Path) -> None:
+        """synchronous accepts NORMAL or FULL only; FULL works end to end."""
+        with pytest.raises(ValueError, match="synchronous"):
+            SqliteStore(db_path, synchronous="OFF")  # type: ignore[arg-type]
+        s = SqliteStore(db_path, synchronous="FULL")
+        s.open()
+        assert enqueue(s, make_delivery()) == [1]
+        s.close()
+
+    def test_sqlite_store_satisfies_the_interface(self, db_path: Path) -> None:
+        """SqliteStore is a StateStore (checked by mypy on this assignment)."""
+        backend: StateStore = SqliteStore(db_path)
+        backend.open()
+        backend.close()
+
+
+class TestCommitBatch:
+    """Enqueueing is idempotent on (source, lead_id, endpoint_id); fields round-trip."""
+
+    def test_same_key_is_stored_once(self, store: SqliteStore) -> None:
+        """The same key twice in one batch, or in a later batch, yields one row.
+
+        Ids are increasing but not dense: an ignored duplicate still uses up an id.
+        """
+        first = store.commit_batch([make_delivery(1), make_delivery(1), make_delivery(2)], P1, T0)
+        assert len(first) == 2
+        (third,) = store.commit_batch([make_delivery(1), make_delivery(3)], P2, T0 + 1)
+        assert third > max(first)
+        assert [c.delivery.lead_id for c in store.claim_due(T0 + 1, 10)] == [1, 2, 3]
+
+    def test_other_endpoint_or_source_is_a_new_key(self, store: SqliteStore) -> None:
+        """Another endpoint or another source for the same lead is a separate delivery."""
+        ids = enqueue(store, make_delivery(1), make_delivery(1, "erp"), make_delivery(1, source="vici2"))
+        assert ids == [1, 2, 3]
+
+    def test_delivered_row_is_not_enqueued_again(self, store: SqliteStore) -> None:
+        """Re-reading the binlog after delivery does not create a second delivery."""
+        enqueue(store, make_delivery(1))
+        (claimed,) = store.claim_due(T0, 10)
+        store.record_attempts([(attempt(claimed.id, Outcome.DELIVERED), None)], T0 + 1)
+        assert enqueue(store, make_delivery(1), now=T0 + 2) == []
+        record = store.get(claimed.id)
+        assert record is not None
+        assert record.state is DeliveryState.DELIVERED
+
+    def test_fields_round_trip(self, store: SqliteStore, db_path: Path) -> None:
+        """Everything needed to send is stored; the row starts pending, due now."""
+        d = Delivery(
+            source="vici1",
+            lead_id=77,
+            list_id=900,
+            endpoint_id="hook",
+            method="POST",
+            url="https://hook.example/in",
+            url_source=UrlSource.CONFIG_SYSTEM,
+            inserted_at=1_699_999_000,
+            body=b'{"phone":"\xc3\xa9"}\x00',
+            content_type="application/json",
+        )
+        (delivery_id,) = enqueue(store, d)
+        record = store.get(delivery_id)
+        assert record is not None
+        assert record.delivery == d
+        assert record.state is DeliveryState.PENDING
+        assert (record.attempts, record.next_attempt_at, record.created_at) == (0, T0, T0)
+        assert (record.last_status, record.last_error, record.delivered_at) == (0, "", None)
+        with raw(db_path) as conn:
+            row = conn.execute("SELECT idempotency_key FROM delivery WHERE id = ?", (delivery_id,))
+            assert row.fetchone() == (d.idempotency_key,)
+
+    def test_checkpoint_alone(self, store: SqliteStore) -> None:
+        """A batch without deliveries saves the checkpoint; nothing at all is a no-op."""
+        assert store.load_checkpoint() is None
+        assert store.commit_batch([], P1, T0) == []
+        saved = store.load_checkpoint()
+        assert saved == P1
+        assert saved is not None
+        assert saved.gtid == "0-1-100"
+        store.commit_batch([], P2, T0)
+        assert store.load_checkpoint() == P2
+        assert store.commit_batch([], None, T0) == []
+        assert store.load_checkpoint() == P2
+
+
+class TestAtomicity:
+    """Deliveries and the checkpoint commit together or not at all."""
+
+    def test_bad_delivery_rolls_back_batch_and_checkpoint(self, store: SqliteStore) -> None:
+        """A NOT NULL violation mid-batch leaves neither earlier rows nor the checkpoint."""
+        store.commit_batch([make_delivery(1)], P1, T0)
+        bad = Delivery(
+            source="vici1",
+            lead_id=3,
+            list_id=101,
+            endpoint_id="crm",
+            method="GET",
+            url=cast("str", None),
+            url_source=UrlSource.VICIDIAL_LIST,
+            inserted_at=0,
+        )
+        with pytest.raises(StoreError, match="NOT NULL"):
+            store.commit_batch([make_delivery(2), bad], P2, T0 + 1)
+        assert store.load_checkpoint() == P1
+        assert [c.pending for c in store.counts()] == [1]
+        assert store.commit_batch([make_delivery(2)], P2, T0 + 2) != []
+
+    def test_checkpoint_failure_rolls_back_deliveries(self, store: SqliteStore, db_path: Path) -> None:
+        """A failure while saving the checkpoint, after the inserts, removes them again."""
+        store.commit_batch([make_delivery(1)], P1, T0)
+        with raw(db_path) as conn:
+            conn.execute(
+                "CREATE TRIGGER fail_checkpoint BEFORE UPDATE ON checkpoint"
+                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        with pytest.raises(StoreError, match="injected failure"):
+            store.commit_batch([make_delivery(2), make_delivery(3)], P2, T0 + 1)
+        assert store.load_checkpoint() == P1
+        assert [c.pending for c in store.counts()] == [1]
+        assert store.get(2) is None
+
+
+class TestClaimDue:
+    """claim_due hands out due pending rows once, in due order, marked in flight."""
+
+    def test_claims_due_rows_in_order(self, store: SqliteStore) -> None:
+        """Rows due by now come oldest-due first; later ones stay pending."""
+        enqueue(store, make_delivery(1), now=T0 + 5)
+        enqueue(store, make_delivery(2), now=T0)
+        enqueue(store, make_delivery(3), now=T0 + 60)
+        claimed = store.claim_due(T0 + 10, 10)
+        assert [c.delivery.lead_id for c in claimed] == [2, 1]
+        assert [(c.attempts, c.created_at) for c in claimed] == [(0, T0), (0, T0 + 5)]
+        (counts,) = store.counts()
+        assert (counts.pending, counts.in_flight) == (1, 2)
+        record = store.get(claimed[0].id)
+        assert record is not None
+        assert record.state is DeliveryState.IN_FLIGHT
+
+    def test_limit_and_no_double_claim(self, store: SqliteStore) -> None:
+        """The limit caps one claim; rows in flight are not claimed again."""
+        enqueue(store, *(make_delivery(i) for i in range(1, 6)))
+        assert [c.id for c in store.claim_due(T0, 2)] == [1, 2]
+        assert [c.id for c in store.claim_due(T0, 10)] == [3, 4, 5]
+        assert store.claim_due(T0, 10) == []
+        assert store.claim_due(T0, 0) == []
+
+    def test_excluded_endpoints_are_left_pending(self, store: SqliteStore) -> None:
+        """Rows of excluded endpoints are skipped; the others keep their due order."""
+        enqueue(store, *(make_delivery(i, "down") for i in range(1, 50)), now=T0)
+        enqueue(store, make_delivery(100, "crm"), now=T0 + 2)
+        enqueue(store, make_delivery(101, "erp"), now=T0 + 1)
+        enqueue(store, make_delivery(102, "crm"), now=T0 + 3)
+        claimed = store.claim_due(T0 + 10, 2, exclude_endpoints={"down"})
+        assert [c.delivery.lead_id for c in claimed] == [101, 100]
+        claimed = store.claim_due(T0 + 10, 10, exclude_endpoints=["down", "erp"])
+        assert [c.delivery.lead_id for c in claimed] == [102]
+        by_endpoint = {c.endpoint_id: c for c in store.counts()}
+        assert by_endpoint["down"].pending == 49
+
+
+class TestRecordAttempts:
+    """Each outcome moves an in-flight row to its next state and counts the attempt."""
+
+    def test_outcomes(self, store: SqliteStore) -> None:
+        """DELIVERED, RETRY and DEAD in one batch each update their row."""
+        enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3))
+        store.claim_due(T0, 10)
+        changed = store.record_attempts(
+            [
+                (attempt(1, Outcome.DELIVERED, 200), None),
+                (attempt(2, Outcome.RETRY, 503, "http_5xx"), T0 + 30),
+                (attempt(3, Outcome.DEAD, 404, "http_4xx"), None),
+            ],
+            T0 + 1,
+        )
+        assert changed == 3
+        delivered, retry, dead = (store.get(i) for i in (1, 2, 3))
+        assert delivered is not None and retry is not None and dead is not None
+        assert (delivered.state, delivered.delivered_at, delivered.last_status) == (
+            DeliveryState.DELIVERED,
+            T0 + 1,
+            200,
+        )
+        assert (retry.state, retry.next_attempt_at, retry.last_error) == (
+            DeliveryState.PENDING,
+            T0 + 30,
+            "http_5xx",
+        )
+        assert (dead.state, dead.last_status, dead.updated_at) == (DeliveryState.DEAD, 404, T0 + 1)
+        assert [r.attempts for r in (delivered, retry, dead)] == [1, 1, 1]
+
+    def test_retry_is_claimed_again_with_attempt_count(self, store: SqliteStore) -> None:
+        """A retried row is due at its retry time and carries its attempt count."""
+        enqueue(store, make_delivery(1))
+        store.claim_due(T0, 1)
+        store.record_attempts([(attempt(1, Outcome.RETRY, 0, "timeout"), T0 + 30)], T0 + 1)
+        assert store.claim_due(T0 + 29, 1) == []
+        (again,) = store.claim_due(T0 + 30, 1)
+        assert again.attempts == 1
+
+    def test_rows_not_in_flight_are_unchanged(self, store: SqliteStore) -> None:
+        """An outcome for a pending or unknown row changes nothing and is not counted."""
+        enqueue(store, make_delivery(1))
+        assert store.record_attempts([(attempt(1, Outcome.DEAD), None)], T0) == 0
+        assert store.record_attempts([(attempt(99, Outcome.DELIVERED), None)], T0) == 0
+        assert store.record_attempts([], T0) == 0
+        record = store.get(1)
+        assert record is not None
+        assert (record.state, record.attempts) == (DeliveryState.PENDING, 0)
+
+    def test_retry_needs_a_time(self, store: SqliteStore) -> None:
+        """A RETRY without a retry time is rejected before anything is written."""
+        enqueue(store, make_delivery(1), make_delivery(2))
+        store.claim_due(T0, 10)
+        with pytest.raises(ValueError, match="RETRY"):
+            store.record_attempts(
+                [(attempt(1, Outcome.DELIVERED), None), (attempt(2, Outcome.RETRY, 503), None)], T0
+            )
+        (counts,) = store.counts()
+        assert (counts.in_flight, counts.delivered) == (2, 0)
+
+
+class TestRequeueInFlight:
+    """At startup, rows a previous run left in flight become pending again."""
+
+    def test_requeue(self, store: SqliteStore) -> None:
+        """Only in-flight rows move, their attempt count unchanged, due at once."""
+        enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3))
+        store.claim_due(T0, 2)
+        store.record_attempts([(attempt(1, Outcome.DEAD, 410), None)], T0)
+        assert store.requeue_in_flight() == 1
+        assert store.requeue_in_flight() == 0
+        (counts,) = store.counts()
+        assert (counts.pending, counts.in_flight, counts.dead) == (2, 0, 1)
+        assert [c.id for c in store.claim_due(T0, 10)] == [2, 3]
+
+
+class TestNextDueAt:
+    """next_due_at is the earliest due time of a pending row."""
+
+    def test_next_due_at(self, store: SqliteStore) -> None:
+        """None when nothing waits; in-flight and finished rows do not count."""
+        assert store.next_due_at() is None
+        enqueue(store, make_delivery(1), now=T0)
+        enqueue(store, make_delivery(2), now=T0 + 50)
+        assert store.next_due_at() == T0
+        store.claim_due(T0, 1)
+        assert store.next_due_at() == T0 + 50
+        store.record_attempts([(attempt(1, Outcome.RETRY, 500), T0 + 20)], T0 + 1)
+        assert store.next_due_at() == T0 + 20
+        store.claim_due(T0 + 100, 10)
+        assert store.next_due_at() is None
+
+
+class TestCounts:
+    """counts() reports rows per endpoint and state, and the oldest waiting row."""
+
+    def test_counts(self, store: SqliteStore) -> None:
+        """Each endpoint gets its own record; oldest covers pending and in-flight rows."""
+        assert store.counts() == []
+        enqueue(store, make_delivery(1, "crm"), make_delivery(2, "crm"), now=T0)
+        enqueue(store, make_delivery(3, "crm"), make_delivery(4, "erp"), now=T0 + 10)
+        store.claim_due(T0 + 10, 3)  # 1, 2 (crm) and 3 or 4
+        store.record_attempts([(attempt(2, Outcome.DELIVERED), None)], T0 + 11)
+        counts = store.counts()
+        assert [c.endpoint_id for c in counts] == ["crm", "erp"]
+        crm, erp = counts
+        assert (crm.pending + crm.in_flight, crm.delivered, crm.dead) == (2, 1, 0)
+        assert crm.oldest_pending_created_at == T0
+        assert erp.pending + erp.in_flight == 1
+        assert erp.oldest_pending_created_at == T0 + 10
+
+    def test_finished_endpoint_has_no_oldest(self, store: SqliteStore) -> None:
+        """An endpoint with only delivered or dead rows reports no oldest waiting row."""
+        enqueue(store, make_delivery(1))
+        store.claim_due(T0, 1)
+        store.record_attempts([(attempt(1, Outcome.DEAD, 400), None)], T0)
+        assert store.counts() == [EndpointCounts("crm", dead=1)]
+
+
+class TestPrune:
+    """prune_delivered removes delivered rows past the retention, nothing else."""
+
+    def test_prune(self, store: SqliteStore) -> None:
+        """Old delivered rows go; recent delivered, pending and dead rows stay."""
+        enqueue(store, *(make_delivery(i) for i in range(1, 6)))
+        store.claim_due(T0, 4)
+        store.record_attempts(
+            [
+                (attempt(1, Outcome.DELIVERED), None),
+                (attempt(2, Outcome.DELIVERED), None),
+                (attempt(4, Outcome.DEAD, 400), None),
+            ],
+            T0 + 10,
+        )
+        store.record_attempts([(attempt(3, Outcome.DELIVERED), None)], T0 + 100)
+        assert store.prune_delivered(T0 + 50) == 2
+        assert [store.get(i) is None for i in range(1, 6)] == [True, True, False, False, False]
+        assert store.prune_delivered(T0 + 50) == 0
+
+    def test_idempotency_lasts_as_long_as_the_row(self, store: SqliteStore) -> None:
+        """After pruning, the key is free again and ids are not reused."""
+        enqueue(store, make_delivery(1))
+        store.claim_due(T0, 1)
+        store.record_attempts([(attempt(1, Outcome.DELIVERED), None)], T0)
+        store.prune_delivered(T0 + 1)
+        (new_id,) = enqueue(store, make_delivery(1))
+        assert new_id > 1
+
+
+class TestDeadLetters:
+    """Operators list, retry and purge dead rows by id or by filter."""
+
+    @pytest.fixture
+    def dead_store(self, store: SqliteStore) -> SqliteStore:
+        """Rows 1-3 dead (crm, crm, erp) at T0+1, T0+2, T0+3; row 4 pending."""
+        enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3, "erp"), make_delivery(4))
+        store.claim_due(T0, 3)
+        for i in (1, 2, 3):
+            store.record_attempts([(attempt(i, Outcome.DEAD, 404, "http_4xx"), None)], T0 + i)
+        return store
+
+    def test_list_dead_filters(self, dead_store: SqliteStore) -> None:
+        """Filters combine; older_than compares with the time the row went dead."""
+        assert [r.id for r in dead_store.list_dead()] == [1, 2, 3]
+        assert [r.id for r in dead_store.list_dead(endpoint_id="crm")] == [1, 2]
+        assert [r.id for r in dead_store.list_dead(lead_id=3)] == [3]
+        assert [r.id for r in dead_store.list_dead(older_than=T0 + 2.5)] == [1, 2]
+        assert [r.id for r in dead_store.list_dead(endpoint_id="crm", older_than=T0 + 1.5)] == [1]
+        assert [r.id for r in dead_store.list_dead(limit=1)] == [1]
+        first = dead_store.list_dead()[0]
+        assert (first.state, first.last_status, first.last_error) == (DeliveryState.DEAD, 404, "http_4xx")
+
+    def test_retry_by_ids(self, dead_store: SqliteStore) -> None:
+        """Retried rows are pending, due now, with no attempts; other ids are ignored."""
+        assert dead_store.retry_dead(T0 + 100, ids=[]) == 0
+        assert dead_store.retry_dead(T0 + 100, ids=[1, 4, 99]) == 1
+        record = dead_store.get(1)
+        assert record is not None
+        assert (record.state, record.attempts, record.next_attempt_at) == (
+            DeliveryState.PENDING,
+            0,
+            T0 + 100,
+        )
+        assert [c.id for c in dead_store.claim_due(T0 + 100, 10)] == [4, 1]
+
+    def test_retry_by_filter(self, dead_store: SqliteStore) -> None:
+        """A filter selects the dead rows to retry."""
+        assert dead_store.retry_dead(T0 + 100, endpoint_id="crm") == 2
+        assert [r.id for r in dead_store.list_dead()] == [3]
+        assert dead_store.retry_dead(T0 + 100, older_than=T0 + 100) == 1
+        assert dead_store.list_dead() == []
+
+    def test_purge(self, dead_store: SqliteStore) -> None:
+        """Purge deletes dead rows only, by ids or by filter."""
+        assert dead_store.purge_dead(ids=[1, 4]) == 1
+        assert dead_store.get(1) is None
+        assert dead_store.get(4) is not None
+        assert dead_store.purge_dead(lead_id=3) == 1
+        assert [r.id for r in dead_store.list_dead()] == [2]
+
+    def test_a_selector_is_required(self, dead_store: SqliteStore) -> None:
+        """Retry and purge without ids or filters refuse to touch every row."""
+        with pytest.raises(ValueError, match="filter"):
+            dead_store.retry_dead(T0)
+        with pytest.raises(ValueError, match="filter"):
+            dead_store.purge_dead()
+        assert len(dead_store.list_dead()) == 3
+
+
+class TestMeta:
+    """meta_get/meta_set keep small strings such as the source server identity."""
+
+    def test_meta(self, store: SqliteStore) -> None:
+        """A missing key is None; set overwrites."""
+        assert store.meta_get("server_uuid") is None
+        store.meta_set("server_uuid", "a")
+        store.meta_set("server_uuid", "b")
+        assert store.meta_get("server_uuid") == "b"
+
+
+class TestErrors:
+    """sqlite3 errors reach callers as StoreError saying what to do."""
+
+    def test_locked_by_another_process(self, db_path: Path) -> None:
+        """A write lock held elsewhere past busy_timeout names the other streamer."""
+        s = SqliteStore(db_path, busy_timeout_s=0)
+        s.open()
+        try:
+            with raw(db_path) as other:
+                other.execute("BEGIN IMMEDIATE")
+                with pytest.raises(StoreError, match="locked by another process"):
+                    s.commit_batch([make_delivery(1)], P1, T0)
+                other.execute("ROLLBACK")
+            assert s.commit_batch([make_delivery(1)], P1, T0) == [1]
+        finally:
+            s.close()
+
+    @pytest.mark.parametrize(
+        ("code", "hint"),
+        [
+            (5, "locked by another process"),  # SQLITE_BUSY
+            (13, "disk is full"),  # SQLITE_FULL
+            (11, "corrupt"),  # SQLITE_CORRUPT
+            (26, "corrupt"),  # SQLITE_NOTADB
+            (8, "not writable"),  # SQLITE_READONLY
+            (778, "I/O error"),  # SQLITE_IOERR_WRITE (an extended code)
+            (1, "restart"),  # SQLITE_ERROR
+        ],
+    )
+    def test_messages_say_what_to_do(self, code: int, hint: str) -> None:
+        """Each class of SQLite failure maps to a StoreError with an action."""
+        exc = sqlite3.OperationalError("boom")
+        exc.sqlite_errorcode = code
+        exc.sqlite_errorname = "SQLITE_X"
+        error = _store_error(exc, "commit deliveries", Path("/var/lib/x/state.db"))
+        assert isinstance(error, StoreError)
+        assert hint in str(error)
+        assert "commit deliveries" in str(error)
+        assert "/var/lib/x/state.db" in str(error)
+
+    def test_unwritable_directory(self, tmp_path: Path) -> None:
+        """A state path under a file (not a directory) raises StoreError at open."""
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pytest.raises(StoreError, match="cannot create the state file"):
+            SqliteStore(blocker / "state.db").open()
+
+
+class TestAsyncStore:
+    """AsyncStore runs store calls off the event loop, one at a time."""
+
+    async def test_round_trip(self, db_path: Path) -> None:
+        """Concurrent awaits are serialized on the worker thread; close stops it."""
+        store = AsyncStore(SqliteStore(db_path))
+        await store.open()
+        ids = await asyncio.gather(
+            *(store.commit_batch([make_delivery(i)], Position("b.000001", i), T0) for i in range(1, 21))
+        )
+        assert sorted(i for batch in ids for i in batch) == list(range(1, 21))
+        assert await store.requeue_in_flight() == 0
+        claimed = await store.claim_due(T0, 5)
+        results = [(attempt(c.id, Outcome.DELIVERED), None) for c in claimed]
+        assert await store.record_attempts(results, T0 + 1) == 5
+        assert await store.next_due_at() == T0
+        (counts,) = await store.counts()
+        assert (counts.pending, counts.delivered) == (15, 5)
+        assert await store.prune_delivered(T0 + 2) == 5
+        await store.meta_set("k", "v")
+        assert await store.meta_get("k") == "v"
+        checkpoint = await store.load_checkpoint()
+        assert checkpoint is not None
+        assert checkpoint.file == "b.000001"
+        assert isinstance(store.store, SqliteStore)
+        await store.close()
+        with pytest.raises(RuntimeError):
+            await store.counts()
+
+    async def test_calls_run_on_one_worker_thread(self, db_path: Path) -> None:
+        """Every call runs on the same thread, which is not the event loop's."""
+        threads: set[str] = set()
+
+        class Recording(SqliteStore):
+            __slots__ = ()
+
+            def counts(self) -> list[EndpointCounts]:
+                threads.add(threading.current_thread().name)
+                return super().counts()
+
+        store = AsyncStore(Recording(db_path))
+        await store.open()
+        await asyncio.gather(*(store.counts() for _ in range(10)))
+        await store.close()
+        assert len(threads) == 1
+        assert threads.pop().startswith("cdc-store")
