@@ -237,7 +237,7 @@ class Sender:
                 headers=headers,
                 timeout=ep.timeout,
                 allow_redirects=False,
-                ssl=True if self._config.verify_tls else False,
+                ssl=self._config.verify_tls,
             ) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
@@ -292,7 +292,8 @@ class Sender:
             )
         else:
             log.info(
-                "delivery.failed delivery_id=%d lead_id=%d endpoint=%s attempt=%d status=%d error=%s outcome=%s",
+                "delivery.failed delivery_id=%d lead_id=%d endpoint=%s attempt=%d"
+                " status=%d error=%s outcome=%s",
                 item.id,
                 item.delivery.lead_id,
                 ep.label,

@@ -8,7 +8,7 @@ time from each component's ``statistics()`` through :class:`StateCollector`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -77,10 +77,10 @@ class StateCollector(Collector):
         depth = GaugeMetricFamily(
             "vicidial_cdc_queue_depth", "Items waiting in each queue.", labels=["queue"]
         )
-        for name, value in sorted(s.queue_depths.items()):
-            depth.add_metric([name], value)
+        for queue, count in sorted(s.queue_depths.items()):
+            depth.add_metric([queue], float(count))
         yield depth
-        for name, doc, values in (
+        families: tuple[tuple[str, str, Mapping[str, float]], ...] = (
             ("vicidial_cdc_deliveries_pending", "Deliveries waiting in the outbox.", s.pending),
             ("vicidial_cdc_deliveries_in_flight", "Requests being sent now.", s.in_flight),
             ("vicidial_cdc_deliveries_dead", "Dead letters awaiting an operator.", s.dead),
@@ -89,10 +89,11 @@ class StateCollector(Collector):
                 "Age of the oldest pending delivery.",
                 s.oldest_pending_age_s,
             ),
-        ):
+        )
+        for name, doc, values in families:
             fam = GaugeMetricFamily(name, doc, labels=["endpoint"])
-            for endpoint, value in sorted(values.items()):
-                fam.add_metric([endpoint], float(value))
+            for endpoint, amount in sorted(values.items()):
+                fam.add_metric([endpoint], amount)
             yield fam
 
 

@@ -14,6 +14,7 @@ import pymysql
 
 from .errors import SchemaError
 from .records import Value
+from .settings import FIELD_COLUMNS, LIST_COLUMNS, SYSTEM_COLUMNS, URL_COLUMNS
 
 Row = Mapping[str, Value]
 
@@ -46,18 +47,21 @@ def select(conn: pymysql.Connection[Any], sql: str, args: tuple[Any, ...] = ()) 
 
 
 def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> SettingsRows:
-    db = f"`{database.replace('`', '``')}`"
+    """One SELECT per settings table, the columns the settings cache reads."""
+    db = quote_name(database)
+
+    def cols(names: tuple[str, ...]) -> str:
+        return ", ".join(quote_name(n) for n in names)
+
     urls = select(
         conn,
-        f"SELECT url_id, campaign_id, entry_type, url_type, url_address FROM {db}.vicidial_url_multi "
-        "WHERE url_type='apinewlead'",
+        f"SELECT {cols(URL_COLUMNS)} FROM {db}.vicidial_url_multi WHERE url_type='apinewlead'",
     )
-    lists = select(conn, f"SELECT list_id, list_name, list_description, campaign_id FROM {db}.vicidial_lists")
-    fields = select(
-        conn, f"SELECT list_id, field_label, field_encrypt, field_duplicate FROM {db}.vicidial_lists_fields"
-    )
-    system = select(
-        conn,
-        f"SELECT db_schema_version, use_non_latin, custom_fields_enabled FROM {db}.system_settings LIMIT 1",
-    )
+    lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.vicidial_lists")
+    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.vicidial_lists_fields")
+    system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.system_settings LIMIT 1")
     return SettingsRows(urls, lists, fields, system[0] if system else None)
+
+
+def quote_name(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

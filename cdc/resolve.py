@@ -1,0 +1,189 @@
+"""The resolver: one :class:`~cdc.records.ApiLead` + settings → deliveries, or why not.
+
+Pure: no I/O, no clock. The URL template comes from
+:meth:`SettingsSnapshot.url_for <cdc.settings.SettingsSnapshot.url_for>` (precedence
+lives there); tokens are built and rendered by :mod:`cdc.template`, in the connection
+charset VICIdial's PHP uses (:func:`cdc.charset.connection_codec`).
+
+The rendered URL (VICIdial checks the URL after substitution) is then checked, in this
+order, and a failing check is a :class:`~cdc.records.Skipped` with its reason:
+
+1. 10 characters or fewer → ``URL_TOO_SHORT``;
+2. no ``scheme://host`` → ``URL_RELATIVE``;
+3. a scheme other than http/https → ``URL_SCHEME``;
+4. not a URL we can send as is (non-ASCII, spaces or control characters, an empty or
+   malformed host, a bad port) → ``URL_INVALID``.
+
+Whitespace around the whole rendered URL (a trailing newline typed into the admin
+screen) is removed first; whitespace inside it makes it invalid.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import re
+import urllib.parse
+
+from . import charset, template
+from .records import ApiLead, Delivery, Skipped, SkipReason, Value
+from .settings import SettingsSnapshot
+
+METHOD = "GET"
+_MIN_LENGTH = 11  # VICIdial sends only URLs longer than 10 characters
+_SCHEME_HOST = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]+)")
+_HOST = re.compile(r"[A-Za-z0-9_.-]+")
+_SQL_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_ZERO_DATE = "0000-00-00 00:00:00"
+
+#: ``add_lead`` never writes a custom field whose label is one of these (case-sensitive,
+#: as VICIdial's ``$vicidial_list_fields`` check): the value is the vicidial_list column.
+_VICIDIAL_LIST_FIELDS = frozenset(
+    {
+        "lead_id",
+        "vendor_lead_code",
+        "source_id",
+        "list_id",
+        "gmt_offset_now",
+        "called_since_last_reset",
+        "phone_code",
+        "phone_number",
+        "title",
+        "first_name",
+        "middle_initial",
+        "last_name",
+        "address1",
+        "address2",
+        "address3",
+        "city",
+        "state",
+        "province",
+        "postal_code",
+        "country_code",
+        "gender",
+        "date_of_birth",
+        "alt_phone",
+        "email",
+        "security_phrase",
+        "comments",
+        "called_count",
+        "last_local_call_time",
+        "rank",
+        "owner",
+    }
+)
+#: Tokens a custom label cannot override (``template.lead_tokens`` fills them first).
+_STANDARD_TOKENS = frozenset(template.LEAD_TOKENS) | {
+    "list_name",
+    "list_description",
+    "campaign",
+    "sqldate",
+    "epoch",
+}
+#: Written by the custom-field step of ``add_lead`` (``UPDATE … SET entry_list_id``).
+_CUSTOM_STEP_TOKENS = frozenset({"entry_list_id"})
+
+
+def resolve(
+    lead: ApiLead,
+    snapshot: SettingsSnapshot,
+    *,
+    source: str,
+    endpoint_id: str = "apinewlead",
+    server_charset: str = "latin1",
+) -> list[Delivery] | Skipped:
+    """The request(s) VICIdial's "API New Lead URL" would make for ``lead``."""
+    url_template, url_source, reason = snapshot.url_for(lead.list_id)
+    if url_template is None or url_source is None:
+        return Skipped(lead.lead_id, lead.list_id, reason or SkipReason.NO_URL)
+    info = snapshot.list_info(lead.list_id)
+    tokens = template.lead_tokens(
+        lead.lead,
+        list_name=info.list_name if info is not None else "",
+        list_description=info.list_description if info is not None else "",
+        campaign=info.campaign_id if info is not None else "",
+        custom=lead.custom,
+        encrypted_fields=snapshot.encrypted_fields(lead.list_id),
+        sql_date=sql_date(lead.lead.get("entry_date"), lead.inserted_at),
+        epoch=lead.inserted_at,
+    )
+    codec = charset.connection_codec(snapshot.system.use_non_latin, server_charset)
+    url = template.render(url_template, tokens, codec).strip()
+    problem = check_url(url)
+    if problem is not None:
+        return Skipped(lead.lead_id, lead.list_id, problem)
+    return [
+        Delivery(
+            source=source,
+            lead_id=lead.lead_id,
+            list_id=lead.list_id,
+            endpoint_id=endpoint_id,
+            method=METHOD,
+            url=url,
+            url_source=url_source,
+            inserted_at=lead.inserted_at,
+        )
+    ]
+
+
+def check_url(url: str) -> SkipReason | None:
+    """Why a rendered URL cannot be sent (checks in VICIdial's order), or ``None``."""
+    if len(url) < _MIN_LENGTH:
+        return SkipReason.URL_TOO_SHORT
+    match = _SCHEME_HOST.match(url)
+    if match is None:
+        return SkipReason.URL_RELATIVE
+    if match.group(1).lower() not in ("http", "https"):
+        return SkipReason.URL_SCHEME
+    if not url.isascii() or any(ch <= " " or ch == "\x7f" for ch in url):
+        return SkipReason.URL_INVALID
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+        host = parts.hostname or ""
+        if ":" in host:
+            ipaddress.IPv6Address(host)  # bracketed literal; raises ValueError when bad
+        elif not _HOST.fullmatch(host):
+            return SkipReason.URL_INVALID
+    except ValueError:
+        return SkipReason.URL_INVALID
+    return None
+
+
+def sql_date(entry_date: Value, inserted_at: int) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` of the lead's insert, in the server's local time.
+
+    ``entry_date`` is a DATETIME (server wall time, as VICIdial wrote it); when it is
+    missing or a zero date, ``inserted_at`` (binlog epoch) in this process's local
+    time, which the deployment keeps equal to the server's.
+    """
+    if isinstance(entry_date, _dt.datetime):
+        return entry_date.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(entry_date, str) and _SQL_DATE.fullmatch(entry_date) and entry_date != _ZERO_DATE:
+        return entry_date
+    return _dt.datetime.fromtimestamp(inserted_at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def needs_custom(snapshot: SettingsSnapshot, list_id: int) -> bool:
+    """True when a lead of ``list_id`` must wait for the custom-field step of add_lead.
+
+    That is: custom fields are enabled, the list has some, and its URL template uses a
+    token that step writes (a custom field label, or ``entry_list_id``). The
+    :class:`~cdc.detect.Detector` then holds the lead until the step is over.
+    """
+    if not snapshot.system.custom_fields_enabled:
+        return False
+    fields = snapshot.custom_fields(list_id)
+    if not fields:
+        return False
+    url_template = snapshot.url_for(list_id)[0]
+    if url_template is None:
+        return False
+    names = {name.lower() for name in template.token_names(url_template)}
+    if names & _CUSTOM_STEP_TOKENS:
+        return True
+    return any(
+        f.label.lower() in names
+        for f in fields
+        if f.label not in _VICIDIAL_LIST_FIELDS and f.label.lower() not in _STANDARD_TOKENS
+    )
