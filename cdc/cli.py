@@ -103,9 +103,9 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from .demo import main as demo_main
 
-    return int(demo.main(args))
+    return demo_main(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,251 @@
+"""cdc.template: VICIdial's URL substitution, against hand-written golden cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdc import charset
+from cdc.records import Value
+from cdc.template import (
+    LEAD_TOKENS,
+    format_value,
+    lead_tokens,
+    php_trim,
+    php_urlencode,
+    render,
+    token_names,
+)
+
+GOLDEN = json.loads(
+    (Path(__file__).parents[1] / "golden" / "template_cases.json").read_text(encoding="utf-8")
+)
+DEFAULTS: dict[str, Any] = GOLDEN["defaults"]
+RENDER_CASES: list[dict[str, Any]] = GOLDEN["render_cases"]
+FORMAT_CASES: list[dict[str, Any]] = GOLDEN["format_cases"]
+
+
+def typed(raw: Any) -> Value:
+    """Decode one golden value (tagged JSON object or plain JSON scalar)."""
+    if not isinstance(raw, dict):
+        assert raw is None or isinstance(raw, str | int)
+        return raw
+    ((tag, text),) = raw.items()
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(text)
+    if tag == "date":
+        return dt.date.fromisoformat(text)
+    if tag == "decimal":
+        return decimal.Decimal(text)
+    if tag == "float":
+        return float(text)
+    if tag == "time_s":
+        return dt.timedelta(seconds=text)
+    if tag == "bytes_hex":
+        return bytes.fromhex(text)
+    raise AssertionError(f"unknown golden tag {tag!r}")
+
+
+def typed_row(raw: dict[str, Any] | None) -> dict[str, Value] | None:
+    return None if raw is None else {k: typed(v) for k, v in raw.items()}
+
+
+def render_case(case: dict[str, Any]) -> str:
+    """Run lead_tokens + render for one golden case, merged over the defaults."""
+    merged = {**DEFAULTS, **{k: v for k, v in case.items() if k not in ("lead", "lead_drop")}}
+    lead_raw = {**DEFAULTS["lead"], **case.get("lead", {})}
+    for column in case.get("lead_drop", []):
+        del lead_raw[column]
+    lead = typed_row(lead_raw)
+    assert lead is not None
+    tokens = lead_tokens(
+        lead,
+        list_name=merged["list_name"],
+        list_description=merged["list_description"],
+        campaign=merged["campaign"],
+        custom=typed_row(merged["custom"]),
+        encrypted_fields=frozenset(merged["encrypted_fields"]),
+        sql_date=merged["sql_date"],
+        epoch=merged["epoch"],
+    )
+    codec = charset.connection_codec(merged["use_non_latin"], merged["server_charset"])
+    return render(merged["template"], tokens, codec)
+
+
+class TestGoldenRender:
+    """Each rule of vicidial.md renders the URL written by hand in the golden file."""
+
+    @pytest.mark.parametrize("case", RENDER_CASES, ids=[c["id"] for c in RENDER_CASES])
+    def test_case(self, case: dict[str, Any]) -> None:
+        assert render_case(case) == case["expected"], case["rule"]
+
+    def test_case_ids_unique(self) -> None:
+        ids = [c["id"] for c in RENDER_CASES]
+        assert len(ids) == len(set(ids))
+
+
+class TestFormatValue:
+    """A stored value prints as PHP reads it from a MySQL SELECT."""
+
+    @pytest.mark.parametrize("case", FORMAT_CASES, ids=[c["id"] for c in FORMAT_CASES])
+    def test_case(self, case: dict[str, Any]) -> None:
+        assert format_value(typed(case["value"])) == case["expected"]
+
+    def test_datetime_fraction_kept(self) -> None:
+        assert format_value(dt.datetime(2025, 6, 1, 10, 11, 12, 500)) == "2025-06-01 10:11:12.000500"
+
+    def test_time_fraction_kept(self) -> None:
+        assert format_value(dt.timedelta(seconds=-1, microseconds=250000)) == "-00:00:00.750000"
+
+
+class TestLeadTokens:
+    """lead_tokens lists exactly the tokens that have a value source."""
+
+    def lead(self) -> dict[str, Value]:
+        row = typed_row(DEFAULTS["lead"])
+        assert row is not None
+        return row
+
+    def tokens(self, **overrides: Any) -> dict[str, str]:
+        args: dict[str, Any] = {
+            "list_name": "L",
+            "list_description": "D",
+            "campaign": "C",
+            "custom": None,
+            "encrypted_fields": frozenset(),
+            "sql_date": "2025-06-01 10:11:12",
+            "epoch": 1748772672,
+        }
+        lead = overrides.pop("lead", self.lead())
+        args.update(overrides)
+        return lead_tokens(lead, **args)
+
+    def test_every_table_token_present(self) -> None:
+        tokens = self.tokens()
+        expected = set(LEAD_TOKENS) | {"list_name", "list_description", "campaign"}
+        assert set(tokens) == expected | {"sqldate", "epoch"}
+
+    def test_values_formatted_not_trimmed(self) -> None:
+        lead = self.lead()
+        lead["first_name"] = "  Ann "
+        tokens = self.tokens(lead=lead)
+        assert tokens["first_name"] == "  Ann "
+        assert tokens["gmt_offset_now"] == "-5.00"
+        assert tokens["entry_date"] == "2025-06-01 10:11:12"
+        assert tokens["epoch"] == "1748772672"
+
+    def test_missing_columns_absent(self) -> None:
+        tokens = self.tokens(lead={"lead_id": 5})
+        assert tokens["lead_id"] == "5"
+        assert "first_name" not in tokens
+        assert "phone" not in tokens
+
+    def test_columns_outside_table_absent(self) -> None:
+        tokens = self.tokens()
+        for column in ("modify_date", "last_local_call_time", "called_since_last_reset"):
+            assert column not in tokens
+
+    def test_custom_none_adds_nothing(self) -> None:
+        assert "favorite_color" not in self.tokens(custom=None)
+
+    def test_custom_labels_lower_cased_and_lead_id_skipped(self) -> None:
+        custom: dict[str, Value] = {"lead_id": 77, "Favorite_Color": "Red"}
+        tokens = self.tokens(lead={"list_id": 1}, custom=custom)
+        assert tokens["favorite_color"] == "Red"
+        assert "lead_id" not in tokens
+
+    def test_encrypted_label_empty_any_case(self) -> None:
+        custom: dict[str, Value] = {"lead_id": 1, "SSN": "cipher"}
+        tokens = self.tokens(custom=custom, encrypted_fields=frozenset({"ssn"}))
+        assert tokens["ssn"] == ""
+
+
+class TestLeadTokenTable:
+    """LEAD_TOKENS is vicidial.md's token table, no more, no less."""
+
+    def test_same_name_columns(self) -> None:
+        same = {t for t, c in LEAD_TOKENS.items() if t == c}
+        assert same == {
+            "lead_id", "list_id", "entry_list_id", "phone_code", "phone_number", "title",
+            "first_name", "middle_initial", "last_name", "address1", "address2", "address3",
+            "city", "state", "province", "postal_code", "country_code", "gender",
+            "date_of_birth", "alt_phone", "email", "security_phrase", "comments",
+            "called_count", "rank", "owner", "source_id", "status", "entry_date",
+            "gmt_offset_now", "vendor_lead_code", "user",
+        }  # fmt: skip
+
+    def test_aliases(self) -> None:
+        aliases = {t: c for t, c in LEAD_TOKENS.items() if t != c}
+        assert aliases == {"vendor_id": "vendor_lead_code", "phone": "phone_number"}
+
+    def test_read_only(self) -> None:
+        with pytest.raises(TypeError):
+            LEAD_TOKENS["x"] = "y"  # type: ignore[index]
+
+
+class TestRender:
+    """render substitutes known tokens and leaves the rest of the template alone."""
+
+    def test_value_trimmed_then_encoded(self) -> None:
+        assert render("--A--x--B--", {"x": " a b "}, "utf-8") == "a+b"
+
+    def test_unknown_token_kept_as_typed(self) -> None:
+        assert render("?q=--a--Nope--B--", {"x": "1"}, "utf-8") == "?q=--a--Nope--B--"
+
+    def test_result_is_ascii_for_any_value(self) -> None:
+        url = render("h?a=--A--x--B--", {"x": "\udc81\x00\u20ac\U0001f600"}, "mariadb_latin1")
+        assert url == "h?a=%81%00%80%3F"
+
+    def test_surrogate_escape_restored_under_utf8(self) -> None:
+        assert render("--A--x--B--", {"x": "a\udcff"}, "utf-8") == "a%FF"
+
+
+class TestTokenNames:
+    """token_names reports the lower-cased names a template uses."""
+
+    def test_names(self) -> None:
+        template = "VARhttp://x/?a=--A--Budget--B--&b=--a--lead_id--b--&c=--A--SQLdate--B--"
+        assert token_names(template) == frozenset({"budget", "lead_id", "sqldate"})
+
+    def test_no_tokens(self) -> None:
+        assert token_names("http://x/?a=--A----B--") == frozenset()
+
+
+class TestPhpTrim:
+    """php_trim strips PHP trim()'s default set and nothing else."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (" \t\n\r\x00\x0ba\x0b\x00\r\n\t ", "a"),
+            ("\x0ca\xa0", "\x0ca\xa0"),
+            ("\u2003a\u3000", "\u2003a\u3000"),
+            ("a b", "a b"),
+            ("", ""),
+            ("  ", ""),
+        ],
+    )
+    def test_trim(self, text: str, expected: str) -> None:
+        assert php_trim(text) == expected
+
+
+class TestPhpUrlencodeTable:
+    """php_urlencode follows PHP's byte rules (full comparison with PHP: test_php_urlencode)."""
+
+    def test_unreserved_kept(self) -> None:
+        safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+        assert php_urlencode(safe) == safe.decode("ascii")
+
+    def test_space_plus_tilde_encoded(self) -> None:
+        assert php_urlencode(b" ~*+") == "+%7E%2A%2B"
+
+    def test_high_and_control_bytes_upper_hex(self) -> None:
+        assert php_urlencode(b"\x00\x0a\x7f\x80\xff") == "%00%0A%7F%80%FF"
+
+    def test_empty(self) -> None:
+        assert php_urlencode(b"") == ""
