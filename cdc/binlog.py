@@ -132,7 +132,7 @@ def _conn_settings(mysql: MysqlConfig) -> dict[str, Any]:
         "host": mysql.host,
         "port": mysql.port,
         "user": mysql.user,
-        "passwd": mysql.password.value,
+        "password": mysql.password.value,
         "connect_timeout": mysql.connect_timeout_s,
         "read_timeout": mysql.read_timeout_s,
         "write_timeout": mysql.read_timeout_s,
@@ -258,7 +258,9 @@ class _GuardedConnect:
         self.stream_connects = 0
 
     def __call__(self, **settings: Any) -> pymysql.Connection[Any]:
-        if "db" not in settings:  # the stream connection; the control one names a db
+        if "db" in settings:  # the library's control connection names a database
+            settings["database"] = settings.pop("db")
+        else:
             self.stream_connects += 1
             if self.stream_connects > 1:
                 raise _Reconnect
