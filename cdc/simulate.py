@@ -41,6 +41,7 @@ __all__ = [
     "StepRunner",
     "Steps",
     "Vicidial",
+    "execute",
     "run_interleaved",
 ]
 
@@ -453,9 +454,21 @@ class Vicidial:
         )
         return lead_id
 
-    def update_lead_insert(self, **kwargs: Any) -> int:
+    def update_lead_insert(
+        self,
+        *,
+        phone_number: str,
+        list_id: int,
+        user: str = DEFAULT_API_USER,
+        source: str = "test",
+        **columns: Any,
+    ) -> int:
         """Run :meth:`update_lead_insert_steps` now; the new lead_id."""
-        return self.run(self.update_lead_insert_steps(**kwargs))
+        return self.run(
+            self.update_lead_insert_steps(
+                phone_number=phone_number, list_id=list_id, user=user, source=source, **columns
+            )
+        )
 
     def loader_insert_steps(self, *, phone_number: str, list_id: int, **columns: Any) -> Steps:
         """The web lead loader: one ``vicidial_list`` INSERT, no API log row."""
@@ -463,9 +476,9 @@ class Vicidial:
         lead = self._lead_values(phone_number=phone_number, list_id=list_id, columns=columns)
         return (yield self._insert_lead(lead)).lastrowid
 
-    def loader_insert(self, **kwargs: Any) -> int:
+    def loader_insert(self, *, phone_number: str, list_id: int, **columns: Any) -> int:
         """Run :meth:`loader_insert_steps` now; the new lead_id."""
-        return self.run(self.loader_insert_steps(**kwargs))
+        return self.run(self.loader_insert_steps(phone_number=phone_number, list_id=list_id, **columns))
 
     def agent_insert_steps(
         self, *, phone_number: str, list_id: int, agent: str = "1001", **columns: Any
@@ -481,9 +494,11 @@ class Vicidial:
         )
         return lead_id
 
-    def agent_insert(self, **kwargs: Any) -> int:
+    def agent_insert(self, *, phone_number: str, list_id: int, agent: str = "1001", **columns: Any) -> int:
         """Run :meth:`agent_insert_steps` now; the new lead_id."""
-        return self.run(self.agent_insert_steps(**kwargs))
+        return self.run(
+            self.agent_insert_steps(phone_number=phone_number, list_id=list_id, agent=agent, **columns)
+        )
 
     def failed_add_lead_steps(
         self,
@@ -508,9 +523,21 @@ class Vicidial:
             )
         )
 
-    def failed_add_lead(self, **kwargs: Any) -> int:
+    def failed_add_lead(
+        self,
+        *,
+        phone_number: str,
+        list_id: int,
+        user: str = DEFAULT_API_USER,
+        reason: str = "add_lead INVALID PHONE NUMBER LENGTH",
+        source: str = "test",
+    ) -> int:
         """Run :meth:`failed_add_lead_steps` now; the api_log ``api_id``."""
-        return self.run(self.failed_add_lead_steps(**kwargs))
+        return self.run(
+            self.failed_add_lead_steps(
+                phone_number=phone_number, list_id=list_id, user=user, reason=reason, source=source
+            )
+        )
 
     # -- noise ------------------------------------------------------------------------
 

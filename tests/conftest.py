@@ -24,6 +24,14 @@ from cdc.schema import create_vicidial_schema
 from cdc.simulate import Vicidial
 
 _db_numbers = itertools.count(1)
+_SERVER_FIXTURES = frozenset({"mariadb", "mariadb_factory"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start or use a private server carry the ``mariadb`` marker."""
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mariadb)
 
 
 @pytest.fixture(scope="session")
