@@ -37,6 +37,8 @@ from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
+#: Resume point of rows read before the first group end of a GTID start.
+_BEFORE_FIRST_GROUP = Position("", 0)
 
 
 @dataclasses.dataclass(slots=True)
@@ -245,7 +247,8 @@ class Service:
                     if item.table in SETTINGS_TABLES:
                         self._apply_settings(item)
                         continue
-                    released = detector.feed(item, last_end or self.stats.checkpoint, seen)
+                    resume = last_end or self.stats.checkpoint or _BEFORE_FIRST_GROUP
+                    released = detector.feed(item, resume, seen)
                     self._resolve_all(released, deliveries)
                 elif isinstance(item, GroupEnd):
                     last_end = item.position
@@ -261,7 +264,8 @@ class Service:
         checkpoint = last_end
         hold = detector.min_resume_position()
         if hold is not None and (checkpoint is None or hold < checkpoint):
-            checkpoint = hold
+            # A GTID start has no file:pos before its first group end: keep the GTID.
+            checkpoint = None if hold == _BEFORE_FIRST_GROUP else hold
         if (
             checkpoint is not None
             and self.stats.checkpoint is not None

@@ -1,0 +1,278 @@
+"""Edge cases of the core pipeline: custom fields, DDL, rotation, start modes, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import StartPipeline  # type: ignore[import-not-found]
+from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
+
+from cdc.errors import SchemaError
+from cdc.mariadb import PrivateMariaDB
+from cdc.outbox import SqliteStore
+from cdc.receiver import Receiver
+from cdc.schema import create_vicidial_schema
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+
+class TestCustomFields:
+    """Custom tokens come from the custom_<list_id> row the same add_lead inserted."""
+
+    async def test_custom_tokens_and_entry_list_id(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+    ) -> None:
+        """Plain and encrypted fields, entry_list_id after its UPDATE, literal tokens without a row."""
+        vicidial.add_list(101, "Custom", "C", "")
+        vicidial.add_custom_fields(101, [("color", False), ("ssn", True)])
+        vicidial.set_list_url(
+            101,
+            f"{receiver.url}/c?id=--A--lead_id--B--&color=--A--color--B--&ssn=--A--ssn--B--"
+            "&e=--A--entry_list_id--B--",
+        )
+        _setup_fence(vicidial, receiver)
+        await start_pipeline(mariadb, vicidial_db)
+        with_row = await asyncio.to_thread(
+            vicidial.add_lead,
+            phone_number="3125550001",
+            list_id=101,
+            custom={"color": "dark red", "ssn": "123"},
+        )
+        without_row = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
+        await _wait_count(receiver, "/c", 2)
+        await _fence(vicidial, receiver, "custom")
+        assert sorted(_targets(receiver, "/c")) == sorted(
+            [
+                f"/c?id={with_row}&color=dark+red&ssn=&e=101",
+                f"/c?id={without_row}&color=--A--color--B--&ssn=--A--ssn--B--&e=0",
+            ]
+        )
+
+    async def test_custom_fields_added_while_running(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+    ) -> None:
+        """A list gets custom fields after start: its custom table is watched from then on."""
+        vicidial.add_list(102, "Later", "C", "")
+        vicidial.set_list_url(102, f"{receiver.url}/late?id=--A--lead_id--B--&size=--A--size--B--")
+        _setup_fence(vicidial, receiver)
+        await start_pipeline(mariadb, vicidial_db)
+        await _fence(vicidial, receiver, "before")
+        vicidial.add_custom_fields(102, [("size", False)])
+        lead = await asyncio.to_thread(
+            vicidial.add_lead, phone_number="3125550003", list_id=102, custom={"size": "XL"}
+        )
+        await _wait_count(receiver, "/late", 1)
+        assert _targets(receiver, "/late") == [f"/late?id={lead}&size=XL"]
+
+
+class TestSchemaChanges:
+    """DDL on a watched table is followed, with and without binlog column metadata."""
+
+    @pytest.mark.parametrize("metadata", ["FULL", "NO_LOG"])
+    async def test_alter_vicidial_list(
+        self, metadata: str, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline
+    ) -> None:
+        """A column added to vicidial_list mid-stream (as VICIdial upgrades do) keeps names right."""
+        server = mariadb_factory(row_metadata=metadata)  # type: ignore[operator]
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        with Vicidial.connect(server, database="asterisk", seed=2) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(
+                f"{receiver.url}/d?id=--A--lead_id--B--&ph=--A--phone_number--B--&o=--A--owner--B--"
+            )
+            _setup_fence(vici, receiver)
+            await start_pipeline(server, "asterisk")
+            first = await asyncio.to_thread(
+                vici.add_lead, phone_number="3125550001", list_id=101, owner="ann"
+            )
+            await _wait_count(receiver, "/d", 1)
+            vici.execute("ALTER TABLE vicidial_list ADD COLUMN new_flag VARCHAR(5) DEFAULT 'x' AFTER lead_id")
+            second = await asyncio.to_thread(
+                vici.add_lead, phone_number="3125550002", list_id=101, owner="bob"
+            )
+            await _wait_count(receiver, "/d", 2)
+            await _fence(vici, receiver, "ddl")
+        assert _targets(receiver, "/d") == [
+            f"/d?id={first}&ph=3125550001&o=ann",
+            f"/d?id={second}&ph=3125550002&o=bob",
+        ]
+
+
+class TestRotationAndStart:
+    """Binlog rotation, and the configurable start positions."""
+
+    async def test_rotation_mid_stream(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+    ) -> None:
+        """FLUSH BINARY LOGS between leads loses and repeats nothing."""
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/rot?id=--A--lead_id--B--")
+        _setup_fence(vicidial, receiver)
+        await start_pipeline(mariadb, vicidial_db)
+        ids = []
+        for i in range(4):
+            ids.append(await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i}", list_id=101))
+            await asyncio.to_thread(mariadb.flush_binary_logs)
+        await _wait_count(receiver, "/rot", 4)
+        await _fence(vicidial, receiver, "rot")
+        assert Counter(_targets(receiver, "/rot")) == Counter(f"/rot?id={i}" for i in ids)
+
+    async def test_start_at_file_pos_and_gtid(
+        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, tmp_path: Path
+    ) -> None:
+        """start=FILE:POS and start=GTID begin after that point; a restart resumes by file:pos."""
+        server = mariadb_factory()  # type: ignore[operator]
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        with Vicidial.connect(server, database="asterisk", seed=4) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/s?id=--A--lead_id--B--")
+            _setup_fence(vici, receiver)
+            before = vici.add_lead(phone_number="3125550001", list_id=101)
+            with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+                cur.execute("SHOW MASTER STATUS")
+                file, pos = cur.fetchone()[:2]
+                cur.execute("SELECT @@gtid_binlog_pos")
+                gtid = cur.fetchone()[0]
+            after = vici.add_lead(phone_number="3125550002", list_id=101)
+
+            run = await start_pipeline(server, "asterisk", state=tmp_path / "a.db", start=f"{file}:{pos}")
+            await _fence(vici, receiver, "filepos")
+            assert _targets(receiver, "/s") == [f"/s?id={after}"]
+            await run.stop()
+
+            receiver.requests.clear()
+            run = await start_pipeline(server, "asterisk", state=tmp_path / "b.db", start=gtid)
+            await _fence(vici, receiver, "gtid")
+            assert _targets(receiver, "/s") == [f"/s?id={after}"]
+            await run.stop()
+            assert run.service.stats.checkpoint is not None  # file:pos recorded after a GTID start
+
+            later = vici.add_lead(phone_number="3125550003", list_id=101)
+            await start_pipeline(server, "asterisk", state=tmp_path / "b.db", start=gtid)
+            await _fence(vici, receiver, "gtid-resume")
+            assert Counter(_targets(receiver, "/s")) == Counter([f"/s?id={after}", f"/s?id={later}"])
+        assert before not in (after, later)
+
+
+class TestBadInput:
+    """Bad input gets a clear error and loses nothing."""
+
+    async def test_missing_table(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline
+    ) -> None:
+        """A VICIdial table missing at start: SchemaError naming the table."""
+        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE vicidial_lists_fields")
+        with pytest.raises(SchemaError, match="vicidial_lists_fields"):
+            await start_pipeline(mariadb, vicidial_db)
+
+    async def test_malformed_url_is_skipped_with_reason(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+    ) -> None:
+        """A URL that cannot be parsed is counted as url_invalid and the stream goes on."""
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_list_url(101, "http://bad host.example:99999/x?id=--A--lead_id--B--")
+        _setup_fence(vicidial, receiver)
+        run = await start_pipeline(mariadb, vicidial_db)
+        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await _fence(vicidial, receiver, "malformed")
+        assert run.service.stats.skipped.get("url_invalid") == 1
+
+    async def test_dead_endpoint_keeps_delivery(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """Connection refused: the delivery stays in the outbox for a retry, with the error recorded."""
+        dead = Receiver()
+        await dead.start()
+        dead_url = dead.url
+        await dead.stop()  # nothing listens on that port now
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_list_url(101, f"{dead_url}/gone?id=--A--lead_id--B--")
+        _setup_fence(vicidial, receiver)
+        run = await start_pipeline(mariadb, vicidial_db, state=tmp_path / "dead.db")
+        lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await _fence(vicidial, receiver, "dead")
+        host_port = dead_url.split("//", 1)[1]
+        labels = {"endpoint": host_port, "outcome": "retry"}
+        async with asyncio.timeout(30):
+            while not run.service.metrics.registry.get_sample_value("vicidial_cdc_deliveries_total", labels):
+                await asyncio.sleep(0.1)
+        await run.stop()
+        store = SqliteStore(tmp_path / "dead.db")
+        store.open()
+        try:
+            assert store.list_dead(limit=100) == []  # not dead: waiting for its retry
+            pending = store.counts()
+        finally:
+            store.close()
+        total = {c.endpoint_id: c.pending + c.in_flight for c in pending}
+        assert total["apinewlead"] >= 1
+        assert lead > 0
+
+
+class TestPrivacy:
+    """Personal data never reaches the logs."""
+
+    async def test_sentinel_phone_not_logged(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """At DEBUG level, no record carries the phone, the name or the URL's query."""
+        caplog.set_level(logging.DEBUG)
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/p?ph=--A--phone_number--B--&n=--A--last_name--B--")
+        vicidial.add_list(102, "Off", "C", "")
+        vicidial.set_list_url(102, "---DISABLED---")
+        _setup_fence(vicidial, receiver)
+        await start_pipeline(mariadb, vicidial_db)
+        await asyncio.to_thread(
+            vicidial.add_lead, phone_number="8675309123", list_id=101, last_name="Sentinelson"
+        )
+        await asyncio.to_thread(
+            vicidial.add_lead, phone_number="8675309124", list_id=102, last_name="Sentinelson"
+        )
+        await _wait_count(receiver, "/p", 1)
+        await _fence(vicidial, receiver, "privacy")
+        text = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+        assert caplog.records, "the pipeline logged nothing at all: the check would be empty"
+        for secret in ("8675309", "Sentinelson", "ph=", "s3cret-api-pass"):
+            assert secret not in text

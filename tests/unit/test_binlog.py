@@ -1,0 +1,105 @@
+"""Pure parts of the reader: start specs, ENUM parsing, value normalization, purge message."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from cdc import binlog
+from cdc.config import MysqlConfig
+from cdc.errors import ConfigError
+from cdc.records import Position, Value
+
+
+class TestParseStart:
+    """reader.start accepts current, earliest, FILE:POS and MariaDB GTIDs."""
+
+    @pytest.mark.parametrize(
+        ("spec", "expected"),
+        [
+            ("current", "current"),
+            ("earliest", "earliest"),
+            ("binlog.000012:4567", Position("binlog.000012", 4567)),
+            (" mysql-bin.000001:4 ", Position("mysql-bin.000001", 4)),
+            ("0-1-42", "0-1-42"),
+            ("0-1-42,1-2-7", "0-1-42,1-2-7"),
+        ],
+    )
+    def test_valid(self, spec: str, expected: object) -> None:
+        """Each form is recognised."""
+        assert binlog.parse_start(spec) == expected
+
+    @pytest.mark.parametrize("spec", ["", "latest", "file:", ":12", "0-1", "binlog.000001:x"])
+    def test_invalid(self, spec: str) -> None:
+        """Anything else is a configuration error that lists the accepted forms."""
+        with pytest.raises(ConfigError, match="FILE:POS"):
+            binlog.parse_start(spec)
+
+
+class TestEnumLabels:
+    """ENUM labels are parsed from information_schema's COLUMN_TYPE."""
+
+    def test_labels(self) -> None:
+        """Quotes, doubled quotes and commas inside labels."""
+        assert binlog._enum_labels("enum('M','F','U')") == ("M", "F", "U")
+        assert binlog._enum_labels("enum('it''s','a,b','')") == ("it's", "a,b", "")
+
+
+def _column(name: str, data_type: str) -> Any:
+    return SimpleNamespace(name=name, data_type=data_type, set_values=None)
+
+
+class TestNormalize:
+    """Library values become our values; undecodable text is reported, never dropped."""
+
+    def _reader(self, errors: list[tuple[str, Value]]) -> binlog.BinlogReader:
+        return binlog.BinlogReader(
+            MysqlConfig(),
+            ["vicidial_list"],
+            Position("binlog.000001", 4),
+            on_decode_error=lambda table, lead_id: errors.append((table, lead_id)),
+        )
+
+    def test_zero_dates_and_nulls(self) -> None:
+        """A zero DATE is '0000-00-00'; a NULL stays None."""
+        reader = self._reader([])
+        cols = [
+            _column("date_of_birth", "date"),
+            _column("last_local_call_time", "datetime"),
+            _column("email", "varchar"),
+        ]
+        values = {"date_of_birth": None, "last_local_call_time": None, "email": None}
+        sources = {
+            "date_of_birth": "out of date range",
+            "last_local_call_time": "out of datetime range",
+            "email": "null",
+        }
+        out = reader._normalize("vicidial_list", values, sources, cols)
+        assert out == {
+            "date_of_birth": "0000-00-00",
+            "last_local_call_time": "0000-00-00 00:00:00",
+            "email": None,
+        }
+
+    def test_undecodable_reported_with_table_and_lead(self) -> None:
+        """A surrogate-escaped byte counts as a decode error with table and lead id, value kept."""
+        errors: list[tuple[str, Value]] = []
+        reader = self._reader(errors)
+        cols = [_column("lead_id", "int"), _column("first_name", "varchar")]
+        bad = b"Jos\xe9".decode("utf-8", "surrogateescape")
+        out = reader._normalize("vicidial_list", {"lead_id": 77, "first_name": bad}, {}, cols)
+        assert out["first_name"] == bad
+        assert errors == [("vicidial_list", 77)]
+        assert reader.statistics().decode_errors == 1
+
+
+class TestPurgedMessage:
+    """The purge error names the file and the recovery."""
+
+    def test_message(self) -> None:
+        """File, oldest file on the server, replay and run --start current."""
+        msg = binlog.purged_message(Position("binlog.000003", 900), ["binlog.000007", "binlog.000008"])
+        assert "binlog.000003" in msg and "binlog.000007" in msg
+        assert "replay --since" in msg and "--start current" in msg
