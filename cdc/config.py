@@ -119,9 +119,24 @@ class DeliveryConfig:
     #: Verify TLS certificates (never turn off in production).
     verify_tls: bool = True
     shutdown_grace_s: float = 20.0
+    #: Send ``Idempotency-Key`` and ``webhook-id`` (stable per lead and endpoint).
+    idempotency_headers: bool = True
+    #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)).
+    retry_base_s: float = 5.0
+    retry_factor: float = 6.0
+    retry_cap_s: float = 7200.0
+    max_attempts: int = 20
+    #: A delivery still failing this long after it was enqueued goes dead.
+    max_age_s: float = 86400.0
+    #: 4xx other than 408/425/429 go dead at once (false: retried like 5xx).
+    dead_on_4xx: bool = True
+    #: Consecutive failures that open an endpoint's circuit breaker.
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_max_cooldown_s: float = 600.0
 
-    def limits_for(self, origin: str, host_port: str) -> EndpointLimits:
-        return self.endpoints.get(origin) or self.endpoints.get(host_port) or self.defaults
+    def limits_for(self, endpoint_id: str, origin: str) -> EndpointLimits:
+        return self.endpoints.get(endpoint_id) or self.endpoints.get(origin) or self.defaults
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """The sender: takes due deliveries from the outbox and sends them.
 
-One ``aiohttp.ClientSession`` per process (the service owns it). Each endpoint, keyed
-by origin (scheme://host:port), has its own concurrency cap (a semaphore) and token
-bucket, so a slow CRM only slows its own requests. URLs go out as
-``yarl.URL(url, encoded=True)``: the bytes we rendered are the bytes sent. What happens
-after an attempt is decided by the pure functions in :mod:`cdc.retry`.
+One ``aiohttp.ClientSession`` per process (the service owns it). Each endpoint (the
+outbox's ``endpoint_id``: a configured name, or ``host:port`` for VICIdial's URLs) has
+its own concurrency cap, token bucket, circuit breaker and ``Retry-After`` pause, so a
+slow or dead CRM only holds back its own deliveries, which wait in the outbox. URLs go
+out as ``yarl.URL(url, encoded=True)``: the bytes we rendered are the bytes sent. What
+happens after an attempt is decided by the pure functions in :mod:`cdc.retry`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
 
+from .breaker import BreakerState, CircuitBreaker
 from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
 from .outbox import StoredDelivery
 from .records import Attempt, Outcome
+from .resolve import origin_of
 from .retry import RetryPolicy, classify, next_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -36,18 +38,23 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
 class Outbox(Protocol):
     """The async face of the state store that the sender uses."""
 
-    async def claim_due(self, now: float, limit: int) -> Sequence[StoredDelivery]: ...
+    async def claim_due(
+        self, now: float, limit: int, exclude_endpoints: Collection[str] = ()
+    ) -> Sequence[StoredDelivery]: ...
     async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int: ...
-    async def next_due_at(self) -> float | None: ...
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None: ...
+    async def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
-    origin: str
-    label: str
+    endpoint_id: str
     in_flight: int
     waiting: int
     tokens: float
+    circuit: BreakerState
+    paused_until: float
+    opened_at: float | None
 
 
 class TokenBucket:
@@ -82,26 +89,46 @@ class TokenBucket:
 
 
 class _Endpoint:
-    __slots__ = ("bucket", "label", "limits", "origin", "semaphore", "timeout", "waiting")
+    __slots__ = (
+        "breaker",
+        "bucket",
+        "endpoint_id",
+        "in_flight",
+        "limits",
+        "paused_until",
+        "semaphore",
+        "timeout",
+        "waiting",
+    )
 
-    def __init__(self, origin: str, label: str, limits: EndpointLimits) -> None:
-        self.origin = origin
-        self.label = label
+    def __init__(self, endpoint_id: str, limits: EndpointLimits, breaker: CircuitBreaker) -> None:
+        self.endpoint_id = endpoint_id
         self.limits = limits
         self.semaphore = asyncio.Semaphore(limits.concurrency)
         self.bucket = TokenBucket(limits.rate_per_s, limits.burst)
         self.timeout = aiohttp.ClientTimeout(total=limits.timeout_s, sock_connect=limits.connect_timeout_s)
+        self.breaker = breaker
+        self.paused_until = 0.0  # wall clock; Retry-After
         self.waiting = 0
+        self.in_flight = 0
+
+    def blocked_until(self, now: float) -> float | None:
+        """When this endpoint may take new requests again, or None when it may now."""
+        until = self.paused_until if self.paused_until > now else 0.0
+        if self.breaker.is_blocked(now):
+            until = max(until, self.breaker.unblocks_at() or now)
+        return until or None
 
 
-def origin_of(url: str) -> tuple[str, str]:
-    """(``scheme://host:port``, ``host:port``) of a URL; the label never holds a path."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    host = (parts.hostname or "").lower()
-    host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"{scheme}://{host_port}", host_port
+def policy_from(config: DeliveryConfig) -> RetryPolicy:
+    return RetryPolicy(
+        base_s=config.retry_base_s,
+        factor=config.retry_factor,
+        cap_s=config.retry_cap_s,
+        max_attempts=config.max_attempts,
+        max_age_s=config.max_age_s,
+        dead_on_4xx=config.dead_on_4xx,
+    )
 
 
 class Sender:
@@ -113,18 +140,19 @@ class Sender:
         outbox: Outbox,
         config: DeliveryConfig,
         metrics: Metrics,
-        policy: RetryPolicy | None = None,
         *,
         rng: random.Random | None = None,
         flush_interval_s: float = 0.02,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._outbox = outbox
         self._config = config
         self._metrics = metrics
-        self._policy = policy or RetryPolicy()
+        self._policy = policy_from(config)
         self._rng = rng or random.Random()
         self._flush_interval_s = flush_interval_s
+        self._clock = clock
         self._endpoints: dict[str, _Endpoint] = {}
         self._wake = asyncio.Event()
         self._results: list[tuple[Attempt, float | None]] = []
@@ -137,9 +165,16 @@ class Sender:
         self._wake.set()
 
     def statistics(self) -> list[EndpointStatistics]:
+        now = self._clock()
         return [
             EndpointStatistics(
-                e.origin, e.label, e.limits.concurrency - e.semaphore._value, e.waiting, e.bucket.tokens
+                endpoint_id=e.endpoint_id,
+                in_flight=e.in_flight,
+                waiting=e.waiting,
+                tokens=e.bucket.tokens,
+                circuit=e.breaker.state(now),
+                paused_until=e.paused_until,
+                opened_at=e.breaker.statistics(now).opened_at,
             )
             for e in self._endpoints.values()
         ]
@@ -167,22 +202,29 @@ class Sender:
     async def _claim_loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
+            now = self._clock()
+            blocked: dict[str, float] = {}
+            for ep in self._endpoints.values():
+                until = ep.blocked_until(now)
+                if until is not None:
+                    blocked[ep.endpoint_id] = until
             capacity = self._config.concurrency - self._in_flight
             claimed: Sequence[StoredDelivery] = ()
             if capacity > 0:
-                claimed = await self._outbox.claim_due(time.time(), capacity)
+                claimed = await self._outbox.claim_due(now, capacity, blocked)
                 for item in claimed:
                     self._in_flight += 1
                     tg.create_task(self._deliver(item))
-            if claimed and len(claimed) == capacity:
-                await self._wait(stop, 1.0)  # full: a finishing request wakes us
-                continue
             if claimed:
+                if len(claimed) == capacity:
+                    await self._wait(stop, 1.0)  # full: a finishing request wakes us
                 continue
-            due = await self._outbox.next_due_at()
-            wait_s = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
-            if wait_s > 0:
-                await self._wait(stop, wait_s)
+            wake_at = await self._outbox.next_due_at(blocked)
+            if blocked:
+                first_unblock = min(blocked.values())
+                wake_at = first_unblock if wake_at is None else min(wake_at, first_unblock)
+            wait_s = 1.0 if wake_at is None else min(1.0, max(0.0, wake_at - self._clock()))
+            await self._wait(stop, max(wait_s, 0.005))
 
     async def _wait(self, stop: asyncio.Event, timeout_s: float) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -193,28 +235,44 @@ class Sender:
                 w.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
-    def _endpoint(self, url: str) -> _Endpoint:
-        origin, host_port = origin_of(url)
-        ep = self._endpoints.get(origin)
+    def _endpoint(self, item: StoredDelivery) -> _Endpoint:
+        endpoint_id = item.delivery.endpoint_id
+        ep = self._endpoints.get(endpoint_id)
         if ep is None:
-            limits = self._config.limits_for(origin, host_port)
-            ep = self._endpoints[origin] = _Endpoint(origin, host_port, limits)
+            origin, _ = origin_of(item.delivery.url)
+            cfg = self._config
+            ep = _Endpoint(
+                endpoint_id,
+                cfg.limits_for(endpoint_id, origin),
+                CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s, cfg.breaker_max_cooldown_s),
+            )
+            self._endpoints[endpoint_id] = ep
         return ep
 
     async def _deliver(self, item: StoredDelivery) -> None:
         try:
-            ep = self._endpoint(item.delivery.url)
+            ep = self._endpoint(item)
             ep.waiting += 1
             try:
                 await ep.semaphore.acquire()
             finally:
                 ep.waiting -= 1
             try:
+                now = self._clock()
+                until = ep.blocked_until(now)
+                if until is not None or not ep.breaker.allow(now):
+                    # Paused or breaker open since this row was claimed: hand it back unsent.
+                    await self._outbox.release([item.id], until or now + 1.0, now)
+                    return
                 delay = ep.bucket.delay_for_one()
                 if delay > 0:
-                    self._metrics.rate_limited.labels(ep.label).inc()
+                    self._metrics.rate_limited.labels(ep.endpoint_id).inc()
                     await asyncio.sleep(delay)
-                attempt, retry_after = await self._send_once(item, ep)
+                ep.in_flight += 1
+                try:
+                    attempt, retry_after = await self._send_once(item, ep)
+                finally:
+                    ep.in_flight -= 1
             finally:
                 ep.semaphore.release()
             self._record(item, ep, attempt, retry_after)
@@ -222,9 +280,18 @@ class Sender:
             self._in_flight -= 1
             self._wake.set()
 
+    def _headers(self, item: StoredDelivery) -> dict[str, str]:
+        d = item.delivery
+        headers: dict[str, str] = {}
+        if d.content_type:
+            headers["Content-Type"] = d.content_type
+        if self._config.idempotency_headers:
+            headers["Idempotency-Key"] = d.idempotency_key
+            headers["webhook-id"] = d.idempotency_key
+        return headers
+
     async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:
         d = item.delivery
-        headers = {"Content-Type": d.content_type} if d.content_type else {}
         started = time.monotonic()
         status: int | None = None
         error: BaseException | None = None
@@ -234,13 +301,13 @@ class Sender:
                 d.method,
                 yarl.URL(d.url, encoded=True),
                 data=d.body or None,
-                headers=headers,
+                headers=self._headers(item),
                 timeout=ep.timeout,
                 allow_redirects=False,
                 ssl=self._config.verify_tls,
             ) as response:
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
                 await response.content.read(self._config.max_response_bytes)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             error = exc
@@ -252,7 +319,7 @@ class Sender:
             delivery_id=item.id,
             outcome=outcome,
             status=status or 0,
-            error=_error_class(error),
+            error=_error_class(error, status),
             duration_s=duration,
         )
         return attempt, retry_after
@@ -260,9 +327,17 @@ class Sender:
     def _record(
         self, item: StoredDelivery, ep: _Endpoint, attempt: Attempt, retry_after: float | None
     ) -> None:
-        now = time.time()
+        now = self._clock()
         next_at: float | None = None
         outcome = attempt.outcome
+        if outcome is Outcome.DELIVERED:
+            ep.breaker.record_success()
+        elif attempt.status in (429, 503) and retry_after is not None:
+            # It answered and asked us to wait: pause it, but it is not broken.
+            ep.paused_until = max(ep.paused_until, now + min(retry_after, self._policy.cap_s))
+            ep.breaker.record_success()
+        elif outcome is Outcome.RETRY:
+            ep.breaker.record_failure(now)
         if outcome is Outcome.RETRY:
             delay = next_delay(
                 item.attempts + 1, retry_after, self._policy, self._rng, age_s=now - item.created_at
@@ -275,28 +350,28 @@ class Sender:
             else:
                 next_at = now + delay
         m = self._metrics
-        m.requests.labels(ep.label, status_class(attempt.status)).inc()
-        m.deliveries.labels(ep.label, outcome.value).inc()
-        if attempt.status:
-            m.request_duration.labels(ep.label).observe(attempt.duration_s)
+        label = ep.endpoint_id
+        m.requests.labels(label, status_class(attempt.status)).inc()
+        m.deliveries.labels(label, outcome.value).inc()
+        m.request_duration.labels(label).observe(attempt.duration_s)
         if outcome is Outcome.DELIVERED:
             self._sent += 1
-            m.end_to_end.labels(ep.label).observe(max(0.0, now - item.delivery.inserted_at))
+            m.end_to_end.labels(label).observe(max(0.0, now - item.delivery.inserted_at))
             log.debug(
                 "delivery.sent delivery_id=%d lead_id=%d endpoint=%s status=%d duration_s=%.3f",
                 item.id,
                 item.delivery.lead_id,
-                ep.label,
+                label,
                 attempt.status,
                 attempt.duration_s,
             )
         else:
             log.info(
-                "delivery.failed delivery_id=%d lead_id=%d endpoint=%s attempt=%d"
-                " status=%d error=%s outcome=%s",
+                "delivery.failed delivery_id=%d lead_id=%d endpoint=%s attempt=%d status=%d"
+                " error=%s outcome=%s",
                 item.id,
                 item.delivery.lead_id,
-                ep.label,
+                label,
                 item.attempts + 1,
                 attempt.status,
                 attempt.error,
@@ -313,14 +388,15 @@ class Sender:
                 await asyncio.sleep(self._flush_interval_s)  # gather a batch
             results, self._results = self._results, []
             if results:
-                await self._outbox.record_attempts(results, time.time())
+                await self._outbox.record_attempts(results, self._clock())
             if stop.is_set() and not self._results:
                 return
 
 
-def _error_class(error: BaseException | None) -> str:
+def _error_class(error: BaseException | None, status: int | None) -> str:
+    """A short, bounded failure class: never a message that could carry lead data."""
     if error is None:
-        return ""
+        return "" if status is not None and status < 400 else f"http_{status}"
     if isinstance(error, TimeoutError):
         return "timeout"
     if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):

@@ -132,7 +132,9 @@ class StateStore(Protocol):
 
     def requeue_in_flight(self) -> int: ...
 
-    def next_due_at(self) -> float | None: ...
+    def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None: ...
+
+    def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int: ...
 
     def counts(self) -> list[EndpointCounts]: ...
 
@@ -477,13 +479,41 @@ class SqliteStore:
         with self._write("requeue in-flight deliveries") as conn:
             return conn.execute("UPDATE delivery SET state = 'pending' WHERE state = 'in_flight'").rowcount
 
-    def next_due_at(self) -> float | None:
-        """The earliest ``next_attempt_at`` of a pending row (maybe already past), or None."""
+    def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None:
+        """The earliest ``next_attempt_at`` of a pending row (maybe already past), or None.
+
+        Rows of ``exclude_endpoints`` (paused or open breaker) do not count, so a
+        sender waiting on them sleeps instead of spinning.
+        """
         with self._use("find the next due delivery") as conn:
-            (due_at,) = conn.execute(
-                "SELECT MIN(next_attempt_at) FROM delivery WHERE state = 'pending'"
-            ).fetchone()
-        return None if due_at is None else float(due_at)
+            if not exclude_endpoints:
+                (due_at,) = conn.execute(
+                    "SELECT MIN(next_attempt_at) FROM delivery WHERE state = 'pending'"
+                ).fetchone()
+                return None if due_at is None else float(due_at)
+            excluded = set(exclude_endpoints)
+            times = [
+                conn.execute(
+                    "SELECT MIN(next_attempt_at) FROM delivery INDEXED BY delivery_endpoint"
+                    " WHERE state = 'pending' AND endpoint_id = ?",
+                    (endpoint_id,),
+                ).fetchone()[0]
+                for (endpoint_id,) in conn.execute(_PENDING_ENDPOINTS)
+                if endpoint_id not in excluded
+            ]
+        found = [float(t) for t in times if t is not None]
+        return min(found) if found else None
+
+    def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int:
+        """Hand claimed rows back unsent (endpoint paused): pending again, no attempt counted."""
+        if not ids:
+            return 0
+        with self._write("release claimed deliveries") as conn:
+            return conn.executemany(
+                "UPDATE delivery SET state = 'pending', next_attempt_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'in_flight'",
+                [(next_attempt_at, now, i) for i in ids],
+            ).rowcount
 
     def counts(self) -> list[EndpointCounts]:
         """Row counts per endpoint and state, sorted by endpoint id."""
@@ -689,8 +719,11 @@ class AsyncStore:
     async def requeue_in_flight(self) -> int:
         return await self._call(self._store.requeue_in_flight)
 
-    async def next_due_at(self) -> float | None:
-        return await self._call(self._store.next_due_at)
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None:
+        return await self._call(self._store.next_due_at, exclude_endpoints)
+
+    async def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int:
+        return await self._call(self._store.release, ids, next_attempt_at, now)
 
     async def counts(self) -> list[EndpointCounts]:
         return await self._call(self._store.counts)

@@ -89,10 +89,14 @@ def resolve(
     snapshot: SettingsSnapshot,
     *,
     source: str,
-    endpoint_id: str = "apinewlead",
+    endpoint_id: str | None = None,
     server_charset: str = "latin1",
 ) -> list[Delivery] | Skipped:
-    """The request(s) VICIdial's "API New Lead URL" would make for ``lead``."""
+    """The request(s) VICIdial's "API New Lead URL" would make for ``lead``.
+
+    ``endpoint_id`` defaults to the URL's ``host:port``: VICIdial's URLs carry no name,
+    and the sender limits, pauses and breaks per endpoint.
+    """
     url_template, url_source, reason = snapshot.url_for(lead.list_id)
     if url_template is None or url_source is None:
         return Skipped(lead.lead_id, lead.list_id, reason or SkipReason.NO_URL)
@@ -117,13 +121,26 @@ def resolve(
             source=source,
             lead_id=lead.lead_id,
             list_id=lead.list_id,
-            endpoint_id=endpoint_id,
+            endpoint_id=endpoint_id or origin_of(url)[1],
             method=METHOD,
             url=url,
             url_source=url_source,
             inserted_at=lead.inserted_at,
         )
     ]
+
+
+def origin_of(url: str) -> tuple[str, str]:
+    """(``scheme://host:port``, ``host:port``) of a URL; the label never holds a path."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    host = (parts.hostname or "").lower()
+    host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{host_port}", host_port
 
 
 def check_url(url: str) -> SkipReason | None:

@@ -112,14 +112,14 @@ class TestResolve:
                 source="dialer1",
                 lead_id=7,
                 list_id=101,
-                endpoint_id="apinewlead",
+                endpoint_id="hooks.example.com:80",
                 method="GET",
                 url="http://hooks.example.com/new?phone=3125550100&id=7",
                 url_source=UrlSource.VICIDIAL_SYSTEM,
                 inserted_at=INSERTED_AT,
             )
         ]
-        assert result[0].idempotency_key == "dialer1:7:apinewlead"
+        assert result[0].idempotency_key == "dialer1:7:hooks.example.com:80"
 
     def test_endpoint_id_and_list_source(self) -> None:
         snap = snapshot(system="http://sys.example.com/x", lists={101: "https://list.example.com/y"})

@@ -1,0 +1,566 @@
+"""Replay: rebuild deliveries with plain SELECTs, for leads whose binlog is gone.
+
+``vicidial-cdc replay --lead-id N… | --since T [--until T] [--list L…]`` finds API leads
+the way the detector does, but in the tables instead of the binlog:
+
+- an API lead is a ``vicidial_list`` row with a ``vicidial_api_log`` row
+  ``function='add_lead'``, ``result='SUCCESS'`` whose ``data`` has the lead id as its
+  third ``|`` field (``phone|list_id|lead_id|gmt``);
+- ``--since/--until`` (server local wall time, as ``api_date`` is stored) select those
+  api_log rows first, then their leads;
+- ``--lead-id`` selects the leads first (by primary key), then looks for their api_log
+  rows within :data:`API_LOG_WINDOW_S` of ``entry_date`` (``api_date`` is indexed,
+  ``data`` is not; ``add_lead`` writes both with ``NOW()`` in the same call). A lead
+  without a valid ``entry_date`` costs one scan of the api_log table per batch.
+
+Each lead is then built into an :class:`~cdc.records.ApiLead` as the detector builds
+it, resolved with :func:`cdc.resolve.resolve` against the settings loaded now
+(``vicidb.load_settings_rows`` + the config file's ``[urls]``), and committed to the
+outbox with ``commit_batch(deliveries, None, now)``: idempotent on (source, lead_id,
+endpoint), so a replay never duplicates what the live path (or an earlier replay)
+stored. ``--force`` resets rows already stored back to pending (see
+:class:`RequeueStore`), so even delivered leads are sent again, under the same
+idempotency key.
+
+Values are read as the binlog path produces them: text through a ``utf8mb4``
+connection (the server converts each column from its charset, MariaDB ``latin1``
+being Windows-1252 as in :mod:`cdc.charset`, so double-encoded latin1 text comes back
+as the same Python ``str`` the binlog reader decodes), ENUM labels, DECIMAL as
+:class:`decimal.Decimal` with the column's scale, and DATE/DATETIME/TIMESTAMP/TIME as
+the server's own text (``0000-00-00`` stays ``0000-00-00``), which is what PHP reads
+and what :func:`cdc.template.format_value` prints for the binlog's datetime objects.
+
+What differs from the live path, by design:
+
+- the lead is read as it stands now: a lead edited since it was added (status,
+  names, moved to another list) replays with its current values;
+- ``inserted_at`` (the ``epoch`` token) is ``UNIX_TIMESTAMP(entry_date)`` computed by
+  the server in its session time zone, i.e. the server's local time, as VICIdial
+  wrote it with ``NOW()``; the live path uses the binlog timestamp of the insert,
+  which is the same second except in the repeated hour when clocks go back (DST).
+  Without a valid ``entry_date`` the api_log row's ``api_date`` is used;
+- custom fields come from ``custom_<list_id>`` when the lead's URL needs them
+  (:func:`cdc.resolve.needs_custom`) and the lead has a row there;
+- a lead whose api_log row was archived or deleted is not an API lead here
+  (counted as ``not_api``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import re
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, runtime_checkable
+
+import pymysql
+from pymysql.constants import FIELD_TYPE
+
+from . import template, vicidb
+from .config import Config
+from .errors import ConfigError
+from .records import ApiLead, Delivery, Position, Skipped, SkipReason, Value
+from .resolve import needs_custom, resolve
+from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
+
+__all__ = [
+    "API_LOG_WINDOW_S",
+    "CommitStore",
+    "LeadIdRange",
+    "ReplayReport",
+    "RequeueStore",
+    "Selection",
+    "connection_options",
+    "load_snapshot",
+    "parse_lead_ids",
+    "replay",
+]
+
+#: How far from ``entry_date`` the ``add_lead`` api_log row of a lead is looked for.
+API_LOG_WINDOW_S: Final = 3600
+#: Leads (or api_log rows) handled per SELECT and per outbox commit.
+BATCH_SIZE: Final = 500
+
+#: Extra reasons a lead found by replay is not enqueued (besides :class:`SkipReason`).
+LEAD_MISSING: Final = "lead_missing"  # the api_log row names a lead that no longer exists
+
+_LEAD_ID_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+_DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_ZERO_DATETIME = "0000-00-00 00:00:00"
+_EPOCH_ALIAS = "cdc_entry_epoch"  # extra column of the lead SELECT, removed from the row
+_TEMPORAL_TYPES = (
+    FIELD_TYPE.DATE,
+    FIELD_TYPE.NEWDATE,
+    FIELD_TYPE.DATETIME,
+    FIELD_TYPE.TIMESTAMP,
+    FIELD_TYPE.TIME,
+)
+_ADD_LEAD = "add_lead"
+_UPDATE_LEAD = "update_lead"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LeadIdRange:
+    """Lead ids ``first..last``, both included."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which leads to replay: ids and id ranges, or an ``api_date`` range; optional lists.
+
+    ``since``/``until`` are ``YYYY-MM-DD HH:MM:SS`` in the server's local time;
+    ``since`` is included, ``until`` excluded.
+    """
+
+    lead_ids: tuple[int, ...] = ()
+    ranges: tuple[LeadIdRange, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    lists: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        by_id = bool(self.lead_ids or self.ranges)
+        if by_id == (self.since is not None):
+            raise ConfigError("replay needs either lead ids or --since, not both")
+        if self.until is not None and self.since is None:
+            raise ConfigError("--until needs --since")
+
+    def describe(self) -> str:
+        if self.since is not None:
+            text = f"api_date >= {self.since}" + (f" and < {self.until}" if self.until else "")
+        else:
+            parts = [str(i) for i in self.lead_ids] + [f"{r.first}-{r.last}" for r in self.ranges]
+            text = "lead_id " + ", ".join(parts[:10]) + (" …" if len(parts) > 10 else "")
+        if self.lists:
+            text += " in list " + ", ".join(str(i) for i in sorted(self.lists))
+        return text
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What a replay found and did."""
+
+    selection: str
+    dry_run: bool
+    force: bool
+    #: API leads selected (after the list filter).
+    found: int = 0
+    #: Deliveries the resolver built for them.
+    deliveries: int = 0
+    #: New outbox rows.
+    enqueued: int = 0
+    #: Deliveries whose (source, lead_id, endpoint) was already stored (in any state).
+    already_present: int = 0
+    #: Of those, rows reset to pending by ``--force``.
+    requeued: int = 0
+    #: Leads left out by ``--list``.
+    other_list: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["skipped"] = dict(sorted(self.skipped.items()))
+        return out
+
+
+class CommitStore(Protocol):
+    """The part of the state store replay writes through."""
+
+    def commit_batch(
+        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
+    ) -> list[int]: ...
+
+
+@runtime_checkable
+class RequeueStore(Protocol):
+    """A store that can send stored deliveries again (``replay --force``).
+
+    ``requeue(deliveries, now)``: for each delivery whose (source, lead_id,
+    endpoint_id) is stored and not in flight, replace its request (method, url, body,
+    content_type, url_source, list_id, inserted_at) with the given one and make it
+    pending again, due at ``now``, with ``attempts = 0``, ``last_status = 0``,
+    ``last_error = ''`` and ``delivered_at = NULL``, in one transaction. Returns the
+    number of rows changed. Keys not stored are ignored.
+    """
+
+    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int: ...
+
+
+# -- arguments ------------------------------------------------------------------------
+
+
+def parse_lead_ids(values: Iterable[str]) -> tuple[tuple[int, ...], tuple[LeadIdRange, ...]]:
+    """``["7", "100-200", "9,10"]`` → ((7, 9, 10), (LeadIdRange(100, 200),))."""
+    ids: set[int] = set()
+    ranges: list[LeadIdRange] = []
+    for value in values:
+        for part in value.split(","):
+            match = _LEAD_ID_RANGE.fullmatch(part.strip())
+            if match is None:
+                raise ConfigError(f"--lead-id: {part!r} is not a lead id or a FIRST-LAST range")
+            first = int(match.group(1))
+            if match.group(2) is None:
+                ids.add(first)
+                continue
+            last = int(match.group(2))
+            if last < first:
+                raise ConfigError(f"--lead-id: range {part!r} ends before it starts")
+            ranges.append(LeadIdRange(first, last))
+    ranges.sort()
+    merged: list[LeadIdRange] = []
+    for r in ranges:
+        if merged and r.first <= merged[-1].last + 1:
+            merged[-1] = LeadIdRange(merged[-1].first, max(merged[-1].last, r.last))
+        else:
+            merged.append(r)
+    lone = tuple(sorted(i for i in ids if not any(r.first <= i <= r.last for r in merged)))
+    return lone, tuple(merged)
+
+
+# -- the connection and the settings -------------------------------------------------
+
+
+def connection_options() -> dict[str, Any]:
+    """``binlog.connect`` options for replay: read-only, temporal values as text.
+
+    DATE/DATETIME/TIMESTAMP/TIME come back as the server's text (``0000-00-00``
+    included), exactly what PHP reads; the rest keeps PyMySQL's conversions (DECIMAL →
+    ``Decimal`` with scale, integers → ``int``, text decoded from ``utf8mb4``).
+    """
+    conv = dict(pymysql.converters.conversions)
+    for field_type in _TEMPORAL_TYPES:
+        conv[field_type] = str
+    return {
+        "autocommit": True,
+        "conv": conv,
+        "init_command": "SET SESSION TRANSACTION READ ONLY",
+    }
+
+
+def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnapshot:
+    """The settings as the live path has them: VICIdial's rows plus the config's ``[urls]``."""
+    rows = vicidb.load_settings_rows(conn, config.mysql.database)
+    cache = SettingsCache(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
+    cache.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
+    return cache.snapshot()
+
+
+# -- the replay -------------------------------------------------------------------------
+
+
+def replay(
+    conn: pymysql.Connection[Any],
+    store: CommitStore | None,
+    selection: Selection,
+    snapshot: SettingsSnapshot,
+    *,
+    database: str,
+    source: str,
+    server_charset: str = "latin1",
+    force: bool = False,
+    clock: Callable[[], float] = time.time,
+    batch_size: int = BATCH_SIZE,
+) -> ReplayReport:
+    """Find the selected API leads, resolve them, and commit their deliveries.
+
+    ``store=None`` is a dry run: everything is counted, nothing is written (and the
+    outbox is not asked what it holds). ``force`` needs a :class:`RequeueStore`.
+    """
+    dry_run = store is None
+    if force and not dry_run and not isinstance(store, RequeueStore):
+        raise ConfigError("replay --force needs a state store with requeue(); this one has none")
+    report = ReplayReport(selection=selection.describe(), dry_run=dry_run, force=force)
+    finder = _Finder(conn, database, snapshot, selection, report, batch_size)
+    for leads in finder.batches():
+        deliveries: list[Delivery] = []
+        for lead in leads:
+            result = resolve(lead, snapshot, source=source, server_charset=server_charset)
+            if isinstance(result, Skipped):
+                report.skipped[result.reason.value] += 1
+            else:
+                deliveries.extend(result)
+        report.deliveries += len(deliveries)
+        if store is None or not deliveries:
+            continue
+        now = clock()
+        if force:
+            assert isinstance(store, RequeueStore)
+            report.requeued += store.requeue(deliveries, now)
+        new_ids = store.commit_batch(deliveries, None, now)
+        report.enqueued += len(new_ids)
+        report.already_present += len(deliveries) - len(new_ids)
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class _ApiRow:
+    lead_id: int
+    function: str  # add_lead | update_lead
+    api_epoch: int
+
+
+class _Finder:
+    """The SELECTs: yields batches of :class:`ApiLead`, counting what it leaves out."""
+
+    def __init__(
+        self,
+        conn: pymysql.Connection[Any],
+        database: str,
+        snapshot: SettingsSnapshot,
+        selection: Selection,
+        report: ReplayReport,
+        batch_size: int,
+    ) -> None:
+        self._conn = conn
+        self._db = vicidb.quote_name(database)
+        self._database = database
+        self._snapshot = snapshot
+        self._selection = selection
+        self._report = report
+        self._batch = batch_size
+        wanted = set(template.LEAD_TOKENS.values()) | {"lead_id", "list_id", "entry_date"}
+        columns = [c for c in self._columns("vicidial_list") if c in wanted]
+        if "lead_id" not in columns or "list_id" not in columns:
+            raise ConfigError(f"{database}.vicidial_list has no lead_id/list_id: check [mysql] database")
+        self._lead_select = ", ".join(vicidb.quote_name(c) for c in columns)
+        if "entry_date" in columns:
+            self._lead_select += f", UNIX_TIMESTAMP(`entry_date`) AS {_EPOCH_ALIAS}"
+        self._custom_columns: dict[int, tuple[str, ...]] = {}
+
+    def batches(self) -> Iterator[list[ApiLead]]:
+        if self._selection.since is not None:
+            yield from self._by_api_date(self._selection.since, self._selection.until)
+            return
+        for chunk in _chunks(self._selection.lead_ids, self._batch):
+            rows = self._select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(chunk)) + ")", tuple(chunk))
+            found = {_int(row.get("lead_id")) for row in rows}
+            self._report.skipped[LEAD_MISSING] += sum(1 for i in chunk if i not in found)
+            yield self._pair(self._filter_lists(rows))
+        for r in self._selection.ranges:
+            after = r.first - 1
+            while after < r.last:
+                rows = self._select_leads(
+                    f"`lead_id` > %s AND `lead_id` <= %s ORDER BY `lead_id` LIMIT {self._batch:d}",
+                    (after, r.last),
+                )
+                if not rows:
+                    break
+                after = max(_int(row.get("lead_id")) or 0 for row in rows)
+                yield self._pair(self._filter_lists(rows))
+
+    # -- --since: api_log rows first ---------------------------------------------------
+
+    def _by_api_date(self, since: str, until: str | None) -> Iterator[list[ApiLead]]:
+        last_date, last_id = since, 0
+        until_sql = "" if until is None else " AND `api_date` < %s"
+        while True:
+            args: tuple[Any, ...] = (since, last_date, last_date, last_id)
+            if until is not None:
+                args += (until,)
+            rows = vicidb.select(
+                self._conn,
+                "SELECT `api_id`, CAST(`api_date` AS CHAR) AS api_date, `data`,"
+                " UNIX_TIMESTAMP(`api_date`) AS api_epoch"
+                f" FROM {self._db}.`vicidial_api_log`"
+                " WHERE `function` = 'add_lead' AND `result` = 'SUCCESS' AND `api_date` >= %s"
+                " AND (`api_date` > %s OR (`api_date` = %s AND `api_id` > %s))"
+                f"{until_sql} ORDER BY `api_date`, `api_id` LIMIT {self._batch:d}",
+                args,
+            )
+            if not rows:
+                return
+            last_date, last_id = str(rows[-1]["api_date"]), _int(rows[-1]["api_id"]) or 0
+            api: dict[int, _ApiRow] = {}
+            for row in rows:
+                lead_id = _data_lead_id(row.get("data"))
+                if lead_id is not None and lead_id not in api:
+                    api[lead_id] = _ApiRow(lead_id, _ADD_LEAD, _int(row.get("api_epoch")) or 0)
+            ids = sorted(api)
+            leads = (
+                self._select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(ids)) + ")", tuple(ids))
+                if ids
+                else []
+            )
+            found = {_int(row.get("lead_id")) for row in leads}
+            self._report.skipped[LEAD_MISSING] += sum(1 for i in ids if i not in found)
+            kept = self._filter_lists(leads)
+            yield self._build(kept, api)
+
+    # -- --lead-id: leads first ----------------------------------------------------------
+
+    def _pair(self, leads: list[dict[str, Value]]) -> list[ApiLead]:
+        """Find the api_log rows of these leads (see the module docstring)."""
+        if not leads:
+            return []
+        ids = {_int(row.get("lead_id")) for row in leads}
+        dated = sorted(d for row in leads if (d := _valid_datetime(row.get("entry_date"))) is not None)
+        api: dict[int, _ApiRow] = {}
+        if dated:
+            self._collect_api_rows(
+                api,
+                ids,
+                "`api_date` BETWEEN %s - INTERVAL %s SECOND AND %s + INTERVAL %s SECOND",
+                (dated[0], API_LOG_WINDOW_S, dated[-1], API_LOG_WINDOW_S),
+            )
+        undated = sorted(
+            lead_id
+            for row in leads
+            if _valid_datetime(row.get("entry_date")) is None and (lead_id := _int(row.get("lead_id")))
+        )
+        if undated:  # no index can help: one scan of the api_log table
+            self._collect_api_rows(
+                api,
+                ids,
+                "SUBSTRING_INDEX(SUBSTRING_INDEX(`data`, '|', 3), '|', -1) IN ("
+                + ", ".join(["%s"] * len(undated))
+                + ")",
+                tuple(str(i) for i in undated),
+            )
+        return self._build(leads, api)
+
+    def _collect_api_rows(
+        self, api: dict[int, _ApiRow], ids: set[int | None], where: str, args: tuple[Any, ...]
+    ) -> None:
+        rows = vicidb.select(
+            self._conn,
+            "SELECT `function`, `result_reason`, `data`, UNIX_TIMESTAMP(`api_date`) AS api_epoch"
+            f" FROM {self._db}.`vicidial_api_log` WHERE {where}"
+            " AND `result` = 'SUCCESS' AND (`function` = 'add_lead'"
+            " OR (`function` = 'update_lead' AND `result_reason` LIKE '%%LEAD HAS BEEN ADDED%%'))"
+            " ORDER BY `api_id`",
+            args,
+        )
+        for row in rows:
+            lead_id = _data_lead_id(row.get("data"))
+            if lead_id is None or lead_id not in ids:
+                continue
+            function = _text(row.get("function")).strip()
+            known = api.get(lead_id)
+            if known is None or (known.function != _ADD_LEAD and function == _ADD_LEAD):
+                api[lead_id] = _ApiRow(lead_id, function, _int(row.get("api_epoch")) or 0)
+
+    # -- both ------------------------------------------------------------------------------
+
+    def _build(self, leads: list[dict[str, Value]], api: Mapping[int, _ApiRow]) -> list[ApiLead]:
+        out: list[ApiLead] = []
+        chosen: list[tuple[dict[str, Value], int, int, int]] = []
+        for row in leads:
+            lead_id = _int(row.get("lead_id"))
+            list_id = _int(row.get("list_id"))
+            match = api.get(lead_id) if lead_id is not None else None
+            if lead_id is None or list_id is None or match is None:
+                self._report.skipped[SkipReason.NOT_API.value] += 1
+                continue
+            if match.function != _ADD_LEAD:
+                self._report.skipped[SkipReason.UPDATE_LEAD_INSERT.value] += 1
+                continue
+            epoch = _int(row.pop(_EPOCH_ALIAS, None)) or 0
+            chosen.append((row, lead_id, list_id, epoch if epoch > 0 else match.api_epoch))
+        self._report.found += len(chosen)
+        customs = self._custom_rows([(lead_id, list_id) for _, lead_id, list_id, _ in chosen])
+        for row, lead_id, list_id, inserted_at in chosen:
+            row.pop(_EPOCH_ALIAS, None)
+            custom = customs.get(lead_id)
+            out.append(
+                ApiLead(
+                    lead_id=lead_id,
+                    list_id=list_id,
+                    lead=types.MappingProxyType(row),
+                    custom=types.MappingProxyType(custom) if custom is not None else None,
+                    inserted_at=inserted_at,
+                )
+            )
+        return out
+
+    def _custom_rows(self, leads: Sequence[tuple[int, int]]) -> dict[int, dict[str, Value]]:
+        """``custom_<list_id>`` rows of the leads whose URL needs them, by lead_id."""
+        by_list: dict[int, list[int]] = {}
+        for lead_id, list_id in leads:
+            if needs_custom(self._snapshot, list_id):
+                by_list.setdefault(list_id, []).append(lead_id)
+        out: dict[int, dict[str, Value]] = {}
+        for list_id, lead_ids in sorted(by_list.items()):
+            table = f"custom_{list_id:d}"
+            columns = self._custom_columns.get(list_id)
+            if columns is None:
+                columns = self._custom_columns[list_id] = self._columns(table)
+            if "lead_id" not in columns:
+                continue  # no such table: the lead has no custom row
+            select = ", ".join(vicidb.quote_name(c) for c in columns)
+            rows = vicidb.select(
+                self._conn,
+                f"SELECT {select} FROM {self._db}.{vicidb.quote_name(table)}"
+                " WHERE `lead_id` IN (" + ", ".join(["%s"] * len(lead_ids)) + ")",
+                tuple(lead_ids),
+            )
+            for row in rows:
+                lead_id = _int(row.get("lead_id"))
+                if lead_id is not None:
+                    out[lead_id] = dict(row)
+        return out
+
+    def _select_leads(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Value]]:
+        rows = vicidb.select(
+            self._conn, f"SELECT {self._lead_select} FROM {self._db}.`vicidial_list` WHERE {where}", args
+        )
+        return [dict(row) for row in rows]
+
+    def _filter_lists(self, rows: list[dict[str, Value]]) -> list[dict[str, Value]]:
+        lists = self._selection.lists
+        if not lists:
+            return rows
+        kept = [row for row in rows if _int(row.get("list_id")) in lists]
+        self._report.other_list += len(rows) - len(kept)
+        return kept
+
+    def _columns(self, table: str) -> tuple[str, ...]:
+        rows = vicidb.select(
+            self._conn,
+            "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (self._database, table),
+        )
+        return tuple(_text(row.get("name")) for row in rows)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _data_lead_id(data: Value) -> int | None:
+    """The lead id in an add_lead api_log ``data`` (``phone|list_id|lead_id|gmt``)."""
+    fields = _text(data).split("|")
+    return _int(fields[2]) if len(fields) > 2 else None
+
+
+def _valid_datetime(value: Value) -> str | None:
+    """A DATETIME's text when it is a real date and time (not zero, not NULL)."""
+    if isinstance(value, _dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str) and _DATETIME_TEXT.match(value) and not value.startswith("0000"):
+        return value[:19] if value != _ZERO_DATETIME else None
+    return None
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")  # api_log data and names are ASCII here
+    return "" if value is None else str(value)
+
+
+def _int(value: Value) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = _text(value).strip()
+    return int(text) if text.isascii() and text.isdigit() else None
