@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -42,6 +49,14 @@ class StateSample:
     in_flight: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     oldest_pending_age_s: dict[str, float] = field(default_factory=dict)
+    circuit_state: dict[str, int] = field(default_factory=dict)
+    circuit_open_s: dict[str, float] = field(default_factory=dict)
+    checkpoint_file_number: float = 0.0
+    checkpoint_pos: float = 0.0
+    #: Seconds until the checkpoint's binlog would be expired by the server (+Inf: never).
+    retention_headroom_s: float = float("inf")
+    #: Bytes of binlog on the server before the checkpoint (0: it is in the oldest file).
+    retention_headroom_bytes: float = float("inf")
 
 
 class StateCollector(Collector):
@@ -80,6 +95,26 @@ class StateCollector(Collector):
         for queue, count in sorted(s.queue_depths.items()):
             depth.add_metric([queue], float(count))
         yield depth
+        yield _gauge(
+            "vicidial_cdc_checkpoint_binlog_file_number",
+            "Number of the binlog file the checkpoint is in (binlog.000042 → 42).",
+            s.checkpoint_file_number,
+        )
+        yield _gauge(
+            "vicidial_cdc_checkpoint_binlog_position_bytes",
+            "Byte offset of the checkpoint in its binlog file.",
+            s.checkpoint_pos,
+        )
+        yield _gauge(
+            "vicidial_cdc_binlog_retention_headroom_seconds",
+            "Seconds until the server's binlog expiry would purge the checkpoint's data (+Inf: never).",
+            s.retention_headroom_s,
+        )
+        yield _gauge(
+            "vicidial_cdc_binlog_retention_headroom_bytes",
+            "Bytes of binlog still on the server before the checkpoint (0: it is in the oldest file).",
+            s.retention_headroom_bytes,
+        )
         families: tuple[tuple[str, str, Mapping[str, float]], ...] = (
             ("vicidial_cdc_deliveries_pending", "Deliveries waiting in the outbox.", s.pending),
             ("vicidial_cdc_deliveries_in_flight", "Requests being sent now.", s.in_flight),
@@ -88,6 +123,16 @@ class StateCollector(Collector):
                 "vicidial_cdc_oldest_pending_age_seconds",
                 "Age of the oldest pending delivery.",
                 s.oldest_pending_age_s,
+            ),
+            (
+                "vicidial_cdc_circuit_state",
+                "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open.",
+                {k: float(v) for k, v in s.circuit_state.items()},
+            ),
+            (
+                "vicidial_cdc_circuit_open_seconds",
+                "Seconds the endpoint's breaker has been open (0 when closed).",
+                s.circuit_open_s,
             ),
         )
         for name, doc, values in families:
@@ -107,6 +152,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # process_* and python_info on our own registry (the default one is not served).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.binlog_rows = Counter(
             "vicidial_cdc_binlog_rows",
             "Rows of watched tables read, by table and op.",

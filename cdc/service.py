@@ -23,11 +23,13 @@ import time
 from typing import Any
 
 import aiohttp
+import pymysql
 
 from . import binlog, server, vicidb
 from .config import Config
-from .delivery import Sender
+from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
+from .errors import CdcError
 from .metrics import Metrics, StateCollector, StateSample
 from .outbox import AsyncStore, SqliteStore
 from .records import ApiLead, Delivery, GroupEnd, Position, RowChange, SchemaChange, Skipped, SkipReason
@@ -49,7 +51,16 @@ class PipelineStatistics:
     deliveries: int = 0
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     checkpoint: Position | None = None
-    checkpoint_moved_monotonic: float = 0.0
+    #: Binlog timestamp of the group the checkpoint points after (approximate for holds).
+    checkpoint_ts: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retention:
+    """How close the server's binlog expiry is to the checkpoint."""
+
+    headroom_s: float
+    headroom_bytes: float
 
 
 class Service:
@@ -67,6 +78,7 @@ class Service:
         self.http_port = 0
         self.ready = asyncio.Event()
         self._counts: dict[str, dict[str, float]] = {}
+        self._retention = Retention(float("inf"), float("inf"))
         self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
 
     # -- lifecycle -------------------------------------------------------------------
@@ -104,7 +116,7 @@ class Service:
             connector = aiohttp.TCPConnector(limit=cfg.delivery.concurrency, limit_per_host=0)
             session = aiohttp.ClientSession(
                 connector=connector,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                skip_auto_headers=SKIP_AUTO_HEADERS,
                 raise_for_status=False,
                 auto_decompress=False,
             )
@@ -127,6 +139,7 @@ class Service:
                 async with asyncio.TaskGroup() as tg:
                     sending = tg.create_task(self.sender.run(sender_stop), name="sender")
                     tg.create_task(self._counts_task(stop), name="counts")
+                    tg.create_task(self._retention_task(stop), name="retention")
                     await self._pipeline(stop)
                     # Draining: no new batches; requests in flight may finish, bounded.
                     self.reader.request_stop()
@@ -164,6 +177,36 @@ class Service:
                 last_prune = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
+
+    async def _retention_task(self, stop: asyncio.Event) -> None:
+        """Every 30 s: how much binlog the server keeps before our checkpoint."""
+        while not stop.is_set():
+            checkpoint = self.stats.checkpoint
+            if checkpoint is not None and checkpoint.file:
+                try:
+                    self._retention = await asyncio.to_thread(self._read_retention, checkpoint)
+                except (CdcError, pymysql.MySQLError, OSError) as exc:
+                    log.warning("binlog.retention_unknown error=%s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 30.0)
+
+    def _read_retention(self, checkpoint: Position) -> Retention:
+        with contextlib.closing(binlog.connect(self.config.mysql)) as conn:
+            logs = binlog.server_binlogs(conn)
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SHOW GLOBAL VARIABLES WHERE Variable_name IN"
+                    " ('binlog_expire_logs_seconds', 'expire_logs_days')"
+                )
+                variables = {str(k): float(v or 0) for k, v in cur.fetchall()}
+        expire_s = (
+            variables.get("binlog_expire_logs_seconds") or variables.get("expire_logs_days", 0.0) * 86400
+        )
+        older = sum(size for name, size in logs if name < checkpoint.file)
+        headroom_s = float("inf")
+        if expire_s > 0 and self.stats.checkpoint_ts:
+            headroom_s = expire_s - (time.time() - self.stats.checkpoint_ts)
+        return Retention(headroom_s, float(older))
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -281,8 +324,9 @@ class Service:
                 self.metrics.deliveries_enqueued.labels(d.endpoint_id).inc()
             self.sender.notify()
         if checkpoint is not None:
+            if checkpoint == last_end:
+                self.stats.checkpoint_ts = float(newest_ts)
             self.stats.checkpoint = checkpoint
-            self.stats.checkpoint_moved_monotonic = time.monotonic()
 
     def _apply_settings(self, change: RowChange) -> None:
         if self.settings.apply(change):
@@ -325,19 +369,30 @@ class Service:
             depths["detector_pending"] = ds.pending
             depths["detector_held"] = ds.held
         depths["sender_in_flight"] = self.sender.in_flight if self.sender else 0
-        moved = self.stats.checkpoint_moved_monotonic
+        checkpoint = self.stats.checkpoint
+        trailing = 0.0
+        if checkpoint is not None and rs.last_event_ts and self.stats.checkpoint_ts:
+            trailing = max(0.0, rs.last_event_ts - self.stats.checkpoint_ts)
+        now = time.time()
+        endpoints = self.sender.statistics() if self.sender else []
         return StateSample(
             reader_connected=rs.connected,
             reader_reconnects=rs.reconnects,
             binlog_events=rs.events,
             last_event_ts=float(rs.last_event_ts),
             lag_s=lag,
-            checkpoint_age_s=time.monotonic() - moved if moved else 0.0,
+            checkpoint_age_s=trailing,
             queue_depths=depths,
             pending={k: int(v["pending"]) for k, v in self._counts.items()},
             in_flight={k: int(v["in_flight"]) for k, v in self._counts.items()},
             dead={k: int(v["dead"]) for k, v in self._counts.items()},
             oldest_pending_age_s={k: v["oldest_pending_age_s"] for k, v in self._counts.items()},
+            circuit_state={e.endpoint_id: int(e.circuit) for e in endpoints},
+            circuit_open_s={e.endpoint_id: (now - e.opened_at) if e.opened_at else 0.0 for e in endpoints},
+            checkpoint_file_number=_file_number(checkpoint),
+            checkpoint_pos=float(checkpoint.pos) if checkpoint else 0.0,
+            retention_headroom_s=self._retention.headroom_s,
+            retention_headroom_bytes=self._retention.headroom_bytes,
         )
 
     def _readiness(self) -> server.Readiness:
@@ -362,3 +417,11 @@ class Service:
             "outbox": self._counts,
             "queue_depths": sample.queue_depths,
         }
+
+
+def _file_number(position: Position | None) -> float:
+    """``binlog.000042`` → 42 (0 when unknown), for a gauge that shows rotation."""
+    if position is None:
+        return 0.0
+    suffix = position.file.rpartition(".")[2]
+    return float(suffix) if suffix.isdigit() else 0.0

@@ -240,7 +240,7 @@ class TestBadInput:
         finally:
             store.close()
         total = {c.endpoint_id: c.pending + c.in_flight for c in pending}
-        assert total["apinewlead"] >= 1
+        assert total[host_port] >= 1
         assert lead > 0
 
 
