@@ -261,7 +261,8 @@ class Service:
                     await self._idle_tick()
                     continue
                 batches = [get.result()]
-                while (more := reader.get_batch_nowait()) is not None and len(batches) < 64:
+                # Length first: a batch taken off the queue must never be dropped.
+                while len(batches) < 64 and (more := reader.get_batch_nowait()) is not None:
                     batches.append(more)
                 await self._process(batches)
         finally:
