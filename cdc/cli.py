@@ -55,6 +55,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
+    check = sub.add_parser(
+        "check",
+        help="preflight: binlog settings, privileges, VICIdial schema, URL sources (exit 0/1/2)",
+        description="One line per check (OK, INFO, WARN, FAIL) with the exact fix. "
+        "Exit 0 all good, 1 warnings, 2 blockers.",
+    )
+    check.add_argument("--config", "-c", help="TOML config file (settings also from VICIDIAL_CDC_* env)")
+    check.add_argument("--json", action="store_true", help="a JSON list of {name, status, message, fix}")
+    check.add_argument(
+        "--max-downtime",
+        default="86400",
+        metavar="DURATION",
+        help="longest outage to survive: binlogs must be kept at least this long "
+        "(seconds, or 90m, 12h, 3d; default 86400)",
+    )
+    check.set_defaults(func=cmd_check)
+
     demo = sub.add_parser("demo", help="private MariaDB + simulated add_lead traffic + local receiver")
     demo.add_argument("--leads", type=int, default=300, help="API leads to simulate (default 300)")
     demo.add_argument("--rate", type=float, default=50.0, help="add_lead calls per second (default 50)")
@@ -63,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-install", action="store_true", help="never apt-get install mariadb-server")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temp dir (state, datadir)")
     demo.set_defaults(func=cmd_demo)
+    _add_operator_parsers(sub)
     return p
 
 
@@ -80,8 +98,30 @@ async def _run(cfg: config.Config) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     service = Service(cfg)
-    await service.run(stop)
+    try:
+        await service.run(stop)
+    except ExceptionGroup as group:
+        raise _primary_error(group) from group
     return EXIT_OK
+
+
+def _primary_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a task group failed with, preferring ours (they carry the fix) over others."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (BinlogPurgedError, CdcError):
+        for exc in leaves:
+            if isinstance(exc, kind):
+                return exc
+    return leaves[0] if leaves else group
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -106,6 +146,117 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
     return demo_main(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 all good, 1 warnings, 2 blockers (a config error is 2 as well)."""
+    from . import check
+
+    cfg = config.load(args.config)
+    results = check.run_checks(cfg, max_downtime_s=check.parse_duration_s(args.max_downtime))
+    out = check.render_json(results) if args.json else check.render_text(results)
+    sys.stdout.write(out)
+    return check.exit_code(results)
+
+
+# -- operator commands: status, dlq, replay (cdc/operator.py, cdc/replay.py) ----------
+
+
+def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cfg = argparse.ArgumentParser(add_help=False)
+    cfg.add_argument("--config", "-c", help="TOML config file (settings also from VICIDIAL_CDC_* env)")
+
+    status = sub.add_parser(
+        "status", parents=[cfg], help="checkpoint, server position and lag, outbox per endpoint"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.set_defaults(func=cmd_status)
+
+    select = argparse.ArgumentParser(add_help=False)
+    select.add_argument("--id", type=int, nargs="+", default=[], metavar="N", help="delivery ids")
+    select.add_argument("--endpoint", metavar="E", help="endpoint id")
+    select.add_argument("--lead-id", type=int, nargs="+", default=[], metavar="N", help="lead ids")
+    select.add_argument("--older-than", metavar="DURATION", help="dead for longer than (90m, 2h, 3d)")
+    dlq = sub.add_parser("dlq", help="dead deliveries: list, show, retry, purge")
+    dlq_sub = dlq.add_subparsers(metavar="ACTION", dest="action", required=True)
+    dlq_list = dlq_sub.add_parser("list", parents=[cfg, select], help="table of dead deliveries")
+    dlq_list.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
+    dlq_list.add_argument("--json", action="store_true", help="JSON instead of a table")
+    dlq_show = dlq_sub.add_parser("show", parents=[cfg], help="one delivery's details")
+    dlq_show.add_argument("--id", type=int, nargs=1, required=True, metavar="N", help="delivery id")
+    dlq_show.add_argument("--json", action="store_true", help="JSON instead of text")
+    dlq_show.add_argument(
+        "--show-url", action="store_true", help="print the full URL (its query carries personal data)"
+    )
+    dlq_retry = dlq_sub.add_parser("retry", parents=[cfg, select], help="make them pending again")
+    dlq_retry.add_argument("--all", action="store_true", help="every dead delivery")
+    dlq_purge = dlq_sub.add_parser("purge", parents=[cfg, select], help="delete them for good")
+    dlq_purge.add_argument("--all", action="store_true", help="every dead delivery")
+    dlq_purge.add_argument("--yes", action="store_true", help="confirm: deleting cannot be undone")
+    dlq.set_defaults(func=cmd_dlq)
+
+    replay = sub.add_parser(
+        "replay", parents=[cfg], help="rebuild deliveries by SELECT for leads whose binlog is gone"
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--lead-id", nargs="+", default=[], metavar="N", help="lead ids or FIRST-LAST ranges")
+    which.add_argument("--since", metavar="T", help="add_lead calls since T (server time, or 6h ago)")
+    replay.add_argument("--until", metavar="T", help="... and before T (with --since)")
+    replay.add_argument("--list", type=int, nargs="+", default=[], metavar="L", help="only these lists")
+    replay.add_argument("--force", action="store_true", help="send again even leads already stored")
+    replay.add_argument("--dry-run", action="store_true", help="count only; write nothing")
+    replay.add_argument("--json", action="store_true", help="the counts as JSON")
+    replay.set_defaults(func=cmd_replay)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from .operator import status_command
+
+    return status_command(config.load(args.config), as_json=args.json, out=sys.stdout, now=time.time())
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    import time
+
+    from .operator import DeadSelector, dlq_command, parse_duration
+
+    selector = DeadSelector(
+        ids=tuple(args.id),
+        endpoint_id=getattr(args, "endpoint", None),
+        lead_ids=tuple(getattr(args, "lead_id", ())),
+        older_than_s=parse_duration(args.older_than) if getattr(args, "older_than", None) else None,
+        all=getattr(args, "all", False),
+    )
+    return dlq_command(
+        config.load(args.config),
+        args.action,
+        selector,
+        out=sys.stdout,
+        err=sys.stderr,
+        now=time.time(),
+        as_json=getattr(args, "json", False),
+        show_url=getattr(args, "show_url", False),
+        yes=getattr(args, "yes", False),
+        limit=getattr(args, "limit", 100),
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay_command
+
+    return replay_command(
+        config.load(args.config),
+        lead_ids=args.lead_id,
+        since=args.since,
+        until=args.until,
+        lists=args.list,
+        force=args.force,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        out=sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,18 @@ the way the detector does, but in the tables instead of the binlog:
   api_log rows first, then their leads;
 - ``--lead-id`` selects the leads first (by primary key), then looks for their api_log
   rows within :data:`API_LOG_WINDOW_S` of ``entry_date`` (``api_date`` is indexed,
-  ``data`` is not; ``add_lead`` writes both with ``NOW()`` in the same call). A lead
-  without a valid ``entry_date`` costs one scan of the api_log table per batch.
+  ``data`` is not; ``add_lead`` writes both with ``NOW()`` in the same call), one
+  ``api_date`` range per cluster of nearby entry dates. A lead without a valid
+  ``entry_date`` costs one scan of the api_log table per batch.
 
 Each lead is then built into an :class:`~cdc.records.ApiLead` as the detector builds
 it, resolved with :func:`cdc.resolve.resolve` against the settings loaded now
 (``vicidb.load_settings_rows`` + the config file's ``[urls]``), and committed to the
 outbox with ``commit_batch(deliveries, None, now)``: idempotent on (source, lead_id,
 endpoint), so a replay never duplicates what the live path (or an earlier replay)
-stored. ``--force`` resets rows already stored back to pending (see
+stored. Deduplication covers what the outbox still holds: delivered rows are pruned
+after ``state.retention_s`` (7 days by default), so older leads are sent again even
+without ``--force``. ``--force`` resets rows already stored back to pending (see
 :class:`RequeueStore`), so even delivered leads are sent again, under the same
 idempotency key.
 
@@ -47,22 +50,25 @@ What differs from the live path, by design:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import re
 import time
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TextIO, runtime_checkable
 
 import pymysql
 from pymysql.constants import FIELD_TYPE
 
-from . import template, vicidb
+from . import binlog, template, vicidb
 from .config import Config
 from .errors import ConfigError
+from .operator import open_store, parse_duration
 from .records import ApiLead, Delivery, Position, Skipped, SkipReason, Value
 from .resolve import needs_custom, resolve
 from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
@@ -77,11 +83,15 @@ __all__ = [
     "connection_options",
     "load_snapshot",
     "parse_lead_ids",
+    "parse_time",
+    "render_report",
     "replay",
+    "replay_command",
 ]
 
 #: How far from ``entry_date`` the ``add_lead`` api_log row of a lead is looked for.
 API_LOG_WINDOW_S: Final = 3600
+_WINDOW: Final = _dt.timedelta(seconds=API_LOG_WINDOW_S)
 #: Leads (or api_log rows) handled per SELECT and per outbox commit.
 BATCH_SIZE: Final = 500
 
@@ -90,7 +100,6 @@ LEAD_MISSING: Final = "lead_missing"  # the api_log row names a lead that no lon
 
 _LEAD_ID_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 _DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_ZERO_DATETIME = "0000-00-00 00:00:00"
 _EPOCH_ALIAS = "cdc_entry_epoch"  # extra column of the lead SELECT, removed from the row
 _TEMPORAL_TYPES = (
     FIELD_TYPE.DATE,
@@ -186,8 +195,9 @@ class RequeueStore(Protocol):
     endpoint_id) is stored and not in flight, replace its request (method, url, body,
     content_type, url_source, list_id, inserted_at) with the given one and make it
     pending again, due at ``now``, with ``attempts = 0``, ``last_status = 0``,
-    ``last_error = ''`` and ``delivered_at = NULL``, in one transaction. Returns the
-    number of rows changed. Keys not stored are ignored.
+    ``last_error = ''``, ``delivered_at = NULL`` and ``created_at = updated_at = now``
+    (a fresh retry budget: the sender's max age counts from ``created_at``), in one
+    transaction. Returns the number of rows changed. Keys not stored are ignored.
     """
 
     def requeue(self, deliveries: Sequence[Delivery], now: float) -> int: ...
@@ -222,6 +232,31 @@ def parse_lead_ids(values: Iterable[str]) -> tuple[tuple[int, ...], tuple[LeadId
             merged.append(r)
     lone = tuple(sorted(i for i in ids if not any(r.first <= i <= r.last for r in merged)))
     return lone, tuple(merged)
+
+
+def parse_time(conn: pymysql.Connection[Any], text: str) -> str:
+    """``--since``/``--until``: a server-local time, or a duration ago by the server's clock.
+
+    ``2025-06-01``, ``2025-06-01 14:30``, ``2025-06-01T14:30:00`` (no time zone: it is
+    compared with ``api_date``, the server's wall time), or ``90m``, ``6h``, ``2d``.
+    Returns ``YYYY-MM-DD HH:MM:SS``.
+    """
+    try:
+        seconds = parse_duration(text)
+    except ConfigError:
+        seconds = None
+    if seconds is not None:
+        rows = vicidb.select(conn, "SELECT CAST(NOW() - INTERVAL %s SECOND AS CHAR) AS t", (int(seconds),))
+        return _text(rows[0]["t"])[:19]
+    try:
+        when = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a time (YYYY-MM-DD[ HH:MM[:SS]], server local time) or a duration (6h)"
+        ) from None
+    if when.tzinfo is not None:
+        raise ConfigError(f"{text!r}: give the server's local time without a time zone")
+    return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- the connection and the settings -------------------------------------------------
@@ -299,6 +334,84 @@ def replay(
     return report
 
 
+def replay_command(
+    config: Config,
+    *,
+    lead_ids: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    lists: Sequence[int] = (),
+    force: bool = False,
+    dry_run: bool = False,
+    as_json: bool = False,
+    out: TextIO,
+    store_opener: Callable[[Config], CommitStore] | None = None,
+) -> int:
+    """``vicidial-cdc replay``: connect, select, resolve, commit, print the counts."""
+    ids, ranges = parse_lead_ids(lead_ids)
+    store: CommitStore | None = None
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(contextlib.closing(binlog.connect(config.mysql, **connection_options())))
+        selection = Selection(
+            lead_ids=ids,
+            ranges=ranges,
+            since=parse_time(conn, since) if since is not None else None,
+            until=parse_time(conn, until) if until is not None else None,
+            lists=frozenset(lists),
+        )
+        if not dry_run:
+            store = store_opener(config) if store_opener is not None else open_store(config, create=True)
+            stack.callback(_close, store)
+            if force and not isinstance(store, RequeueStore):
+                raise ConfigError(
+                    "replay --force needs the state store's requeue(), which this build lacks;"
+                    " run without --force (already stored leads are then left as they are)"
+                )
+        report = replay(
+            conn,
+            store,
+            selection,
+            load_snapshot(conn, config),
+            database=config.mysql.database,
+            source=config.mysql.source_name,
+            server_charset=config.reader.server_charset,
+            force=force,
+        )
+    if as_json:
+        out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        out.write(render_report(report))
+    return 0
+
+
+def render_report(report: ReplayReport) -> str:
+    lines = [
+        f"replay of {report.selection}" + (" (dry run: nothing written)" if report.dry_run else ""),
+        f"found:            {report.found} API leads",
+        f"deliveries:       {report.deliveries}",
+    ]
+    if report.dry_run:
+        lines.append("enqueued:         - (dry run; the outbox was not consulted)")
+    else:
+        lines.append(f"enqueued:         {report.enqueued}")
+        present = f"already present:  {report.already_present}"
+        if report.force:
+            present += f" (sent again: {report.requeued}; in flight, left alone: "
+            present += f"{report.already_present - report.requeued})"
+        lines.append(present)
+    skipped = ", ".join(f"{reason}={n}" for reason, n in sorted(report.skipped.items())) or "none"
+    lines.append(f"skipped:          {skipped}")
+    if report.other_list:
+        lines.append(f"other lists:      {report.other_list} leads left out by --list")
+    return "\n".join(lines) + "\n"
+
+
+def _close(store: object) -> None:
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+
+
 @dataclass(frozen=True, slots=True)
 class _ApiRow:
     lead_id: int
@@ -341,7 +454,7 @@ class _Finder:
         for chunk in _chunks(self._selection.lead_ids, self._batch):
             rows = self._select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(chunk)) + ")", tuple(chunk))
             found = {_int(row.get("lead_id")) for row in rows}
-            self._report.skipped[LEAD_MISSING] += sum(1 for i in chunk if i not in found)
+            self._count(LEAD_MISSING, sum(1 for i in chunk if i not in found))
             yield self._pair(self._filter_lists(rows))
         for r in self._selection.ranges:
             after = r.first - 1
@@ -360,6 +473,7 @@ class _Finder:
     def _by_api_date(self, since: str, until: str | None) -> Iterator[list[ApiLead]]:
         last_date, last_id = since, 0
         until_sql = "" if until is None else " AND `api_date` < %s"
+        seen: set[int] = set()  # a lead named by two add_lead rows is replayed once
         while True:
             args: tuple[Any, ...] = (since, last_date, last_date, last_id)
             if until is not None:
@@ -380,7 +494,8 @@ class _Finder:
             api: dict[int, _ApiRow] = {}
             for row in rows:
                 lead_id = _data_lead_id(row.get("data"))
-                if lead_id is not None and lead_id not in api:
+                if lead_id is not None and lead_id not in api and lead_id not in seen:
+                    seen.add(lead_id)
                     api[lead_id] = _ApiRow(lead_id, _ADD_LEAD, _int(row.get("api_epoch")) or 0)
             ids = sorted(api)
             leads = (
@@ -389,7 +504,7 @@ class _Finder:
                 else []
             )
             found = {_int(row.get("lead_id")) for row in leads}
-            self._report.skipped[LEAD_MISSING] += sum(1 for i in ids if i not in found)
+            self._count(LEAD_MISSING, sum(1 for i in ids if i not in found))
             kept = self._filter_lists(leads)
             yield self._build(kept, api)
 
@@ -400,14 +515,14 @@ class _Finder:
         if not leads:
             return []
         ids = {_int(row.get("lead_id")) for row in leads}
-        dated = sorted(d for row in leads if (d := _valid_datetime(row.get("entry_date"))) is not None)
         api: dict[int, _ApiRow] = {}
-        if dated:
+        dated = [d for row in leads if (d := _valid_datetime(row.get("entry_date"))) is not None]
+        for first, last in _clusters(dated, 2 * API_LOG_WINDOW_S):
             self._collect_api_rows(
                 api,
                 ids,
-                "`api_date` BETWEEN %s - INTERVAL %s SECOND AND %s + INTERVAL %s SECOND",
-                (dated[0], API_LOG_WINDOW_S, dated[-1], API_LOG_WINDOW_S),
+                "`api_date` BETWEEN %s AND %s",
+                (_sql_time(first - _WINDOW), _sql_time(last + _WINDOW)),
             )
         undated = sorted(
             lead_id
@@ -466,7 +581,6 @@ class _Finder:
         self._report.found += len(chosen)
         customs = self._custom_rows([(lead_id, list_id) for _, lead_id, list_id, _ in chosen])
         for row, lead_id, list_id, inserted_at in chosen:
-            row.pop(_EPOCH_ALIAS, None)
             custom = customs.get(lead_id)
             out.append(
                 ApiLead(
@@ -501,10 +615,14 @@ class _Finder:
                 tuple(lead_ids),
             )
             for row in rows:
-                lead_id = _int(row.get("lead_id"))
-                if lead_id is not None:
-                    out[lead_id] = dict(row)
+                owner = _int(row.get("lead_id"))
+                if owner is not None:
+                    out[owner] = dict(row)
         return out
+
+    def _count(self, reason: str, n: int) -> None:
+        if n:
+            self._report.skipped[reason] += n
 
     def _select_leads(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Value]]:
         rows = vicidb.select(
@@ -544,13 +662,31 @@ def _data_lead_id(data: Value) -> int | None:
     return _int(fields[2]) if len(fields) > 2 else None
 
 
-def _valid_datetime(value: Value) -> str | None:
-    """A DATETIME's text when it is a real date and time (not zero, not NULL)."""
+def _valid_datetime(value: Value) -> _dt.datetime | None:
+    """A DATETIME that is a real date and time (not zero, not invalid, not NULL)."""
     if isinstance(value, _dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, str) and _DATETIME_TEXT.match(value) and not value.startswith("0000"):
-        return value[:19] if value != _ZERO_DATETIME else None
+        return value
+    if isinstance(value, str) and _DATETIME_TEXT.match(value):
+        try:
+            return _dt.datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S")
+        except ValueError:  # a zero or partly zero date
+            return None
     return None
+
+
+def _clusters(times: Iterable[_dt.datetime], gap_s: float) -> list[tuple[_dt.datetime, _dt.datetime]]:
+    """(first, last) of each run of ``times`` whose neighbours are at most ``gap_s`` apart."""
+    out: list[tuple[_dt.datetime, _dt.datetime]] = []
+    for t in sorted(times):
+        if out and (t - out[-1][1]).total_seconds() <= gap_s:
+            out[-1] = (out[-1][0], t)
+        else:
+            out.append((t, t))
+    return out
+
+
+def _sql_time(value: _dt.datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _text(value: Value) -> str:

@@ -1,0 +1,416 @@
+"""Never lose a lead: crashes, endpoint outages, retries, dead letters, purged binlog, shutdown.
+
+The crash and shutdown tests run the real CLI (``python -m cdc.cli run``) as a child
+process and SIGKILL / SIGTERM it; the others run the service in the test's loop with
+a fast retry schedule so the paths are exercised in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
+
+from cdc.config import Config, DeliveryConfig, EndpointLimits
+from cdc.mariadb import PrivateMariaDB
+from cdc.outbox import SqliteStore
+from cdc.receiver import Receiver
+from cdc.schema import create_vicidial_schema
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+FAST = DeliveryConfig(
+    retry_base_s=0.2,
+    retry_factor=2.0,
+    retry_cap_s=1.0,
+    max_attempts=6,
+    breaker_failures=3,
+    breaker_cooldown_s=0.5,
+    breaker_max_cooldown_s=1.0,
+    defaults=EndpointLimits(timeout_s=1.0, connect_timeout_s=0.5),
+    shutdown_grace_s=10.0,
+)
+
+
+def fast_config(server: PrivateMariaDB, database: str, state: Path, **delivery: object) -> Config:
+    cfg = make_config(server, database, state)
+    return dataclasses.replace(cfg, delivery=dataclasses.replace(FAST, **delivery))
+
+
+def _write_config(path: Path, server: PrivateMariaDB, database: str, state: Path, **extra: str) -> Path:
+    lines = [
+        "[mysql]",
+        f'host = "{server.host}"',
+        f"port = {server.port}",
+        'user = "root"',
+        f'database = "{database}"',
+        'source = "crash"',
+        "heartbeat_s = 1",
+        "read_timeout_s = 10",
+        "[reader]",
+        'start = "current"',
+        "match_window_s = 5",
+        "[state]",
+        f'path = "{state}"',
+        "[http]",
+        'listen = "127.0.0.1:0"',
+        "[delivery]",
+        "retry_base_s = 0.2",
+        "retry_factor = 2",
+        "retry_cap_s = 1",
+        "breaker_cooldown_s = 0.5",
+        "breaker_max_cooldown_s = 1",
+        *(f"{k} = {v}" for k, v in extra.items()),
+        "[log]",
+        'level = "WARNING"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "cdc.cli", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""},
+        )
+
+
+class TestCrash:
+    """SIGKILL at random moments: every lead arrives at least once, duplicates share their key."""
+
+    async def test_kill_9_during_2000_add_leads(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        tmp_path: Path,
+    ) -> None:
+        """2,000 add_leads, the streamer killed 6 times and restarted; all delivered."""
+        total = 2000
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/k?id=--A--lead_id--B--")
+        config = _write_config(tmp_path / "c.toml", mariadb, vicidial_db, tmp_path / "state.db")
+        log = tmp_path / "streamer.log"
+        proc = _spawn(config, log)
+        written: list[int] = []
+        failure: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                with Vicidial.connect(mariadb, database=vicidial_db, seed=11) as vici:
+                    for i in range(total):
+                        written.append(vici.add_lead(phone_number=f"3{i:09d}", list_id=101))
+                        if i % 50 == 0:
+                            vici.loader_insert(phone_number=f"4{i:09d}", list_id=101)
+            except BaseException as exc:
+                failure.append(exc)
+
+        try:
+            await asyncio.sleep(1.5)  # first start stores its "current" position before traffic
+            writer = threading.Thread(target=write, name="crash-writer")
+            writer.start()
+            rng = random.Random(2026)
+            kills = 0
+            deadline = time.monotonic() + 240
+            while kills < 6 and time.monotonic() < deadline:
+                await asyncio.sleep(rng.uniform(0.5, 2.5))
+                proc.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(proc.wait, 10)
+                kills += 1
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                proc = _spawn(config, log)
+            await asyncio.to_thread(writer.join, 240)
+            assert not failure, failure
+            assert kills == 6
+            expected = set(written)
+            assert len(expected) == total
+            async with asyncio.timeout(180):
+                while not expected <= {int(t.split("id=")[1]) for t in _targets(receiver, "/k")}:
+                    assert proc.poll() is None, log.read_text()[-2000:]
+                    await asyncio.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 30)
+        keys: dict[int, set[str | None]] = defaultdict(set)
+        for r in receiver.requests:
+            if r.target.startswith("/k"):
+                keys[int(r.target.split("id=")[1])].add(r.header("Idempotency-Key"))
+        assert set(keys) == expected  # nothing else was sent (no loader inserts)
+        assert all(len(k) == 1 and None not in k for k in keys.values())
+        counts = Counter(int(t.split("id=")[1]) for t in _targets(receiver, "/k"))
+        duplicates = sum(c - 1 for c in counts.values())
+        report = {"leads": total, "kills": kills, "requests": sum(counts.values()), "duplicates": duplicates}
+        print(f"crash test: {json.dumps(report)}")
+        (tmp_path / "crash-report.json").write_text(json.dumps(report))
+
+
+class TestOutage:
+    """An endpoint down for a while: the backlog waits on disk, survives a restart, drains."""
+
+    async def test_backlog_survives_restart(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """Receiver stopped, 30 leads, streamer restarted, receiver back on the same port."""
+        down = Receiver()
+        await down.start()
+        port = down.port
+        await down.stop()
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_list_url(101, f"http://127.0.0.1:{port}/o?id=--A--lead_id--B--")
+        _setup_fence(vicidial, receiver)
+        state = tmp_path / "outage.db"
+        first = await start_pipeline(mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state))
+        ids = [
+            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
+            for i in range(30)
+        ]
+        await _fence(vicidial, receiver, "outage")
+        await asyncio.sleep(1.0)  # some attempts fail, the breaker opens
+        await first.stop()
+        back = Receiver(port=port)
+        await back.start()
+        try:
+            await start_pipeline(
+                mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state, max_attempts=50)
+            )
+            await _wait_count(back, "/o", 30)
+            assert Counter(_targets(back, "/o")) == Counter(f"/o?id={i}" for i in ids)
+        finally:
+            await back.stop()
+
+
+class TestResponsePaths:
+    """429 + Retry-After, 500 then 200, 404, a slow endpoint, refused: each its own path."""
+
+    async def test_paths(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """Retried ones arrive; 404 and the endless timeout end dead with their reason."""
+        statuses = {
+            "r429": Receiver(),
+            "r500": Receiver(),
+            "r404": Receiver(),
+            "slow": Receiver(latency_s=3.0),
+        }
+        for r in statuses.values():
+            await r.start()
+        refused = Receiver()
+        await refused.start()
+        refused_port = refused.port
+        await refused.stop()
+        try:
+            statuses["r429"].respond_with([429], retry_after="1")
+            statuses["r500"].respond_with([500, 500])
+            statuses["r404"].respond_with([404])
+            lists = {201: "r429", 202: "r500", 203: "r404", 204: "slow"}
+            for list_id, name in lists.items():
+                vicidial.add_list(list_id, name, "C", "")
+                vicidial.set_list_url(list_id, f"{statuses[name].url}/{name}?id=--A--lead_id--B--")
+            vicidial.add_list(205, "refused", "C", "")
+            vicidial.set_list_url(205, f"http://127.0.0.1:{refused_port}/refused?id=--A--lead_id--B--")
+            _setup_fence(vicidial, receiver)
+            state = tmp_path / "paths.db"
+            cfg = fast_config(mariadb, vicidial_db, state, max_attempts=3)
+            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            lead = {}
+            for list_id, name in (*lists.items(), (205, "refused")):
+                lead[name] = await asyncio.to_thread(
+                    vicidial.add_lead, phone_number=f"312555{list_id}", list_id=list_id
+                )
+            await _wait_count(statuses["r429"], "/r429", 2)
+            await _wait_count(statuses["r500"], "/r500", 3)
+            await _fence(vicidial, receiver, "paths")
+            r429 = statuses["r429"].requests
+            assert r429[1].received_at - r429[0].received_at >= 0.9  # Retry-After honoured
+            assert run.service.store is not None
+            async with asyncio.timeout(30):
+                while True:
+                    dead = {c.endpoint_id: c.dead for c in await run.service.store.counts()}
+                    if sum(dead.values()) >= 3:
+                        break
+                    await asyncio.sleep(0.2)
+            await run.stop()
+        finally:
+            for r in statuses.values():
+                await r.stop()
+        store = SqliteStore(state)
+        store.open()
+        try:
+            rows = {r.delivery.lead_id: r for r in store.list_dead(limit=100)}
+            assert set(rows) == {lead["r404"], lead["slow"], lead["refused"]}
+            assert (rows[lead["r404"]].last_status, rows[lead["r404"]].attempts) == (404, 1)
+            assert rows[lead["slow"]].last_error == "timeout" and rows[lead["slow"]].attempts == 3
+            assert rows[lead["refused"]].last_error == "connect"
+            delivered = {c.endpoint_id: c.delivered for c in store.counts()}
+            assert delivered[f"127.0.0.1:{statuses['r429'].port}"] == 1
+            assert delivered[f"127.0.0.1:{statuses['r500'].port}"] == 1
+            # An operator fixes the 404 receiver and retries its dead letter.
+            assert store.retry_dead(time.time(), ids=[rows[lead["r404"]].id]) == 1
+        finally:
+            store.close()
+        fixed = Receiver(port=statuses["r404"].port)
+        await fixed.start()
+        try:
+            await start_pipeline(mariadb, vicidial_db, config=cfg)
+            await _wait_count(fixed, "/r404", 1)
+            assert _targets(fixed, "/r404") == [f"/r404?id={lead['r404']}"]
+        finally:
+            await fixed.stop()
+
+
+class TestIsolation:
+    """Two endpoints, one down: the healthy one keeps delivering while the other waits."""
+
+    async def test_one_down(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """100 leads each to a healthy and a dead endpoint; the healthy gets all 100 promptly."""
+        healthy = Receiver()
+        await healthy.start()
+        down = Receiver()
+        await down.start()
+        down_port = down.port
+        await down.stop()
+        try:
+            vicidial.add_list(301, "ok", "C", "")
+            vicidial.set_list_url(301, f"{healthy.url}/ok?id=--A--lead_id--B--")
+            vicidial.add_list(302, "down", "C", "")
+            vicidial.set_list_url(302, f"http://127.0.0.1:{down_port}/down?id=--A--lead_id--B--")
+            cfg = fast_config(mariadb, vicidial_db, tmp_path / "iso.db", max_attempts=1000)
+            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            for i in range(100):
+                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=302)
+                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31256{i:05d}", list_id=301)
+            await _wait_count(healthy, "/ok", 100)
+            assert run.service.store is not None
+            pending = {c.endpoint_id: c.pending + c.in_flight for c in await run.service.store.counts()}
+            assert pending.get(f"127.0.0.1:{down_port}", 0) == 100
+            states = (
+                {e.endpoint_id: e.circuit for e in run.service.sender.statistics()}
+                if run.service.sender
+                else {}
+            )
+            assert int(states[f"127.0.0.1:{down_port}"]) in (1, 2)  # half-open or open
+        finally:
+            await healthy.stop()
+
+
+class TestPurgedBinlog:
+    """The checkpoint's binlog was purged: a clear error, exit code 3, never a silent jump."""
+
+    async def test_purge_past_checkpoint(
+        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, tmp_path: Path
+    ) -> None:
+        """Stop, rotate and purge past the checkpoint, start again: exit 3 naming file and fix."""
+        server = mariadb_factory()  # type: ignore[operator]
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        with Vicidial.connect(server, database="asterisk", seed=8) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/p?id=--A--lead_id--B--")
+            state = tmp_path / "purge.db"
+            run = await start_pipeline(server, "asterisk", state=state)
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
+            await _wait_count(receiver, "/p", 1)
+            await run.stop()
+            checkpoint_file = run.service.stats.checkpoint.file if run.service.stats.checkpoint else ""
+            vici.add_lead(phone_number="3125550002", list_id=101)
+            newest = server.flush_binary_logs()
+            with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+                cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
+        config = _write_config(tmp_path / "p.toml", server, "asterisk", state)
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cdc.cli", "run", "--config", str(config)],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""},
+        )
+        assert result.returncode == 3
+        stderr = result.stderr.decode()
+        assert checkpoint_file and checkpoint_file in stderr
+        assert "replay --since" in stderr and "--start current" in stderr
+
+
+class TestShutdown:
+    """SIGTERM drains requests in flight, records them, flushes the checkpoint, exits 0."""
+
+    async def test_sigterm_drains(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial, tmp_path: Path
+    ) -> None:
+        """A slow receiver holds requests; SIGTERM waits for them; a restart resends nothing."""
+        slow = Receiver(latency_s=1.5)
+        await slow.start()
+        try:
+            vicidial.add_list(101, "L", "C", "")
+            vicidial.set_system_url(f"{slow.url}/t?id=--A--lead_id--B--")
+            config = _write_config(tmp_path / "t.toml", mariadb, vicidial_db, tmp_path / "t.db")
+            log = tmp_path / "t.log"
+            proc = _spawn(config, log)
+            await asyncio.sleep(1.5)
+            ids = [
+                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
+                for i in range(5)
+            ]
+            async with asyncio.timeout(30):
+                while len(slow.requests) < 5:
+                    await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)  # all 5 are in flight (the receiver sleeps 1.5 s)
+            code = await asyncio.to_thread(proc.wait, 30)
+            assert code == 0, log.read_text()[-2000:]
+            store = SqliteStore(tmp_path / "t.db")
+            store.open()
+            try:
+                counts = store.counts()
+                assert sum(c.delivered for c in counts) == 5
+                assert sum(c.pending + c.in_flight for c in counts) == 0
+            finally:
+                store.close()
+            proc = _spawn(config, log)
+            ids.append(await asyncio.to_thread(vicidial.add_lead, phone_number="3125599999", list_id=101))
+            async with asyncio.timeout(30):  # the new lead is the fence: everything before it is done
+                while len(slow.requests) < 6:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.6)  # let its response come back before stopping
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+            assert Counter(_targets(slow, "/t")) == Counter(f"/t?id={i}" for i in ids)
+        finally:
+            await slow.stop()

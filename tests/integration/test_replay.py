@@ -1,0 +1,383 @@
+"""``vicidial-cdc replay``: deliveries rebuilt by SELECT are byte-identical to the live path's.
+
+The live streamer runs first and its request targets are captured; replay then
+rebuilds the same leads from the tables into a fresh state file, a streamer on that
+file sends them, and the two sets of targets are compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import StartPipeline  # type: ignore[import-not-found]
+from test_operator import run_cli, write_config  # type: ignore[import-not-found]
+
+from cdc import binlog, config, replay
+from cdc.mariadb import PrivateMariaDB
+from cdc.outbox import SqliteStore
+from cdc.receiver import Receiver
+from cdc.records import Delivery, Position
+from cdc.schema import create_vicidial_schema
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+WAIT_S = 30.0
+FENCE_LIST = 999
+
+#: Every kind of value: ids, ENUM, zero and real DATE, DECIMAL, DATETIME, SQLdate and
+#: epoch, list tokens, custom fields (plain and encrypted), an unknown token.
+TEMPLATE = (
+    "VAR{base}/rp?id=--A--lead_id--B--&l=--A--list_id--B--&el=--A--entry_list_id--B--"
+    "&ph=--A--phone--B--&fn=--A--first_name--B--&ln=--A--last_name--B--&g=--A--gender--B--"
+    "&dob=--A--date_of_birth--B--&gmt=--A--gmt_offset_now--B--&ed=--A--entry_date--B--"
+    "&sd=--A--SQLdate--B--&ep=--A--epoch--B--&lname=--A--list_name--B--&camp=--A--campaign--B--"
+    "&u=--A--user--B--&st=--A--status--B--&v=--A--vendor_id--B--&cc=--A--called_count--B--"
+    "&r=--A--rank--B--&crm=--A--crm_ref--B--&sec=--A--secret_note--B--&unk=--A--nosuch--B--"
+)
+
+
+def _targets(receiver: Receiver, prefix: str) -> list[str]:
+    return [r.target for r in receiver.requests if r.target.startswith(prefix)]
+
+
+async def _wait_count(receiver: Receiver, prefix: str, count: int) -> list[str]:
+    async with asyncio.timeout(WAIT_S):
+        while len(_targets(receiver, prefix)) < count:
+            await asyncio.sleep(0.05)
+    return _targets(receiver, prefix)
+
+
+async def _fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
+    """An API lead on the fence list; its request arriving proves everything before was read."""
+    await asyncio.to_thread(vici.add_lead, phone_number="3999999999", list_id=FENCE_LIST, first_name=tag)
+    async with asyncio.timeout(WAIT_S):
+        while not any(f"fence={tag}" in t for t in _targets(receiver, "/fence")):
+            await asyncio.sleep(0.05)
+
+
+def _target_of(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+class _RequeueStub:
+    """A :class:`replay.RequeueStore` over a :class:`SqliteStore`, until the store has one.
+
+    ``requeue`` follows the contract in :class:`cdc.replay.RequeueStore`, on its own
+    connection to the same file (tests only: production SQL lives in ``outbox.py``).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store = SqliteStore(path)
+        self._store.open()
+
+    def commit_batch(
+        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
+    ) -> list[int]:
+        return self._store.commit_batch(deliveries, checkpoint, now)
+
+    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
+        with contextlib.closing(sqlite3.connect(self._path, timeout=10, isolation_level=None)) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            changed = 0
+            for d in deliveries:
+                changed += conn.execute(
+                    "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                    " last_status = 0, last_error = '', delivered_at = NULL, updated_at = ?,"
+                    " created_at = ?,"
+                    " method = ?, url = ?, body = ?, content_type = ?, url_source = ?, list_id = ?,"
+                    " inserted_at = ? WHERE source = ? AND lead_id = ? AND endpoint_id = ?"
+                    " AND state != 'in_flight'",
+                    (
+                        now,
+                        now,
+                        now,
+                        d.method,
+                        d.url,
+                        d.body,
+                        d.content_type,
+                        d.url_source.value,
+                        d.list_id,
+                        d.inserted_at,
+                        d.source,
+                        d.lead_id,
+                        d.endpoint_id,
+                    ),
+                ).rowcount
+            conn.execute("COMMIT")
+        return changed
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class _Collect:
+    """A :class:`replay.CommitStore` that keeps what it is given (no dedup)."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+
+    def commit_batch(
+        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
+    ) -> list[int]:
+        start = len(self.deliveries)
+        self.deliveries.extend(deliveries)
+        return list(range(start + 1, len(self.deliveries) + 1))
+
+
+async def _live_leads(vici: Vicidial, receiver: Receiver) -> tuple[list[int], list[str]]:
+    """Add API and non-API leads; return (every lead id in order, the live /rp targets)."""
+    ids = [
+        await asyncio.to_thread(
+            vici.add_lead,
+            phone_number="3125550001",
+            list_id=101,
+            first_name=" José ",
+            last_name="Nguyễn 😀",
+            gender="F",
+            date_of_birth="1980-02-29",
+            gmt_offset_now="-6.00",
+            vendor_lead_code="V/1",
+        ),
+        await asyncio.to_thread(vici.loader_insert, phone_number="3125550002", list_id=101),
+        await asyncio.to_thread(vici.add_lead, phone_number="3125550003", list_id=101, last_name="O'Neil&Co"),
+        await asyncio.to_thread(vici.update_lead_insert, phone_number="3125550004", list_id=101),
+        await asyncio.to_thread(
+            vici.add_lead,
+            phone_number="3125550005",
+            list_id=102,
+            first_name="Zoë",
+            custom={"crm_ref": "R-1 ü", "secret_note": "do not send"},
+        ),
+        await asyncio.to_thread(vici.agent_insert, phone_number="3125550006", list_id=102),
+        await asyncio.to_thread(vici.add_lead, phone_number="3125550007", list_id=102),
+    ]
+    live = await _wait_count(receiver, "/rp", 4)
+    await _fence(vici, receiver, "live")
+    return ids, sorted(live)
+
+
+def _setup(vici: Vicidial, receiver: Receiver) -> None:
+    vici.set_system(use_non_latin=True)
+    vici.add_list(101, "Année 2025", "CAMPÉ", "")
+    vici.add_list(102, "Custom", "C2", "")
+    vici.add_custom_fields(102, [("crm_ref", False), ("secret_note", True)])
+    vici.set_system_url(TEMPLATE.format(base=receiver.url))
+    vici.add_list(FENCE_LIST, "Fence", "FENCE", "")
+    vici.set_list_url(FENCE_LIST, f"{receiver.url}/fence?fence=--A--first_name--B--")
+
+
+class TestReplaySameUrl:
+    """Replay of a lead-id range sends exactly what the live path sent, once."""
+
+    async def test_range_matches_live_then_dedup_then_force(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Live targets == replayed targets; a second replay adds nothing; --force resends."""
+        _setup(vicidial, receiver)
+        live_run = await start_pipeline(mariadb, vicidial_db, state=tmp_path / "live.db")
+        ids, live = await _live_leads(vicidial, receiver)
+        await live_run.stop()
+        assert len(live) == 4
+        assert "&g=F&dob=1980-02-29&gmt=-6.00&" in live[0]  # ENUM label, DATE, DECIMAL scale
+        assert "&dob=0000-00-00&" in live[1] and "&crm=R-1+%C3%BC&sec=&" in live[2]
+
+        fresh = tmp_path / "replayed.db"
+        cfg_file = write_config(tmp_path / "replay.toml", mariadb, vicidial_db, fresh)
+        code, out, err = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}"
+        )
+        assert (code, err) == (0, "")
+        assert "found:            4 API leads" in out
+        assert "enqueued:         4" in out
+        assert "already present:  0" in out
+        assert "not_api=2" in out and "update_lead_insert=1" in out
+
+        before = len(receiver.requests)
+        await start_pipeline(mariadb, vicidial_db, state=fresh)
+        replayed = await _wait_count(receiver, "/rp", 8)
+        assert sorted(replayed[4:]) == live  # byte for byte
+        assert len(receiver.requests) - before == 4
+
+        # Deduplicated: the same replay again stores nothing new and sends nothing.
+        code, out, _ = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--json"
+        )
+        report = json.loads(out)
+        assert code == 0
+        assert (report["found"], report["enqueued"], report["already_present"]) == (4, 0, 4)
+        await _fence(vicidial, receiver, "dedup")
+        await asyncio.sleep(1.5)  # more than one sender poll
+        assert len(_targets(receiver, "/rp")) == 8
+
+        # --force: every stored row of those keys is sent again, same bytes.
+        if hasattr(SqliteStore, "requeue"):
+            code, out, _ = await run_cli(
+                capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--force"
+            )
+            assert code == 0
+        else:
+            cfg = config.load(cfg_file)
+            buf = io.StringIO()
+            code = await asyncio.to_thread(
+                replay.replay_command,
+                cfg,
+                lead_ids=[f"{ids[0]}-{ids[-1]}"],
+                force=True,
+                out=buf,
+                store_opener=lambda c: _RequeueStub(Path(c.state.path)),
+            )
+            out = buf.getvalue()
+        assert "sent again: 4" in out
+        resent = await _wait_count(receiver, "/rp", 12)
+        assert sorted(resent[8:]) == live
+
+    async def test_force_refused_without_requeue(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Without a store that can requeue, --force is a usage error and writes nothing."""
+        if hasattr(SqliteStore, "requeue"):
+            pytest.skip("SqliteStore.requeue exists: --force is supported")
+        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, tmp_path / "s.db")
+        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--lead-id", "1", "--force")
+        assert code == 2
+        assert "requeue" in err
+
+
+class TestReplaySelection:
+    """--since/--until/--list select add_lead calls by api_date; ids report what is missing."""
+
+    async def test_since_list_and_missing(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """--since 1h --list 101 102 (dry run), an --until in the past, an unknown lead id."""
+        _setup(vicidial, receiver)
+        for phone, list_id in (("3125550011", 101), ("3125550012", 102), ("3125550013", FENCE_LIST)):
+            await asyncio.to_thread(vicidial.add_lead, phone_number=phone, list_id=list_id)
+        loader = await asyncio.to_thread(vicidial.loader_insert, phone_number="3125550014", list_id=101)
+        state = tmp_path / "never.db"
+        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, state)
+
+        code, out, err = await run_cli(
+            capsys,
+            "replay",
+            "-c",
+            str(cfg_file),
+            "--since",
+            "1h",
+            "--list",
+            "101",
+            "102",
+            "--dry-run",
+            "--json",
+        )
+        assert (code, err) == (0, "")
+        report = json.loads(out)
+        assert report["dry_run"] is True
+        assert (report["found"], report["deliveries"], report["other_list"]) == (2, 2, 1)
+        assert not state.exists()  # a dry run writes nothing
+
+        code, out, _ = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--since", "2000-01-01", "--until", "2000-01-02 00:00",
+            "--dry-run", "--json",
+        )  # fmt: skip
+        assert json.loads(out)["found"] == 0
+
+        code, out, _ = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", str(loader), "99999999", "--dry-run", "--json"
+        )
+        assert json.loads(out)["skipped"] == {"lead_missing": 1, "not_api": 1}
+
+        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--since", "yesterday")
+        assert code == 2 and "not a time" in err
+
+
+class TestReplayCharsets:
+    """A latin1 server with use_non_latin=0: SELECT gives the binlog path's text, same URL."""
+
+    async def test_latin1_double_encoded(
+        self,
+        mariadb_factory: Any,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+    ) -> None:
+        """Double-encoded UTF-8 (incl. bytes cp1252 leaves undefined) replays byte-identically."""
+        server = mariadb_factory(charset="latin1", row_metadata="NO_LOG")
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk", charset="latin1")
+        with Vicidial.connect(server, database="asterisk", connection_charset="latin1", seed=3) as vici:
+            vici.add_list(101, "Lista", "C", "")
+            vici.set_system_url(
+                f"{receiver.url}/l?fn=--A--first_name--B--&ln=--A--last_name--B--&id=--A--lead_id--B--"
+            )
+            vici.add_list(FENCE_LIST, "Fence", "FENCE", "")
+            vici.set_list_url(FENCE_LIST, f"{receiver.url}/fence?fence=--A--first_name--B--")
+            run = await start_pipeline(server, "asterisk")
+            lead_id = await asyncio.to_thread(
+                vici.add_lead,
+                phone_number="3125550001",
+                list_id=101,
+                first_name="Álvaro",
+                last_name="Müller€Ő",
+            )
+            await _fence(vici, receiver, "latin1")
+            await run.stop()
+        live = _targets(receiver, "/l")
+        assert live == [f"/l?fn=%C3%81lvaro&ln=M%C3%BCller%E2%82%AC%C5%90&id={lead_id}"]
+
+        cfg = write_config_obj(server, "asterisk")
+        collect = _Collect()
+
+        def run_replay() -> replay.ReplayReport:
+            with contextlib.closing(binlog.connect(cfg.mysql, **replay.connection_options())) as conn:
+                return replay.replay(
+                    conn,
+                    collect,
+                    replay.Selection(lead_ids=(lead_id,)),
+                    replay.load_snapshot(conn, cfg),
+                    database="asterisk",
+                    source="test",
+                    server_charset="latin1",
+                    clock=time.time,
+                )
+
+        report = await asyncio.to_thread(run_replay)
+        assert report.found == 1
+        assert [_target_of(d.url) for d in collect.deliveries] == live
+
+
+def write_config_obj(server: PrivateMariaDB, database: str) -> config.Config:
+    return config.Config(
+        mysql=config.MysqlConfig(
+            host=server.host, port=server.port, user="root", database=database, source="test"
+        )
+    )
