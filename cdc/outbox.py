@@ -170,6 +170,8 @@ class StateStore(Protocol):
         older_than: float | None = None,
     ) -> int: ...
 
+    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int: ...
+
     def meta_get(self, key: str) -> str | None: ...
 
     def meta_set(self, key: str, value: str) -> None: ...
@@ -580,17 +582,55 @@ class SqliteStore:
     ) -> int:
         """Make matching dead rows pending again, due at ``now`` with no attempts.
 
-        At least one selector is required; to select every dead row, pass
-        ``older_than=now``. Returns the number of rows changed.
+        ``created_at`` restarts too: the sender's maximum age counts from it, and an
+        operator's retry deserves a full retry budget. At least one selector is
+        required; to select every dead row, pass ``older_than=now``. Returns the number
+        of rows changed.
         """
         _require_selector(ids, endpoint_id, lead_id, older_than)
         return self._update_dead(
-            "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?",
-            (now, now),
+            "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?,"
+            " created_at = ?",
+            (now, now, now),
             ids,
             _dead_filter(endpoint_id, lead_id, older_than),
             "retry dead deliveries",
         )
+
+    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Send stored deliveries again (``replay --force``), with the request given.
+
+        Rows of the same (source, lead_id, endpoint_id) that are not in flight become
+        pending, due now, with a fresh retry budget. Keys not stored are ignored.
+        """
+        if not deliveries:
+            return 0
+        with self._write("requeue deliveries") as conn:
+            return conn.executemany(
+                "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                " last_status = 0, last_error = '', delivered_at = NULL, created_at = ?,"
+                " updated_at = ?, method = ?, url = ?, body = ?, content_type = ?, url_source = ?,"
+                " list_id = ?, inserted_at = ?"
+                " WHERE source = ? AND lead_id = ? AND endpoint_id = ? AND state != 'in_flight'",
+                [
+                    (
+                        now,
+                        now,
+                        now,
+                        d.method,
+                        d.url,
+                        d.body,
+                        d.content_type,
+                        d.url_source.value,
+                        d.list_id,
+                        d.inserted_at,
+                        d.source,
+                        d.lead_id,
+                        d.endpoint_id,
+                    )
+                    for d in deliveries
+                ],
+            ).rowcount
 
     def purge_dead(
         self,

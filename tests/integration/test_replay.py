@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import sqlite3
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -24,7 +22,6 @@ from test_operator import run_cli, write_config  # type: ignore[import-not-found
 
 from cdc import binlog, config, replay
 from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import SqliteStore
 from cdc.receiver import Receiver
 from cdc.records import Delivery, Position
 from cdc.schema import create_vicidial_schema
@@ -69,58 +66,6 @@ async def _fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
 def _target_of(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return f"{parts.path}?{parts.query}"
-
-
-class _RequeueStub:
-    """A :class:`replay.RequeueStore` over a :class:`SqliteStore`, until the store has one.
-
-    ``requeue`` follows the contract in :class:`cdc.replay.RequeueStore`, on its own
-    connection to the same file (tests only: production SQL lives in ``outbox.py``).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._store = SqliteStore(path)
-        self._store.open()
-
-    def commit_batch(
-        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
-    ) -> list[int]:
-        return self._store.commit_batch(deliveries, checkpoint, now)
-
-    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
-        with contextlib.closing(sqlite3.connect(self._path, timeout=10, isolation_level=None)) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            changed = 0
-            for d in deliveries:
-                changed += conn.execute(
-                    "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-                    " last_status = 0, last_error = '', delivered_at = NULL, updated_at = ?,"
-                    " created_at = ?,"
-                    " method = ?, url = ?, body = ?, content_type = ?, url_source = ?, list_id = ?,"
-                    " inserted_at = ? WHERE source = ? AND lead_id = ? AND endpoint_id = ?"
-                    " AND state != 'in_flight'",
-                    (
-                        now,
-                        now,
-                        now,
-                        d.method,
-                        d.url,
-                        d.body,
-                        d.content_type,
-                        d.url_source.value,
-                        d.list_id,
-                        d.inserted_at,
-                        d.source,
-                        d.lead_id,
-                        d.endpoint_id,
-                    ),
-                ).rowcount
-            conn.execute("COMMIT")
-        return changed
-
-    def close(self) -> None:
-        self._store.close()
 
 
 class _Collect:
@@ -230,41 +175,13 @@ class TestReplaySameUrl:
         assert len(_targets(receiver, "/rp")) == 8
 
         # --force: every stored row of those keys is sent again, same bytes.
-        if hasattr(SqliteStore, "requeue"):
-            code, out, _ = await run_cli(
-                capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--force"
-            )
-            assert code == 0
-        else:
-            cfg = config.load(cfg_file)
-            buf = io.StringIO()
-            code = await asyncio.to_thread(
-                replay.replay_command,
-                cfg,
-                lead_ids=[f"{ids[0]}-{ids[-1]}"],
-                force=True,
-                out=buf,
-                store_opener=lambda c: _RequeueStub(Path(c.state.path)),
-            )
-            out = buf.getvalue()
+        code, out, _ = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--force"
+        )
+        assert code == 0
         assert "sent again: 4" in out
         resent = await _wait_count(receiver, "/rp", 12)
         assert sorted(resent[8:]) == live
-
-    async def test_force_refused_without_requeue(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        """Without a store that can requeue, --force is a usage error and writes nothing."""
-        if hasattr(SqliteStore, "requeue"):
-            pytest.skip("SqliteStore.requeue exists: --force is supported")
-        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, tmp_path / "s.db")
-        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--lead-id", "1", "--force")
-        assert code == 2
-        assert "requeue" in err
 
 
 class TestReplaySelection:

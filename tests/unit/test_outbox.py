@@ -445,6 +445,22 @@ class TestNextDueAt:
         store.claim_due(T0 + 100, 10)
         assert store.next_due_at() is None
 
+    def test_excluded_endpoints_do_not_count(self, store: SqliteStore) -> None:
+        """A paused endpoint's rows do not make the sender wake up early."""
+        enqueue(store, make_delivery(1, "paused"), now=T0)
+        enqueue(store, make_delivery(2, "open"), now=T0 + 30)
+        assert store.next_due_at(["paused"]) == T0 + 30
+        assert store.next_due_at(["paused", "open"]) is None
+
+    def test_release_returns_claimed_rows_unsent(self, store: SqliteStore) -> None:
+        """release puts in-flight rows back without counting an attempt."""
+        enqueue(store, make_delivery(1), now=T0)
+        [claimed] = store.claim_due(T0, 1)
+        assert store.release([claimed.id], T0 + 60, T0 + 1) == 1
+        record = store.get(claimed.id)
+        assert record is not None
+        assert (record.state, record.attempts, record.next_attempt_at) == (DeliveryState.PENDING, 0, T0 + 60)
+
 
 class TestCounts:
     """counts() reports rows per endpoint and state, and the oldest waiting row."""
@@ -536,7 +552,23 @@ class TestDeadLetters:
             0,
             T0 + 100,
         )
+        assert record.created_at == T0 + 100  # a fresh retry budget
         assert [c.id for c in dead_store.claim_due(T0 + 100, 10)] == [4, 1]
+
+    def test_requeue_resends_any_state_but_in_flight(self, dead_store: SqliteStore) -> None:
+        """requeue (replay --force) resets delivered and dead rows; in-flight and unknown keys stay."""
+        new_url = make_delivery(1)
+        assert dead_store.requeue([new_url, make_delivery(77)], T0 + 200) == 1
+        record = dead_store.get(1)
+        assert record is not None
+        assert (record.state, record.attempts, record.created_at, record.last_status) == (
+            DeliveryState.PENDING,
+            0,
+            T0 + 200,
+            0,
+        )
+        dead_store.claim_due(T0 + 300, 10)  # rows 1 and 4 now in flight
+        assert dead_store.requeue([make_delivery(4)], T0 + 300) == 0
 
     def test_retry_by_filter(self, dead_store: SqliteStore) -> None:
         """A filter selects the dead rows to retry."""
