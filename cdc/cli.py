@@ -65,10 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="a JSON list of {name, status, message, fix}")
     check.add_argument(
         "--max-downtime",
-        default="86400",
+        default=None,
         metavar="DURATION",
         help="longest outage to survive: binlogs must be kept at least this long "
-        "(seconds, or 90m, 12h, 3d; default 86400)",
+        "(seconds, or 90m, 12h, 3d; default: reader.max_downtime_s, 86400)",
     )
     check.set_defaults(func=cmd_check)
 
@@ -153,7 +153,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from . import check
 
     cfg = config.load(args.config)
-    results = check.run_checks(cfg, max_downtime_s=check.parse_duration_s(args.max_downtime))
+    max_downtime_s = (
+        check.parse_duration_s(args.max_downtime) if args.max_downtime else cfg.reader.max_downtime_s
+    )
+    results = check.run_checks(cfg, max_downtime_s=max_downtime_s)
     out = check.render_json(results) if args.json else check.render_text(results)
     sys.stdout.write(out)
     return check.exit_code(results)

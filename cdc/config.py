@@ -76,6 +76,10 @@ class ReaderConfig:
     reconnect_max_s: float = 30.0
     #: Server charset VICIdial's PHP connection uses when use_non_latin=0.
     server_charset: str = "latin1"
+    #: Longest streamer outage to survive: binlogs must be kept at least this long.
+    max_downtime_s: float = 86400.0
+    #: Run ``vicidial-cdc check`` at start-up and log what is not right (never fatal).
+    check_at_start: bool = True
 
 
 @dataclass(frozen=True, slots=True)

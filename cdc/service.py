@@ -94,6 +94,8 @@ class Service:
             if requeued:
                 log.info("outbox.requeued count=%d", requeued)
 
+            if cfg.reader.check_at_start:
+                await self._preflight()
             start = await self._load_source(store)
             self.detector = Detector(
                 match_window_s=cfg.reader.match_window_s,
@@ -209,6 +211,21 @@ class Service:
         return Retention(headroom_s, float(older))
 
     # -- start-up ----------------------------------------------------------------------
+
+    async def _preflight(self) -> None:
+        """``vicidial-cdc check`` at start-up: what is not right is logged, never fatal."""
+        from . import check
+
+        try:
+            results = await asyncio.to_thread(
+                check.run_checks, self.config, max_downtime_s=self.config.reader.max_downtime_s
+            )
+        except (CdcError, pymysql.MySQLError, OSError) as exc:
+            log.warning("check.not_run error=%s", type(exc).__name__)
+            return
+        for r in results:
+            if r.status in (check.Status.WARN, check.Status.FAIL):
+                log.warning("check.%s status=%s %s", r.name, r.status.value, r.message)
 
     async def _load_source(self, store: AsyncStore) -> Position | str:
         """Load settings by SELECT and decide where the binlog starts."""
