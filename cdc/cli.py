@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vicidial-cdc", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="vicidial-cdc",
+        description="VICIdial's API New Lead URL, sent from the binlog. Exit codes: 0 ok, "
+        "1 runtime error, 2 usage or configuration error, 3 the binlog the checkpoint needs was purged.",
+    )
     p.add_argument("--version", action="version", version=f"vicidial-cdc {__version__}")
     sub = p.add_subparsers(metavar="COMMAND")
 
@@ -89,15 +93,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.start:
         cfg = dataclasses.replace(cfg, reader=dataclasses.replace(cfg.reader, start=args.start))
     logs.setup(cfg.log.level, cfg.log.format)
-    return asyncio.run(_run(cfg))
+    return asyncio.run(_run(cfg, replace_checkpoint=bool(args.start)))
 
 
-async def _run(cfg: config.Config) -> int:
+async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
     from .service import Service
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    service = Service(cfg)
+    service = Service(cfg, replace_checkpoint=replace_checkpoint)
     try:
         await service.run(stop)
     except ExceptionGroup as group:

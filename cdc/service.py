@@ -66,8 +66,12 @@ class Retention:
 class Service:
     """One streamer for one VICIdial database."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, config: Config, metrics: Metrics | None = None, *, replace_checkpoint: bool = False
+    ) -> None:
         self.config = config
+        #: Start at ``reader.start`` even when a checkpoint is stored (``run --start``).
+        self._replace_checkpoint = replace_checkpoint
         self.metrics = metrics or Metrics()
         self.settings = SettingsCache()
         self.detector: Detector | None = None
@@ -243,6 +247,9 @@ class Service:
         for line in self.settings.snapshot().sources():
             log.info("settings.url_source %s", line)
         checkpoint = await store.load_checkpoint()
+        if checkpoint is not None and self._replace_checkpoint:
+            log.warning("binlog.checkpoint_replaced old=%s start=%s", checkpoint, cfg.reader.start)
+            checkpoint = None
         if checkpoint is not None:
             log.info("binlog.resume position=%s", checkpoint)
             self.stats.checkpoint = checkpoint

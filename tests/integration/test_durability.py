@@ -83,10 +83,10 @@ def _write_config(path: Path, server: PrivateMariaDB, database: str, state: Path
     return path
 
 
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "cdc.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "cdc.cli", "run", "--config", str(config), *extra],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env={**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""},
@@ -351,7 +351,7 @@ class TestPurgedBinlog:
             await _wait_count(receiver, "/p", 1)
             await run.stop()
             checkpoint_file = run.service.stats.checkpoint.file if run.service.stats.checkpoint else ""
-            vici.add_lead(phone_number="3125550002", list_id=101)
+            missed = vici.add_lead(phone_number="3125550002", list_id=101)
             newest = server.flush_binary_logs()
             with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
                 cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
@@ -367,6 +367,25 @@ class TestPurgedBinlog:
         stderr = result.stderr.decode()
         assert checkpoint_file and checkpoint_file in stderr
         assert "replay --since" in stderr and "--start current" in stderr
+        # The documented recovery: replay the gap, then start at the current position.
+        env = {**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""}
+        replayed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cdc.cli", "replay", "--config", str(config), "--since", "1h"],
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
+        assert replayed.returncode == 0, replayed.stderr.decode()
+        log = tmp_path / "recovery.log"
+        proc = _spawn(config, log, "--start", "current")
+        try:
+            await _wait_count(receiver, "/p", 2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, log.read_text()[-2000:]
+        assert Counter(_targets(receiver, "/p"))[f"/p?id={missed}"] == 1
 
 
 class TestShutdown:
