@@ -91,8 +91,13 @@ class CircuitBreaker:
         self._streak = 0
 
     def record_failure(self, now: float) -> None:
-        if self._probing or self.state(now) is not BreakerState.CLOSED:
-            self._open(now)
+        """A failed request. While open (or half-open with the probe out, when it is not the
+        probe), it is the late answer of a request sent before the breaker opened: ignored,
+        so a burst of failures does not multiply the cool-down."""
+        state = self.state(now)
+        if state is not BreakerState.CLOSED:
+            if self._probing:
+                self._open(now)
             return
         self._failures += 1
         if self._failures >= self._failure_threshold:

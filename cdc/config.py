@@ -114,8 +114,8 @@ class EndpointLimits:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    #: Deliveries in flight across all endpoints.
-    concurrency: int = 200
+    #: Requests in flight across all endpoints (``concurrency`` is per endpoint).
+    max_in_flight: int = 200
     defaults: EndpointLimits = EndpointLimits()
     #: Overrides keyed by "host:port" (or "scheme://host:port").
     endpoints: Mapping[str, EndpointLimits] = field(default_factory=dict)
@@ -123,6 +123,11 @@ class DeliveryConfig:
     #: Verify TLS certificates (never turn off in production).
     verify_tls: bool = True
     shutdown_grace_s: float = 20.0
+    #: Who sends: "send" (always us), "watch" (VICIdial's own sender; we retry its
+    #: failures), "auto" (per lead: watch where VICIdial sends, else send).
+    mode: str = "auto"
+    #: A VICIdial attempt logged in vicidial_url_log without its result this long: failed.
+    vicidial_attempt_timeout_s: float = 60.0
     #: Send ``Idempotency-Key`` and ``webhook-id`` (stable per lead and endpoint).
     idempotency_headers: bool = True
     #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)).
@@ -299,6 +304,8 @@ def _load_delivery(table: Mapping[str, Any], env: Mapping[str, str]) -> Delivery
             raise ConfigError(f"[delivery.endpoints.{name!r}] must be a table")
         merged = {**{f: getattr(defaults, f) for f in limit_keys}, **sub}
         endpoints[str(name)] = _build(EndpointLimits, merged, f"delivery.endpoints.{name}", {})
+    if base.mode not in ("send", "watch", "auto"):
+        raise ConfigError(f"delivery.mode must be send, watch or auto, got {base.mode!r}")
     for lim in (defaults, *endpoints.values()):
         if lim.concurrency < 1 or lim.rate_per_s <= 0 or lim.burst < 1 or lim.timeout_s <= 0:
             raise ConfigError("delivery limits must be positive (concurrency, rate_per_s, burst, timeout_s)")

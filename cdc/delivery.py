@@ -31,6 +31,8 @@ from .retry import RetryPolicy, classify, next_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
+#: The ``sender`` label of our own requests (VICIdial's own are ``vicidial``).
+SENDER = "cdc"
 #: Headers aiohttp would add that VICIdial's PHP request does not carry.
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
 
@@ -208,7 +210,7 @@ class Sender:
                 until = ep.blocked_until(now)
                 if until is not None:
                     blocked[ep.endpoint_id] = until
-            capacity = self._config.concurrency - self._in_flight
+            capacity = self._config.max_in_flight - self._in_flight
             claimed: Sequence[StoredDelivery] = ()
             if capacity > 0:
                 claimed = await self._outbox.claim_due(now, capacity, blocked)
@@ -247,6 +249,13 @@ class Sender:
                 CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s, cfg.breaker_max_cooldown_s),
             )
             self._endpoints[endpoint_id] = ep
+            # Series exist from the start, so rate() and the alerts see the first failure.
+            m = self._metrics
+            for outcome in Outcome:
+                m.deliveries.labels(endpoint_id, outcome.value, SENDER)
+            for klass in ("2xx", "4xx", "5xx", "error"):
+                m.requests.labels(endpoint_id, klass, SENDER)
+            m.rate_limited.labels(endpoint_id)
         return ep
 
     async def _deliver(self, item: StoredDelivery) -> None:
@@ -351,9 +360,9 @@ class Sender:
                 next_at = now + delay
         m = self._metrics
         label = ep.endpoint_id
-        m.requests.labels(label, status_class(attempt.status)).inc()
-        m.deliveries.labels(label, outcome.value).inc()
-        m.request_duration.labels(label).observe(attempt.duration_s)
+        m.requests.labels(label, status_class(attempt.status), SENDER).inc()
+        m.deliveries.labels(label, outcome.value, SENDER).inc()
+        m.request_duration.labels(label, SENDER).observe(attempt.duration_s)
         if outcome is Outcome.DELIVERED:
             self._sent += 1
             m.end_to_end.labels(label).observe(max(0.0, now - item.delivery.inserted_at))

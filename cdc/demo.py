@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from . import logs
-from .config import Config, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
+from .config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
 from .mariadb import PrivateMariaDB, ensure_installed
 from .receiver import Receiver
 from .schema import create_vicidial_schema
@@ -105,6 +105,8 @@ async def _run(args: argparse.Namespace, db: PrivateMariaDB, workdir: Path, rece
         reader=ReaderConfig(start="current", match_window_s=5.0),
         state=StateConfig(path=str(workdir / "state" / "state.db")),
         http=HttpConfig(listen="127.0.0.1:0"),
+        # The simulated VICIdial's PHP does not send by itself: the streamer sends everything.
+        delivery=DeliveryConfig(mode="send"),
     )
     stop = asyncio.Event()
     traffic_stop = threading.Event()

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
@@ -73,7 +74,7 @@ class StateCollector(Collector):
         yield _gauge(
             "vicidial_cdc_reader_connected", "1 while the binlog connection is up.", s.reader_connected
         )
-        reconnects = GaugeMetricFamily(
+        reconnects = CounterMetricFamily(
             "vicidial_cdc_reader_reconnects", "Reconnects of the binlog reader since start."
         )
         reconnects.add_metric([], float(s.reader_reconnects))
@@ -182,20 +183,20 @@ class Metrics:
         )
         self.deliveries = Counter(
             "vicidial_cdc_deliveries",
-            "Delivery attempts by final outcome of the attempt.",
-            ["endpoint", "outcome"],
+            "Delivery attempts by outcome; sender is cdc (us) or vicidial (VICIdial's own sender).",
+            ["endpoint", "outcome", "sender"],
             registry=r,
         )
         self.requests = Counter(
             "vicidial_cdc_requests",
-            "HTTP requests by status class.",
-            ["endpoint", "status_class"],
+            "HTTP requests by status class; sender is cdc (us) or vicidial (VICIdial's own sender).",
+            ["endpoint", "status_class", "sender"],
             registry=r,
         )
         self.request_duration = Histogram(
             "vicidial_cdc_request_duration_seconds",
-            "Time from sending a request to its response.",
-            ["endpoint"],
+            "Time from sending a request to its response (VICIdial's: whole seconds it logged).",
+            ["endpoint", "sender"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -210,6 +211,17 @@ class Metrics:
             "vicidial_cdc_rate_limited_waits",
             "Requests that waited for the endpoint's rate limit.",
             ["endpoint"],
+            registry=r,
+        )
+        self.mode = Gauge(
+            "vicidial_cdc_mode",
+            "1 for the sending mode in use (send, watch, auto).",
+            ["mode"],
+            registry=r,
+        )
+        self.vicidial_sender = Gauge(
+            "vicidial_cdc_vicidial_sender_active",
+            "1 when this VICIdial build sends API New Lead URLs itself (schema 1726+).",
             registry=r,
         )
         self.settings_reloads = Counter(

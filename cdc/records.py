@@ -120,6 +120,7 @@ class SkipReason(enum.StrEnum):
     URL_SCHEME = "url_scheme"  # not http or https
     URL_INVALID = "url_invalid"  # cannot be parsed as a URL
     OVERFLOW = "overflow"  # pending buffer full: the oldest unmatched insert was evicted
+    VICIDIAL_SENDS = "vicidial_sends"  # watch/auto mode: VICIdial's own sender sends this lead
 
 
 class UrlSource(enum.StrEnum):
@@ -129,6 +130,8 @@ class UrlSource(enum.StrEnum):
     CONFIG_SYSTEM = "config_system"
     VICIDIAL_LIST = "vicidial_list"
     VICIDIAL_SYSTEM = "vicidial_system"
+    #: The exact URL VICIdial's own sender logged in ``vicidial_url_log`` and failed to send.
+    VICIDIAL_RETRY = "vicidial_retry"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,23 @@ from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError
-from .metrics import Metrics, StateCollector, StateSample
+from .metrics import Metrics, StateCollector, StateSample, status_class
+from .modes import Mode, VicidialSender, retries_vicidial_failures, streamer_sends, vicidial_sender
 from .outbox import AsyncStore, SqliteStore
-from .records import ApiLead, Delivery, GroupEnd, Position, RowChange, SchemaChange, Skipped, SkipReason
-from .resolve import needs_custom, resolve
+from .records import (
+    ApiLead,
+    Delivery,
+    GroupEnd,
+    Position,
+    RowChange,
+    SchemaChange,
+    Skipped,
+    SkipReason,
+    UrlSource,
+)
+from .resolve import check_url, needs_custom, origin_of, resolve
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
+from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +96,9 @@ class Service:
         self._counts: dict[str, dict[str, float]] = {}
         self._retention = Retention(float("inf"), float("inf"))
         self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
+        self._mode = Mode(config.delivery.mode)
+        self._enum_has_apinewlead = False
+        self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -107,6 +122,8 @@ class Service:
                 max_pending=cfg.reader.max_pending,
                 needs_custom=lambda list_id: needs_custom(self.settings.snapshot(), list_id),
             )
+            for table in self._watched_tables():
+                self.metrics.decode_errors.labels(table)  # series exist before the first error
             self.reader = binlog.BinlogReader(
                 cfg.mysql,
                 self._watched_tables(),
@@ -119,7 +136,7 @@ class Service:
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
             )
 
-            connector = aiohttp.TCPConnector(limit=cfg.delivery.concurrency, limit_per_host=0)
+            connector = aiohttp.TCPConnector(limit=cfg.delivery.max_in_flight, limit_per_host=0)
             session = aiohttp.ClientSession(
                 connector=connector,
                 skip_auto_headers=SKIP_AUTO_HEADERS,
@@ -238,6 +255,7 @@ class Service:
         def load() -> tuple[vicidb.SettingsRows, Position | str]:
             with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
+                self._enum_has_apinewlead = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
                 start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
             return rows, start
 
@@ -246,6 +264,15 @@ class Service:
         self.settings.set_overrides(self._overrides)
         for line in self.settings.snapshot().sources():
             log.info("settings.url_source %s", line)
+        sender = self._vicidial_sender()
+        self.metrics.mode.labels(self._mode.value).set(1)
+        self.metrics.vicidial_sender.set(1 if sender.sends else 0)
+        log.info(
+            "service.mode mode=%s vicidial_sends=%s db_schema_version=%d",
+            self._mode.value,
+            sender.sends,
+            self.settings.snapshot().system.db_schema_version,
+        )
         checkpoint = await store.load_checkpoint()
         if checkpoint is not None and self._replace_checkpoint:
             log.warning("binlog.checkpoint_replaced old=%s start=%s", checkpoint, cfg.reader.start)
@@ -262,7 +289,7 @@ class Service:
         return configured
 
     def _watched_tables(self) -> set[str]:
-        tables = set(LEAD_TABLES) | set(SETTINGS_TABLES)
+        tables = set(LEAD_TABLES) | set(SETTINGS_TABLES) | {URL_LOG_TABLE}
         tables |= {f"custom_{list_id}" for list_id in self.settings.snapshot().custom_field_lists()}
         return tables
 
@@ -308,6 +335,9 @@ class Service:
         seen = time.monotonic()
         for batch in batches:
             self.stats.batches += 1
+            if not self.stats.checkpoint_ts and batch:
+                # The stored checkpoint's time is unknown: count its age from the first event.
+                self.stats.checkpoint_ts = float(getattr(batch[0], "timestamp", 0) or 0)
             for item in batch:
                 if isinstance(item, RowChange):
                     self.stats.rows += 1
@@ -316,6 +346,9 @@ class Service:
                         self._apply_settings(item)
                         continue
                     resume = last_end or self.stats.checkpoint or _BEFORE_FIRST_GROUP
+                    if item.table == URL_LOG_TABLE:
+                        self._vicidial_attempts(self.url_log.feed(item, resume), deliveries)
+                        continue
                     released = detector.feed(item, resume, seen)
                     self._resolve_all(released, deliveries)
                 elif isinstance(item, GroupEnd):
@@ -329,8 +362,10 @@ class Service:
             self._resolve_all(released, deliveries)
             for skip in skipped:
                 self._count_skip(skip)
+            self._vicidial_attempts(self.url_log.expire(now), deliveries)
         checkpoint = last_end
-        hold = detector.min_resume_position()
+        holds = [h for h in (detector.min_resume_position(), self.url_log.min_resume_position()) if h]
+        hold = min(holds) if holds else None
         if hold is not None and (checkpoint is None or hold < checkpoint):
             # A GTID start has no file:pos before its first group end: keep the GTID.
             checkpoint = None if hold == _BEFORE_FIRST_GROUP else hold
@@ -365,20 +400,65 @@ class Service:
             return
         snapshot = self.settings.snapshot()
         source = self.config.mysql.source_name
+        sender = self._vicidial_sender()
         for lead in leads:
             self.stats.leads += 1
             self.metrics.leads_detected.inc()
+            leave_it = streamer_sends(self._mode, sender, snapshot, lead.list_id)
+            if leave_it is not None:
+                self._count_skip(Skipped(lead.lead_id, lead.list_id, leave_it))
+                continue
             result = resolve(lead, snapshot, source=source, server_charset=self.config.reader.server_charset)
             if isinstance(result, Skipped):
                 self._count_skip(result)
             else:
                 out.extend(result)
 
+    def _vicidial_sender(self) -> VicidialSender:
+        return vicidial_sender(self.settings.snapshot(), self._enum_has_apinewlead)
+
+    def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
+        """VICIdial's own sends: metrics for all, and its failures into our outbox."""
+        retry = retries_vicidial_failures(self._mode)
+        for a in attempts:
+            endpoint = origin_of(a.url)[1]
+            m = self.metrics
+            m.requests.labels(endpoint, status_class(a.status), "vicidial").inc()
+            m.deliveries.labels(endpoint, "delivered" if a.ok else "failed", "vicidial").inc()
+            if not a.timed_out:
+                m.request_duration.labels(endpoint, "vicidial").observe(a.response_s)
+            if a.ok or not retry:
+                continue
+            problem = check_url(a.url)
+            if problem is not None:
+                self._count_skip(Skipped(a.lead_id, 0, problem))
+                continue
+            log.info(
+                "vicidial.failed_send lead_id=%d url_log_id=%d endpoint=%s status=%d timed_out=%s",
+                a.lead_id,
+                a.url_log_id,
+                endpoint,
+                a.status,
+                a.timed_out,
+            )
+            out.append(
+                Delivery(
+                    source=self.config.mysql.source_name,
+                    lead_id=a.lead_id,
+                    list_id=0,
+                    endpoint_id=endpoint,
+                    method="GET",
+                    url=a.url,
+                    url_source=UrlSource.VICIDIAL_RETRY,
+                    inserted_at=a.started_at,
+                )
+            )
+
     def _count_skip(self, skip: Skipped) -> None:
         reason = skip.reason.value
         self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
         self.metrics.leads_skipped.labels(reason).inc()
-        if skip.reason not in (SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT):
+        if skip.reason not in (SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT, SkipReason.VICIDIAL_SENDS):
             log.info("lead.skipped lead_id=%d list_id=%d reason=%s", skip.lead_id, skip.list_id, reason)
 
     # -- observation -------------------------------------------------------------------

@@ -65,3 +65,14 @@ def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> Settings
 
 def quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> bool:
+    """Whether ``vicidial_url_multi.url_type`` lists ``apinewlead`` (builds that send it)."""
+    rows = select(
+        conn,
+        "SELECT COLUMN_TYPE FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA=%s AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
+        (database,),
+    )
+    return bool(rows) and "'apinewlead'" in str(rows[0]["COLUMN_TYPE"])

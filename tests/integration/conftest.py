@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cdc.config import Config, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
+from cdc.config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
 from cdc.mariadb import PrivateMariaDB
 from cdc.metrics import Metrics
 from cdc.receiver import Receiver
@@ -52,6 +52,8 @@ def make_config(server: PrivateMariaDB, database: str, state_path: Path, **reade
         reader=ReaderConfig(reconnect_initial_s=0.2, reconnect_max_s=1.0, **reader),
         state=StateConfig(path=str(state_path)),
         http=HttpConfig(listen="127.0.0.1:0"),
+        # The simulated VICIdial is a 1728 build whose PHP does not send: we always do.
+        delivery=DeliveryConfig(mode="send"),
     )
 
 

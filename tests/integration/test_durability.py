@@ -35,6 +35,7 @@ from cdc.simulate import Vicidial
 pytestmark = pytest.mark.mariadb
 
 FAST = DeliveryConfig(
+    mode="send",
     retry_base_s=0.2,
     retry_factor=2.0,
     retry_cap_s=1.0,
@@ -70,6 +71,7 @@ def _write_config(path: Path, server: PrivateMariaDB, database: str, state: Path
         "[http]",
         'listen = "127.0.0.1:0"',
         "[delivery]",
+        'mode = "send"',
         "retry_base_s = 0.2",
         "retry_factor = 2",
         "retry_cap_s = 1",

@@ -227,7 +227,7 @@ class TestBadInput:
         lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
         await _fence(vicidial, receiver, "dead")
         host_port = dead_url.split("//", 1)[1]
-        labels = {"endpoint": host_port, "outcome": "retry"}
+        labels = {"endpoint": host_port, "outcome": "retry", "sender": "cdc"}
         async with asyncio.timeout(30):
             while not run.service.metrics.registry.get_sample_value("vicidial_cdc_deliveries_total", labels):
                 await asyncio.sleep(0.1)

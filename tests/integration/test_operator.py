@@ -44,7 +44,8 @@ def write_config(
         f'host = "{host}"\nport = {port}\nuser = "root"\ndatabase = "{database}"\nsource = "test"\n'
         "connect_timeout_s = 3.0\n"
         f'[state]\npath = "{state}"\n'
-        f'[http]\nlisten = "{listen}"\n',
+        f'[http]\nlisten = "{listen}"\n'
+        '[delivery]\nmode = "send"\n',  # the simulator is a 1728 build that does not send itself
         encoding="utf-8",
     )
     return path

@@ -52,6 +52,16 @@ class TestCircuitBreaker:
         assert b.statistics(31.0).opens == 3
         assert b.statistics(31.0).opened_at == 0.0
 
+    def test_late_failures_while_open_are_ignored(self) -> None:
+        """Answers of requests sent before it opened neither reopen nor lengthen the cool-down."""
+        b = CircuitBreaker(failure_threshold=2, cooldown_s=10, max_cooldown_s=80)
+        b.record_failure(0.0)
+        b.record_failure(0.1)
+        for t in (0.2, 0.3, 0.4):
+            b.record_failure(t)
+        assert b.unblocks_at() == 10.1
+        assert b.statistics(1.0).opens == 1
+
     @pytest.mark.parametrize(("threshold", "cooldown", "cap"), [(0, 1, 1), (1, 0, 1), (1, 10, 5)])
     def test_invalid(self, threshold: int, cooldown: float, cap: float) -> None:
         """Nonsense limits are refused."""

@@ -1,0 +1,85 @@
+"""Who sends a lead's request: the streamer, or VICIdial's own built-in sender.
+
+VICIdial builds with ``db_schema_version`` 1726 and later send the API New Lead URL
+themselves (synchronously, once, no retry); older builds lack the feature. Running the
+streamer against the same settings on a new build would send every lead twice, so
+``delivery.mode`` decides per lead:
+
+- ``send``: the streamer sends every URL it resolves (config file or VICIdial rows).
+- ``watch``: the streamer sends nothing of its own; it follows VICIdial's
+  ``vicidial_url_log`` rows and re-sends, through its outbox, only the attempts VICIdial
+  logged as failed (or never finished).
+- ``auto`` (default): per lead, when VICIdial's own rows resolve a URL on a build that
+  sends, watch that lead; otherwise send it. Never both for one lead.
+
+Pure functions: the service feeds them the settings snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .records import SkipReason
+from .settings import SettingsSnapshot
+
+#: First ``db_schema_version`` whose PHP sends ``apinewlead`` itself.
+VICIDIAL_SENDER_SCHEMA = 1726
+_DISABLED = "---DISABLED---"
+#: VICIdial does not send a URL of this many characters or fewer.
+_MIN_URL_CHARS = 10
+
+
+class Mode(enum.StrEnum):
+    SEND = "send"
+    WATCH = "watch"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class VicidialSender:
+    """What the server says about VICIdial's own sender."""
+
+    #: ``system_settings.db_schema_version`` >= 1726.
+    schema_sends: bool
+    #: ``vicidial_url_multi.url_type`` has the ``apinewlead`` label.
+    enum_has_apinewlead: bool
+
+    @property
+    def sends(self) -> bool:
+        return self.schema_sends and self.enum_has_apinewlead
+
+
+def vicidial_sender(snapshot: SettingsSnapshot, enum_has_apinewlead: bool) -> VicidialSender:
+    return VicidialSender(snapshot.system.db_schema_version >= VICIDIAL_SENDER_SCHEMA, enum_has_apinewlead)
+
+
+def vicidial_template(snapshot: SettingsSnapshot, list_id: int) -> str | None:
+    """The template VICIdial itself resolves for a list (its rows only, its precedence)."""
+    value = snapshot.list_urls.get(list_id)
+    if value is not None and value.strip():
+        if value.strip() == _DISABLED:
+            return None
+        return value if len(value.strip()) > _MIN_URL_CHARS else None
+    system = snapshot.system_url
+    if system is None or not system.strip() or system.strip() == _DISABLED:
+        return None
+    return system if len(system.strip()) > _MIN_URL_CHARS else None
+
+
+def streamer_sends(
+    mode: Mode, sender: VicidialSender, snapshot: SettingsSnapshot, list_id: int
+) -> SkipReason | None:
+    """``None`` when the streamer sends this lead itself, else why it leaves it to VICIdial."""
+    if mode is Mode.SEND:
+        return None
+    if mode is Mode.WATCH:
+        return SkipReason.VICIDIAL_SENDS
+    if sender.sends and vicidial_template(snapshot, list_id) is not None:
+        return SkipReason.VICIDIAL_SENDS
+    return None
+
+
+def retries_vicidial_failures(mode: Mode) -> bool:
+    """Whether attempts VICIdial logged as failed go into our outbox."""
+    return mode is not Mode.SEND
