@@ -187,7 +187,7 @@ class TestDashboardShape:
                 "vicidial_cdc_binlog_rows_total",
                 "vicidial_cdc_checkpoint_binlog_file_number",
                 "vicidial_cdc_checkpoint_binlog_position_bytes",
-                "vicidial_cdc_reader_reconnects",
+                "vicidial_cdc_reader_reconnects_total",
                 "vicidial_cdc_binlog_retention_headroom_seconds",
             },
             "Process": {"process_cpu_seconds_total", "process_resident_memory_bytes"},
