@@ -157,7 +157,7 @@ class TestDashboardShape:
         assert inst["multi"] and inst["includeAll"]
 
     def test_rows_hold_the_panels_the_issue_lists(self, dashboard: dict[str, Any]) -> None:
-        """Overview, per endpoint, binlog and process rows read the right metrics."""
+        """Overview, per endpoint, binlog, process and sending-mode rows read the right metrics."""
         rows: dict[str, set[str]] = {}
         current = ""
         for panel in dashboard["panels"]:
@@ -167,7 +167,7 @@ class TestDashboardShape:
                 continue
             for target in panel.get("targets", []):
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
-        assert list(rows) == ["Overview", "Per endpoint", "Binlog", "Process"]
+        assert list(rows) == ["Overview", "Per endpoint", "Binlog", "Process", "Sending mode"]
         expected = {
             "Overview": {
                 "vicidial_cdc_leads_detected_total",
@@ -191,6 +191,11 @@ class TestDashboardShape:
                 "vicidial_cdc_binlog_retention_headroom_seconds",
             },
             "Process": {"process_cpu_seconds_total", "process_resident_memory_bytes"},
+            "Sending mode": {
+                "vicidial_cdc_mode",
+                "vicidial_cdc_vicidial_sender_active",
+                "vicidial_cdc_requests_total",
+            },
         }
         for row, needed in expected.items():
             assert needed <= rows[row], f"row {row} lacks {needed - rows[row]}"
