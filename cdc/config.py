@@ -7,7 +7,9 @@ password) come only from the environment or a file and are redacted in ``repr``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
+import re
 import tomllib
 import types
 import typing
@@ -74,8 +76,9 @@ class ReaderConfig:
     max_pending: int = 100_000
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
-    #: Server charset VICIdial's PHP connection uses when use_non_latin=0.
-    server_charset: str = "latin1"
+    #: Charset of VICIdial's PHP connection when use_non_latin=0: the server's default
+    #: (``@@character_set_server``, read at start) unless set here.
+    server_charset: str = ""
     #: Longest streamer outage to survive: binlogs must be kept at least this long.
     max_downtime_s: float = 86400.0
     #: Run ``vicidial-cdc check`` at start-up and log what is not right (never fatal).
@@ -112,6 +115,56 @@ class EndpointLimits:
     connect_timeout_s: float = 5.0
 
 
+# Named endpoints and fan-out: the model (loaded by _with_endpoints, at the end).
+
+#: The endpoint that is VICIdial's own URL setting (its "API New Lead URL", or [urls]):
+#: a GET whose endpoint id is the URL's ``host:port``. Reserved: no [endpoints.vicidial].
+VICIDIAL_ENDPOINT = "vicidial"
+
+
+class Format(enum.StrEnum):
+    """How an endpoint's request carries the lead (:mod:`cdc.payload`)."""
+
+    GET = "get"  # VICIdial's request, byte for byte
+    POST_FORM = "post-form"  # the same variables as an x-www-form-urlencoded body
+    POST_JSON = "post-json"  # the lead.created event (schemas/lead.created.v1.json)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """One ``[endpoints.NAME]`` table; ``name`` is its endpoint id (outbox key, metric label)."""
+
+    name: str
+    #: URL template with VICIdial's tokens; ``None``: the URL VICIdial's setting resolves to.
+    #: Not in ``repr``: people put keys in query strings.
+    url: str | None = field(default=None, repr=False)
+    format: Format = Format.GET
+    headers: tuple[tuple[str, Secret], ...] = ()
+    signing_secrets: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutConfig:
+    """``[fanout]``: the endpoints each lead goes to, with VICIdial's precedence.
+
+    A list's entry replaces the system level for its leads; an empty tuple is
+    ``---DISABLED---`` (no endpoint at all). A list without an entry gets ``system``.
+    """
+
+    system: tuple[str, ...] = (VICIDIAL_ENDPOINT,)
+    lists: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHeaders:
+    """What the sender adds to each request of one named endpoint (``[endpoints.NAME]``)."""
+
+    #: Extra headers; the values may be tokens, so they never print.
+    headers: tuple[tuple[str, Secret], ...] = ()
+    #: Standard Webhooks ``whsec_`` secrets: one ``v1`` signature each, in this order.
+    signing_secrets: tuple[Secret, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     #: Requests in flight across all endpoints (``concurrency`` is per endpoint).
@@ -119,6 +172,12 @@ class DeliveryConfig:
     defaults: EndpointLimits = EndpointLimits()
     #: Overrides keyed by "host:port" (or "scheme://host:port").
     endpoints: Mapping[str, EndpointLimits] = field(default_factory=dict)
+    #: Headers and signing secrets keyed by endpoint id, from ``[endpoints.NAME]``.
+    endpoint_headers: Mapping[str, EndpointHeaders] = field(default_factory=dict)
+    #: The top-level ``[endpoints.NAME]`` tables by name, and ``[fanout]`` (see "Named
+    #: endpoints and fan-out" below): kept here, as only delivery reads them.
+    named_endpoints: Mapping[str, EndpointConfig] = field(default_factory=dict)
+    fanout: FanoutConfig = field(default_factory=FanoutConfig)
     max_response_bytes: int = 65536
     #: Verify TLS certificates (never turn off in production).
     verify_tls: bool = True
@@ -196,7 +255,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_SECTIONS)
+    unknown = set(raw) - set(_SECTIONS) - {"endpoints", "fanout"}
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
     sections: dict[str, Any] = {}
@@ -211,6 +270,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
         else:
             sections[name] = _build(cls, table, name, env)
     config = Config(**sections)
+    config = _with_endpoints(config, raw.get("endpoints", {}), raw.get("fanout"), env)
     return _with_password(config, env)
 
 
@@ -292,6 +352,11 @@ def _load_urls(table: Mapping[str, Any]) -> UrlsConfig:
 def _load_delivery(table: Mapping[str, Any], env: Mapping[str, str]) -> DeliveryConfig:
     table = dict(table)
     endpoints_raw = table.pop("endpoints", {})
+    for derived in ("endpoint_headers", "named_endpoints", "fanout"):
+        if derived in table:
+            raise ConfigError(
+                f"delivery.{derived} is not a setting: write [endpoints.NAME] and [fanout] at the top level"
+            )
     limit_keys = {f.name for f in dataclasses.fields(EndpointLimits)}
     defaults_raw = {k: table.pop(k) for k in list(table) if k in limit_keys}
     base = _build(DeliveryConfig, table, "delivery", env)
@@ -326,3 +391,223 @@ def _with_password(config: Config, env: Mapping[str, str]) -> Config:
     if password is None:
         return config
     return dataclasses.replace(config, mysql=dataclasses.replace(mysql, password=Secret(password)))
+
+
+# -- Named endpoints and fan-out ---------------------------------------------------------
+#
+# [endpoints.NAME]  url (template; absent: VICIdial's resolved URL), format, headers,
+#                   signing_secrets, and the per-endpoint limits of [delivery.endpoints].
+# [fanout]          system = [NAMES], [fanout.lists] "<list_id>" = [NAMES] | "---DISABLED---".
+# Secrets in headers and signing_secrets are read from ${ENV:NAME} or ${FILE:/path} only.
+
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_REFERENCE = re.compile(r"\$\{(ENV|FILE):([^}]*)\}")
+#: Set by the sender itself (or by aiohttp); an endpoint's headers may not replace them.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "idempotency-key",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+#: Header names whose value must come from ${ENV:...} or ${FILE:...}, never the TOML.
+_SENSITIVE_HEADER = re.compile(r"auth|token|secret|key|pass|cookie|session|signature", re.IGNORECASE)
+_ENDPOINT_KEYS = frozenset({"url", "format", "headers", "signing_secrets"})
+
+
+def _with_endpoints(config: Config, raw: Any, fanout_raw: Any, env: Mapping[str, str]) -> Config:
+    """Add ``[endpoints.*]`` and ``[fanout]`` to ``delivery``, with their limits and headers."""
+    if not isinstance(raw, dict):
+        raise ConfigError("[endpoints] must be a table of [endpoints.NAME] tables")
+    limit_keys = {f.name for f in dataclasses.fields(EndpointLimits)}
+    delivery = config.delivery
+    limits = dict(delivery.endpoints)
+    extras: dict[str, EndpointHeaders] = {}
+    endpoints: dict[str, EndpointConfig] = {}
+    for name, table in raw.items():
+        where = f"endpoints.{name}"
+        if name == VICIDIAL_ENDPOINT:
+            raise ConfigError(
+                f"[endpoints.{VICIDIAL_ENDPOINT}] is reserved for VICIdial's own URL setting: "
+                "give your endpoint another name"
+            )
+        if not _ENDPOINT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"endpoint name {name!r} must be 1-63 letters, digits, '_', '-' or '.' (it is a metric label)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        unknown = set(table) - _ENDPOINT_KEYS - limit_keys
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(sorted(unknown))}")
+        endpoint = _endpoint(name, table, where, env)
+        endpoints[name] = endpoint
+        own_limits = {k: v for k, v in table.items() if k in limit_keys}
+        if own_limits:
+            if name in limits:
+                raise ConfigError(
+                    f"limits of endpoint {name!r} are set in [{where}] and "
+                    f"[delivery.endpoints.{name}]: keep one"
+                )
+            merged = {**{k: getattr(delivery.defaults, k) for k in limit_keys}, **own_limits}
+            lim: EndpointLimits = _build(EndpointLimits, merged, where, {})
+            if lim.concurrency < 1 or lim.rate_per_s <= 0 or lim.burst < 1 or lim.timeout_s <= 0:
+                raise ConfigError(
+                    f"[{where}] limits must be positive (concurrency, rate_per_s, burst, timeout_s)"
+                )
+            limits[name] = lim
+        if endpoint.headers or endpoint.signing_secrets:
+            extras[name] = EndpointHeaders(endpoint.headers, endpoint.signing_secrets)
+    fanout = _load_fanout(fanout_raw, endpoints)
+    delivery = dataclasses.replace(
+        delivery, endpoints=limits, endpoint_headers=extras, named_endpoints=endpoints, fanout=fanout
+    )
+    result: Config = dataclasses.replace(config, delivery=delivery)
+    return result
+
+
+def _endpoint(name: str, table: Mapping[str, Any], where: str, env: Mapping[str, str]) -> EndpointConfig:
+    url = table.get("url")
+    if url is not None:
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{where}.url must be a URL template (leave it out to use VICIdial's URL)")
+        if "${" in url:
+            raise ConfigError(f"{where}.url: ${{ENV:...}} and ${{FILE:...}} are read in headers only")
+        if not re.match(r"(?:VAR)?\s*https?://[^/?#\s]", url, re.IGNORECASE):
+            raise ConfigError(f"{where}.url must start with http:// or https://")
+    fmt = table.get("format", Format.GET.value)
+    if fmt not in {f.value for f in Format}:
+        raise ConfigError(f"{where}.format must be one of {', '.join(f.value for f in Format)}, got {fmt!r}")
+    headers_raw = table.get("headers", {})
+    if not isinstance(headers_raw, dict):
+        raise ConfigError(f"{where}.headers must be a table of header = value")
+    headers: list[tuple[str, Secret]] = []
+    for header, value in headers_raw.items():
+        headers.append((header, _header_value(header, value, f"{where}.headers.{header}", env)))
+    secrets_raw = table.get("signing_secrets", [])
+    if not isinstance(secrets_raw, list):
+        raise ConfigError(f'{where}.signing_secrets must be a list of "${{ENV:NAME}}" or "${{FILE:/path}}"')
+    secrets: list[Secret] = []
+    for i, ref in enumerate(secrets_raw):
+        secrets.extend(_signing_secrets(ref, f"{where}.signing_secrets[{i}]", env))
+    return EndpointConfig(
+        name=name, url=url, format=Format(fmt), headers=tuple(headers), signing_secrets=tuple(secrets)
+    )
+
+
+def _header_value(header: str, value: Any, where: str, env: Mapping[str, str]) -> Secret:
+    if not _HEADER_NAME.fullmatch(header):
+        raise ConfigError(f"{where}: not a valid HTTP header name")
+    if header.lower() in _RESERVED_HEADERS:
+        raise ConfigError(f"{where}: the sender sets {header} itself")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    if _SENSITIVE_HEADER.search(header) and not _REFERENCE.search(value):
+        raise ConfigError(
+            f"{where} looks like a credential: write it as ${{ENV:NAME}} or ${{FILE:/path}} "
+            '(for example "Bearer ${ENV:CRM_TOKEN}"), never in the config file'
+        )
+    text = _expand(value, where, env)
+    if not text.isascii() or any(ch < " " or ch == "\x7f" for ch in text):
+        raise ConfigError(f"{where}: the value must be printable ASCII (no line breaks)")
+    return Secret(text)
+
+
+def _signing_secrets(ref: Any, where: str, env: Mapping[str, str]) -> list[Secret]:
+    """One ``${ENV:...}``/``${FILE:...}`` entry: one secret, or several separated by whitespace."""
+    from .signing import decode_secret  # pure; imported here so that signing stays config-free
+
+    if not isinstance(ref, str) or not _REFERENCE.fullmatch(ref.strip()):
+        raise ConfigError(
+            f'{where} must be "${{ENV:NAME}}" or "${{FILE:/path}}": signing secrets are never '
+            "written in the config file"
+        )
+    out: list[Secret] = []
+    for secret in _expand(ref.strip(), where, env).split():
+        try:
+            decode_secret(secret)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out.append(Secret(secret))
+    return out
+
+
+def _expand(value: str, where: str, env: Mapping[str, str]) -> str:
+    """``value`` with each ``${ENV:NAME}`` and ``${FILE:/path}`` replaced; errors name no secret."""
+
+    def read(match: re.Match[str]) -> str:
+        kind, arg = match.group(1), match.group(2)
+        if kind == "ENV":
+            text = env.get(arg)
+            if text is None:
+                raise ConfigError(f"{where}: the environment variable {arg} is not set")
+        else:
+            if not Path(arg).is_absolute():
+                raise ConfigError(f"{where}: ${{FILE:{arg}}} must be an absolute path")
+            try:
+                text = Path(arg).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                raise ConfigError(f"{where}: cannot read {arg}: {reason}") from None
+        if not text.strip():
+            raise ConfigError(f"{where}: ${{{kind}:{arg}}} is empty")
+        return text
+
+    if "${" in _REFERENCE.sub("", value):
+        raise ConfigError(f"{where}: only ${{ENV:NAME}} and ${{FILE:/path}} are understood after '$'")
+    return _REFERENCE.sub(read, value)
+
+
+def _load_fanout(raw: Any, endpoints: Mapping[str, EndpointConfig]) -> FanoutConfig:
+    known = set(endpoints) | {VICIDIAL_ENDPOINT}
+    if raw is None:
+        fanout = FanoutConfig()
+    else:
+        if not isinstance(raw, dict):
+            raise ConfigError("[fanout] must be a table")
+        unknown = set(raw) - {"system", "lists"}
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [fanout]: {', '.join(sorted(unknown))}")
+        system = _names(raw.get("system", [VICIDIAL_ENDPOINT]), "fanout.system", known)
+        lists_raw = raw.get("lists", {})
+        if not isinstance(lists_raw, dict):
+            raise ConfigError('[fanout.lists] must be a table of "<list_id>" = [endpoint names]')
+        lists: dict[int, tuple[str, ...]] = {}
+        for key, value in lists_raw.items():
+            if not str(key).isdigit():
+                raise ConfigError(f"[fanout.lists] key {key!r} is not a numeric list_id")
+            if value == []:
+                continue  # blank: the system level, as in VICIdial
+            lists[int(key)] = _names(value, f"fanout.lists.{key}", known)
+        fanout = FanoutConfig(system=system, lists=lists)
+    used = set(fanout.system).union(*fanout.lists.values())
+    unused = sorted(set(endpoints) - used)
+    if unused:
+        raise ConfigError(
+            f"endpoint(s) {', '.join(unused)} defined but not named in [fanout] "
+            "(system = [...] or [fanout.lists]): add them there or remove them"
+        )
+    return fanout
+
+
+def _names(value: Any, where: str, known: set[str]) -> tuple[str, ...]:
+    if isinstance(value, str) and value.strip() == DISABLED:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of endpoint names or {DISABLED!r}")
+    missing = [v for v in value if v not in known]
+    if missing:
+        raise ConfigError(
+            f"{where} names undefined endpoint(s) {', '.join(missing)} "
+            f"(define [endpoints.NAME]; {VICIDIAL_ENDPOINT!r} is VICIdial's own URL)"
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} names an endpoint twice")
+    return tuple(value)

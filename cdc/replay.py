@@ -374,7 +374,7 @@ def replay_command(
             load_snapshot(conn, config),
             database=config.mysql.database,
             source=config.mysql.source_name,
-            server_charset=config.reader.server_charset,
+            server_charset=vicidb.connection_charset(conn, config.reader.server_charset),
             force=force,
         )
     if as_json:

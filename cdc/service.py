@@ -98,6 +98,7 @@ class Service:
         self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
         self._mode = Mode(config.delivery.mode)
         self._enum_has_apinewlead = False
+        self._server_charset = config.reader.server_charset or "latin1"
         self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -256,6 +257,7 @@ class Service:
             with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
                 self._enum_has_apinewlead = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
+                self._server_charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
                 start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
             return rows, start
 
@@ -268,10 +270,11 @@ class Service:
         self.metrics.mode.labels(self._mode.value).set(1)
         self.metrics.vicidial_sender.set(1 if sender.sends else 0)
         log.info(
-            "service.mode mode=%s vicidial_sends=%s db_schema_version=%d",
+            "service.mode mode=%s vicidial_sends=%s db_schema_version=%d connection_charset=%s",
             self._mode.value,
             sender.sends,
             self.settings.snapshot().system.db_schema_version,
+            self._server_charset,
         )
         checkpoint = await store.load_checkpoint()
         if checkpoint is not None and self._replace_checkpoint:
@@ -408,7 +411,7 @@ class Service:
             if leave_it is not None:
                 self._count_skip(Skipped(lead.lead_id, lead.list_id, leave_it))
                 continue
-            result = resolve(lead, snapshot, source=source, server_charset=self.config.reader.server_charset)
+            result = resolve(lead, snapshot, source=source, server_charset=self._server_charset)
             if isinstance(result, Skipped):
                 self._count_skip(result)
             else:

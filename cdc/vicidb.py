@@ -67,6 +67,14 @@ def quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def connection_charset(conn: pymysql.Connection[Any], configured: str) -> str:
+    """The charset VICIdial's PHP gets with ``use_non_latin=0``: the server's default."""
+    if configured:
+        return configured
+    rows = select(conn, "SELECT @@global.character_set_server AS cs")
+    return str(rows[0]["cs"]) if rows and rows[0]["cs"] else "latin1"
+
+
 def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> bool:
     """Whether ``vicidial_url_multi.url_type`` lists ``apinewlead`` (builds that send it)."""
     rows = select(
