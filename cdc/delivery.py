@@ -28,6 +28,7 @@ from .outbox import StoredDelivery
 from .records import Attempt, Outcome
 from .resolve import origin_of
 from .retry import RetryPolicy, classify, next_delay, parse_retry_after
+from .signing import webhook_headers
 
 log = logging.getLogger(__name__)
 
@@ -290,13 +291,21 @@ class Sender:
             self._wake.set()
 
     def _headers(self, item: StoredDelivery) -> dict[str, str]:
+        """The request's headers, built per attempt just before it is sent."""
         d = item.delivery
+        extra = self._config.endpoint_headers.get(d.endpoint_id)
         headers: dict[str, str] = {}
+        if extra is not None:  # [endpoints.NAME] headers; reserved names are refused by config
+            headers.update((name, value.value) for name, value in extra.headers)
         if d.content_type:
             headers["Content-Type"] = d.content_type
         if self._config.idempotency_headers:
             headers["Idempotency-Key"] = d.idempotency_key
             headers["webhook-id"] = d.idempotency_key
+        if extra is not None and extra.signing_secrets:
+            # Standard Webhooks: a fresh timestamp each attempt over the stored body bytes.
+            secrets = [secret.value for secret in extra.signing_secrets]
+            headers.update(webhook_headers(secrets, d.idempotency_key, int(self._clock()), d.body))
         return headers
 
     async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:

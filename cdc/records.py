@@ -163,6 +163,8 @@ class Skipped:
     lead_id: int
     list_id: int
     reason: SkipReason
+    #: The endpoint that skips the lead when a lead fans out to several ("" otherwise).
+    endpoint_id: str = ""
 
 
 class Outcome(enum.StrEnum):

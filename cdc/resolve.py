@@ -100,19 +100,7 @@ def resolve(
     url_template, url_source, reason = snapshot.url_for(lead.list_id)
     if url_template is None or url_source is None:
         return Skipped(lead.lead_id, lead.list_id, reason or SkipReason.NO_URL)
-    info = snapshot.list_info(lead.list_id)
-    tokens = template.lead_tokens(
-        lead.lead,
-        list_name=info.list_name if info is not None else "",
-        list_description=info.list_description if info is not None else "",
-        campaign=info.campaign_id if info is not None else "",
-        custom=lead.custom,
-        encrypted_fields=snapshot.encrypted_fields(lead.list_id),
-        sql_date=sql_date(lead.lead.get("entry_date"), lead.inserted_at),
-        epoch=lead.inserted_at,
-    )
-    codec = charset.connection_codec(snapshot.system.use_non_latin, server_charset)
-    url = template.render(url_template, tokens, codec).strip()
+    url = render_url(lead, snapshot, url_template, server_charset=server_charset)
     problem = check_url(url)
     if problem is not None:
         return Skipped(lead.lead_id, lead.list_id, problem)
@@ -128,6 +116,25 @@ def resolve(
             inserted_at=lead.inserted_at,
         )
     ]
+
+
+def render_url(
+    lead: ApiLead, snapshot: SettingsSnapshot, url_template: str, *, server_charset: str = "latin1"
+) -> str:
+    """``url_template`` rendered for ``lead`` as VICIdial renders its URL (outer whitespace removed)."""
+    info = snapshot.list_info(lead.list_id)
+    tokens = template.lead_tokens(
+        lead.lead,
+        list_name=info.list_name if info is not None else "",
+        list_description=info.list_description if info is not None else "",
+        campaign=info.campaign_id if info is not None else "",
+        custom=lead.custom,
+        encrypted_fields=snapshot.encrypted_fields(lead.list_id),
+        sql_date=sql_date(lead.lead.get("entry_date"), lead.inserted_at),
+        epoch=lead.inserted_at,
+    )
+    codec = charset.connection_codec(snapshot.system.use_non_latin, server_charset)
+    return template.render(url_template, tokens, codec).strip()
 
 
 def origin_of(url: str) -> tuple[str, str]:
@@ -188,13 +195,16 @@ def needs_custom(snapshot: SettingsSnapshot, list_id: int) -> bool:
     token that step writes (a custom field label, or ``entry_list_id``). The
     :class:`~cdc.detect.Detector` then holds the lead until the step is over.
     """
+    url_template = snapshot.url_for(list_id)[0]
+    return url_template is not None and template_needs_custom(snapshot, list_id, url_template)
+
+
+def template_needs_custom(snapshot: SettingsSnapshot, list_id: int, url_template: str) -> bool:
+    """:func:`needs_custom` for a given template (a named endpoint's own URL)."""
     if not snapshot.system.custom_fields_enabled:
         return False
     fields = snapshot.custom_fields(list_id)
     if not fields:
-        return False
-    url_template = snapshot.url_for(list_id)[0]
-    if url_template is None:
         return False
     names = {name.lower() for name in template.token_names(url_template)}
     if names & _CUSTOM_STEP_TOKENS:

@@ -29,6 +29,8 @@ from . import binlog, server, vicidb
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
+from .endpoints import fan_out
+from .endpoints import needs_custom as fanout_needs_custom
 from .errors import CdcError
 from .metrics import Metrics, StateCollector, StateSample, status_class
 from .modes import Mode, VicidialSender, retries_vicidial_failures, streamer_sends, vicidial_sender
@@ -44,7 +46,7 @@ from .records import (
     SkipReason,
     UrlSource,
 )
-from .resolve import check_url, needs_custom, origin_of, resolve
+from .resolve import check_url, origin_of
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
 
@@ -121,7 +123,9 @@ class Service:
                 match_window_s=cfg.reader.match_window_s,
                 custom_wait_s=cfg.reader.custom_wait_s,
                 max_pending=cfg.reader.max_pending,
-                needs_custom=lambda list_id: needs_custom(self.settings.snapshot(), list_id),
+                needs_custom=lambda list_id: fanout_needs_custom(
+                    self.settings.snapshot(), list_id, cfg.delivery.named_endpoints, cfg.delivery.fanout
+                ),
             )
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
@@ -408,14 +412,18 @@ class Service:
             self.stats.leads += 1
             self.metrics.leads_detected.inc()
             leave_it = streamer_sends(self._mode, sender, snapshot, lead.list_id)
-            if leave_it is not None:
-                self._count_skip(Skipped(lead.lead_id, lead.list_id, leave_it))
-                continue
-            result = resolve(lead, snapshot, source=source, server_charset=self._server_charset)
-            if isinstance(result, Skipped):
-                self._count_skip(result)
-            else:
-                out.extend(result)
+            deliveries, skips = fan_out(
+                lead,
+                snapshot,
+                self.config.delivery.named_endpoints,
+                self.config.delivery.fanout,
+                source=source,
+                server_charset=self._server_charset,
+                leave_to_vicidial=leave_it is not None,
+            )
+            out.extend(deliveries)
+            for skip in skips:
+                self._count_skip(skip)
 
     def _vicidial_sender(self) -> VicidialSender:
         return vicidial_sender(self.settings.snapshot(), self._enum_has_apinewlead)
