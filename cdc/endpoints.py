@@ -30,7 +30,8 @@ import dataclasses
 from collections.abc import Mapping
 
 from . import payload
-from .config import VICIDIAL_ENDPOINT, EndpointConfig, FanoutConfig, Format
+from .config import VICIDIAL_ENDPOINT, DeliveryConfig, EndpointConfig, FanoutConfig, Format
+from .modes import Mode, VicidialSender, streamer_sends
 from .records import ApiLead, Delivery, Skipped, SkipReason, UrlSource
 from .resolve import check_url, render_url, resolve, template_needs_custom
 from .resolve import needs_custom as url_needs_custom
@@ -170,3 +171,29 @@ def _named(
         )
         return dataclasses.replace(delivery, method="POST", body=body, content_type=payload.JSON_CONTENT_TYPE)
     return delivery
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Router:
+    """Everything that decides a lead's deliveries, shared by the live path and replay."""
+
+    delivery: DeliveryConfig
+    source: str
+    server_charset: str
+    sender: VicidialSender
+
+    def route(self, lead: ApiLead, snapshot: SettingsSnapshot) -> tuple[list[Delivery], list[Skipped]]:
+        """The mode decides whether VICIdial's own sender has this lead; fan-out does the rest."""
+        leave = streamer_sends(Mode(self.delivery.mode), self.sender, snapshot, lead.list_id)
+        return fan_out(
+            lead,
+            snapshot,
+            self.delivery.named_endpoints,
+            self.delivery.fanout,
+            source=self.source,
+            server_charset=self.server_charset,
+            leave_to_vicidial=leave is not None,
+        )
+
+    def needs_custom(self, snapshot: SettingsSnapshot, list_id: int) -> bool:
+        return needs_custom(snapshot, list_id, self.delivery.named_endpoints, self.delivery.fanout)

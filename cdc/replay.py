@@ -67,10 +67,11 @@ from pymysql.constants import FIELD_TYPE
 
 from . import binlog, template, vicidb
 from .config import Config
+from .endpoints import Router
 from .errors import ConfigError
+from .modes import vicidial_sender
 from .operator import open_store, parse_duration
-from .records import ApiLead, Delivery, Position, Skipped, SkipReason, Value
-from .resolve import needs_custom, resolve
+from .records import ApiLead, Delivery, Position, SkipReason, Value
 from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
 __all__ = [
@@ -297,8 +298,7 @@ def replay(
     snapshot: SettingsSnapshot,
     *,
     database: str,
-    source: str,
-    server_charset: str = "latin1",
+    router: Router,
     force: bool = False,
     clock: Callable[[], float] = time.time,
     batch_size: int = BATCH_SIZE,
@@ -312,15 +312,14 @@ def replay(
     if force and not dry_run and not isinstance(store, RequeueStore):
         raise ConfigError("replay --force needs a state store with requeue(); this one has none")
     report = ReplayReport(selection=selection.describe(), dry_run=dry_run, force=force)
-    finder = _Finder(conn, database, snapshot, selection, report, batch_size)
+    finder = _Finder(conn, database, snapshot, selection, report, batch_size, router)
     for leads in finder.batches():
         deliveries: list[Delivery] = []
         for lead in leads:
-            result = resolve(lead, snapshot, source=source, server_charset=server_charset)
-            if isinstance(result, Skipped):
-                report.skipped[result.reason.value] += 1
-            else:
-                deliveries.extend(result)
+            routed, skips = router.route(lead, snapshot)
+            deliveries.extend(routed)
+            for skip in skips:
+                report.skipped[skip.reason.value] += 1
         report.deliveries += len(deliveries)
         if store is None or not deliveries:
             continue
@@ -367,14 +366,19 @@ def replay_command(
                     "replay --force needs the state store's requeue(), which this build lacks;"
                     " run without --force (already stored leads are then left as they are)"
                 )
+        snapshot = load_snapshot(conn, config)
         report = replay(
             conn,
             store,
             selection,
-            load_snapshot(conn, config),
+            snapshot,
             database=config.mysql.database,
-            source=config.mysql.source_name,
-            server_charset=vicidb.connection_charset(conn, config.reader.server_charset),
+            router=Router(
+                config.delivery,
+                config.mysql.source_name,
+                vicidb.connection_charset(conn, config.reader.server_charset),
+                vicidial_sender(snapshot, vicidb.url_type_has_apinewlead(conn, config.mysql.database)),
+            ),
             force=force,
         )
     if as_json:
@@ -430,8 +434,10 @@ class _Finder:
         selection: Selection,
         report: ReplayReport,
         batch_size: int,
+        router: Router,
     ) -> None:
         self._conn = conn
+        self._router = router
         self._db = vicidb.quote_name(database)
         self._database = database
         self._snapshot = snapshot
@@ -597,7 +603,7 @@ class _Finder:
         """``custom_<list_id>`` rows of the leads whose URL needs them, by lead_id."""
         by_list: dict[int, list[int]] = {}
         for lead_id, list_id in leads:
-            if needs_custom(self._snapshot, list_id):
+            if self._router.needs_custom(self._snapshot, list_id):
                 by_list.setdefault(list_id, []).append(lead_id)
         out: dict[int, dict[str, Value]] = {}
         for list_id, lead_ids in sorted(by_list.items()):

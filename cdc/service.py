@@ -29,11 +29,10 @@ from . import binlog, server, vicidb
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
-from .endpoints import fan_out
-from .endpoints import needs_custom as fanout_needs_custom
+from .endpoints import Router
 from .errors import CdcError
 from .metrics import Metrics, StateCollector, StateSample, status_class
-from .modes import Mode, VicidialSender, retries_vicidial_failures, streamer_sends, vicidial_sender
+from .modes import Mode, VicidialSender, retries_vicidial_failures, vicidial_sender
 from .outbox import AsyncStore, SqliteStore
 from .records import (
     ApiLead,
@@ -123,9 +122,7 @@ class Service:
                 match_window_s=cfg.reader.match_window_s,
                 custom_wait_s=cfg.reader.custom_wait_s,
                 max_pending=cfg.reader.max_pending,
-                needs_custom=lambda list_id: fanout_needs_custom(
-                    self.settings.snapshot(), list_id, cfg.delivery.named_endpoints, cfg.delivery.fanout
-                ),
+                needs_custom=lambda list_id: self._router().needs_custom(self.settings.snapshot(), list_id),
             )
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
@@ -406,24 +403,19 @@ class Service:
         if not leads:
             return
         snapshot = self.settings.snapshot()
-        source = self.config.mysql.source_name
-        sender = self._vicidial_sender()
+        router = self._router()
         for lead in leads:
             self.stats.leads += 1
             self.metrics.leads_detected.inc()
-            leave_it = streamer_sends(self._mode, sender, snapshot, lead.list_id)
-            deliveries, skips = fan_out(
-                lead,
-                snapshot,
-                self.config.delivery.named_endpoints,
-                self.config.delivery.fanout,
-                source=source,
-                server_charset=self._server_charset,
-                leave_to_vicidial=leave_it is not None,
-            )
+            deliveries, skips = router.route(lead, snapshot)
             out.extend(deliveries)
             for skip in skips:
                 self._count_skip(skip)
+
+    def _router(self) -> Router:
+        return Router(
+            self.config.delivery, self.config.mysql.source_name, self._server_charset, self._vicidial_sender()
+        )
 
     def _vicidial_sender(self) -> VicidialSender:
         return vicidial_sender(self.settings.snapshot(), self._enum_has_apinewlead)

@@ -21,7 +21,9 @@ from conftest import StartPipeline  # type: ignore[import-not-found]
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
 from cdc import binlog, config, replay
+from cdc.endpoints import Router
 from cdc.mariadb import PrivateMariaDB
+from cdc.modes import VicidialSender
 from cdc.receiver import Receiver
 from cdc.records import Delivery, Position
 from cdc.schema import create_vicidial_schema
@@ -282,8 +284,7 @@ class TestReplayCharsets:
                     replay.Selection(lead_ids=(lead_id,)),
                     replay.load_snapshot(conn, cfg),
                     database="asterisk",
-                    source="test",
-                    server_charset="latin1",
+                    router=Router(cfg.delivery, "test", "latin1", VicidialSender(False, False)),
                     clock=time.time,
                 )
 
