@@ -29,43 +29,18 @@ from . import binlog, server, vicidb
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
-from .endpoints import Router
 from .errors import CdcError
-from .metrics import Metrics, StateCollector, StateSample, status_class
-from .modes import Mode, VicidialSender, retries_vicidial_failures, vicidial_sender
+from .metrics import Metrics, StateCollector, StateSample
+from .modes import Mode
 from .outbox import AsyncStore, SqliteStore
-from .records import (
-    ApiLead,
-    Delivery,
-    GroupEnd,
-    Position,
-    RowChange,
-    SchemaChange,
-    Skipped,
-    SkipReason,
-    UrlSource,
-)
-from .resolve import check_url, origin_of
+from .pipeline import Pipeline, PipelineStatistics
+from .records import Position, SourceItem
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
-from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
+from .urllog import URL_LOG_TABLE, UrlLogTracker
 
 log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
-#: Resume point of rows read before the first group end of a GTID start.
-_BEFORE_FIRST_GROUP = Position("", 0)
-
-
-@dataclasses.dataclass(slots=True)
-class PipelineStatistics:
-    batches: int = 0
-    rows: int = 0
-    leads: int = 0
-    deliveries: int = 0
-    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
-    checkpoint: Position | None = None
-    #: Binlog timestamp of the group the checkpoint points after (approximate for holds).
-    checkpoint_ts: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,20 +62,25 @@ class Service:
         self._replace_checkpoint = replace_checkpoint
         self.metrics = metrics or Metrics()
         self.settings = SettingsCache()
-        self.detector: Detector | None = None
+        self.pipeline: Pipeline | None = None
         self.reader: binlog.BinlogReader | None = None
         self.sender: Sender | None = None
         self.store: AsyncStore | None = None
-        self.stats = PipelineStatistics()
+        self.stats = PipelineStatistics()  # shared with the pipeline, which updates it
         self.http_port = 0
         self.ready = asyncio.Event()
         self._counts: dict[str, dict[str, float]] = {}
         self._retention = Retention(float("inf"), float("inf"))
         self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
         self._mode = Mode(config.delivery.mode)
-        self._enum_has_apinewlead = False
-        self._server_charset = config.reader.server_charset or "latin1"
-        self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
+
+    @property
+    def detector(self) -> Detector | None:
+        return self.pipeline.detector if self.pipeline is not None else None
+
+    @property
+    def url_log(self) -> UrlLogTracker | None:
+        return self.pipeline.url_log if self.pipeline is not None else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -118,12 +98,6 @@ class Service:
             if cfg.reader.check_at_start:
                 await self._preflight()
             start = await self._load_source(store)
-            self.detector = Detector(
-                match_window_s=cfg.reader.match_window_s,
-                custom_wait_s=cfg.reader.custom_wait_s,
-                max_pending=cfg.reader.max_pending,
-                needs_custom=lambda list_id: self._router().needs_custom(self.settings.snapshot(), list_id),
-            )
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
             self.reader = binlog.BinlogReader(
@@ -254,20 +228,29 @@ class Service:
         """Load settings by SELECT and decide where the binlog starts."""
         cfg = self.config
 
-        def load() -> tuple[vicidb.SettingsRows, Position | str]:
+        def load() -> tuple[vicidb.SettingsRows, bool, str, Position | str]:
             with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
-                self._enum_has_apinewlead = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
-                self._server_charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
+                has_enum = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
+                charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
                 start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
-            return rows, start
+            return rows, has_enum, charset, start
 
-        rows, configured = await asyncio.to_thread(load)
+        rows, has_enum, charset, configured = await asyncio.to_thread(load)
         self.settings.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
         self.settings.set_overrides(self._overrides)
         for line in self.settings.snapshot().sources():
             log.info("settings.url_source %s", line)
-        sender = self._vicidial_sender()
+        self.pipeline = Pipeline(
+            cfg,
+            self.settings,
+            self.metrics,
+            self.stats,
+            server_charset=charset,
+            enum_has_apinewlead=has_enum,
+            watch_table=self._watch_table,
+        )
+        sender = self.pipeline.vicidial_sender()
         self.metrics.mode.labels(self._mode.value).set(1)
         self.metrics.vicidial_sender.set(1 if sender.sends else 0)
         log.info(
@@ -275,7 +258,7 @@ class Service:
             self._mode.value,
             sender.sends,
             self.settings.snapshot().system.db_schema_version,
-            self._server_charset,
+            charset,
         )
         checkpoint = await store.load_checkpoint()
         if checkpoint is not None and self._replace_checkpoint:
@@ -292,6 +275,10 @@ class Service:
         log.info("binlog.first_start position=%s", configured)
         return configured
 
+    def _watch_table(self, table: str) -> None:
+        if self.reader is not None:
+            self.reader.watch_table(table)
+
     def _watched_tables(self) -> set[str]:
         tables = set(LEAD_TABLES) | set(SETTINGS_TABLES) | {URL_LOG_TABLE}
         tables |= {f"custom_{list_id}" for list_id in self.settings.snapshot().custom_field_lists()}
@@ -300,7 +287,7 @@ class Service:
     # -- the pipeline ------------------------------------------------------------------
 
     async def _pipeline(self, stop: asyncio.Event) -> None:
-        assert self.reader is not None and self.store is not None and self.detector is not None
+        assert self.reader is not None
         reader = self.reader
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
@@ -325,150 +312,27 @@ class Service:
 
     async def _idle_tick(self) -> None:
         """With the reader caught up, binlog time is wall time: expire what waits."""
-        assert self.reader is not None and self.detector is not None
+        assert self.reader is not None
         rs = self.reader.statistics()
         if rs.connected and rs.last_heartbeat_monotonic >= rs.last_event_monotonic:
             await self._process([], now_binlog=time.time())
 
-    async def _process(self, batches: list[list[Any]], now_binlog: float | None = None) -> None:
-        assert self.detector is not None and self.store is not None and self.sender is not None
-        detector = self.detector
-        deliveries: list[Delivery] = []
-        last_end: Position | None = None
-        newest_ts = 0
-        seen = time.monotonic()
-        for batch in batches:
-            self.stats.batches += 1
-            if not self.stats.checkpoint_ts and batch:
-                # The stored checkpoint's time is unknown: count its age from the first event.
-                self.stats.checkpoint_ts = float(getattr(batch[0], "timestamp", 0) or 0)
-            for item in batch:
-                if isinstance(item, RowChange):
-                    self.stats.rows += 1
-                    newest_ts = item.timestamp
-                    if item.table in SETTINGS_TABLES:
-                        self._apply_settings(item)
-                        continue
-                    resume = last_end or self.stats.checkpoint or _BEFORE_FIRST_GROUP
-                    if item.table == URL_LOG_TABLE:
-                        self._vicidial_attempts(self.url_log.feed(item, resume), deliveries)
-                        continue
-                    released = detector.feed(item, resume, seen)
-                    self._resolve_all(released, deliveries)
-                elif isinstance(item, GroupEnd):
-                    last_end = item.position
-                    newest_ts = max(newest_ts, item.timestamp)
-                elif isinstance(item, SchemaChange):
-                    log.info("binlog.schema_change table=%s", item.table)
-        now = now_binlog if now_binlog is not None else float(newest_ts)
-        if now:
-            released, skipped = detector.expire(now)
-            self._resolve_all(released, deliveries)
-            for skip in skipped:
-                self._count_skip(skip)
-            self._vicidial_attempts(self.url_log.expire(now), deliveries)
-        checkpoint = last_end
-        holds = [h for h in (detector.min_resume_position(), self.url_log.min_resume_position()) if h]
-        hold = min(holds) if holds else None
-        if hold is not None and (checkpoint is None or hold < checkpoint):
-            # A GTID start has no file:pos before its first group end: keep the GTID.
-            checkpoint = None if hold == _BEFORE_FIRST_GROUP else hold
-        if (
-            checkpoint is not None
-            and self.stats.checkpoint is not None
-            and checkpoint <= self.stats.checkpoint
-        ):
-            checkpoint = None
-        if not deliveries and checkpoint is None:
+    async def _process(self, batches: list[list[SourceItem]], now_binlog: float | None = None) -> None:
+        """One pipeline step, then its deliveries and checkpoint in one transaction."""
+        assert self.pipeline is not None and self.store is not None and self.sender is not None
+        step = self.pipeline.process(batches, seen=time.monotonic(), now_binlog=now_binlog)
+        if step.is_empty:
             return
-        await self.store.commit_batch(deliveries, checkpoint, time.time())
-        if deliveries:
-            self.stats.deliveries += len(deliveries)
-            for d in deliveries:
-                self.metrics.deliveries_enqueued.labels(d.endpoint_id).inc()
+        await self.store.commit_batch(step.deliveries, step.checkpoint, time.time())
+        self.pipeline.committed(step)
+        if step.deliveries:
             self.sender.notify()
-        if checkpoint is not None:
-            if checkpoint == last_end:
-                self.stats.checkpoint_ts = float(newest_ts)
-            self.stats.checkpoint = checkpoint
-
-    def _apply_settings(self, change: RowChange) -> None:
-        if self.settings.apply(change):
-            self.metrics.settings_reloads.labels(change.table).inc()
-            if change.table == "vicidial_lists_fields" and self.reader is not None:
-                for list_id in self.settings.snapshot().custom_field_lists():
-                    self.reader.watch_table(f"custom_{list_id}")
-
-    def _resolve_all(self, leads: list[ApiLead], out: list[Delivery]) -> None:
-        if not leads:
-            return
-        snapshot = self.settings.snapshot()
-        router = self._router()
-        for lead in leads:
-            self.stats.leads += 1
-            self.metrics.leads_detected.inc()
-            deliveries, skips = router.route(lead, snapshot)
-            out.extend(deliveries)
-            for skip in skips:
-                self._count_skip(skip)
-
-    def _router(self) -> Router:
-        return Router(
-            self.config.delivery, self.config.mysql.source_name, self._server_charset, self._vicidial_sender()
-        )
-
-    def _vicidial_sender(self) -> VicidialSender:
-        return vicidial_sender(self.settings.snapshot(), self._enum_has_apinewlead)
-
-    def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
-        """VICIdial's own sends: metrics for all, and its failures into our outbox."""
-        retry = retries_vicidial_failures(self._mode)
-        for a in attempts:
-            endpoint = origin_of(a.url)[1]
-            m = self.metrics
-            m.requests.labels(endpoint, status_class(a.status), "vicidial").inc()
-            m.deliveries.labels(endpoint, "delivered" if a.ok else "failed", "vicidial").inc()
-            if not a.timed_out:
-                m.request_duration.labels(endpoint, "vicidial").observe(a.response_s)
-            if a.ok or not retry:
-                continue
-            problem = check_url(a.url)
-            if problem is not None:
-                self._count_skip(Skipped(a.lead_id, 0, problem))
-                continue
-            log.info(
-                "vicidial.failed_send lead_id=%d url_log_id=%d endpoint=%s status=%d timed_out=%s",
-                a.lead_id,
-                a.url_log_id,
-                endpoint,
-                a.status,
-                a.timed_out,
-            )
-            out.append(
-                Delivery(
-                    source=self.config.mysql.source_name,
-                    lead_id=a.lead_id,
-                    list_id=0,
-                    endpoint_id=endpoint,
-                    method="GET",
-                    url=a.url,
-                    url_source=UrlSource.VICIDIAL_RETRY,
-                    inserted_at=a.started_at,
-                )
-            )
-
-    def _count_skip(self, skip: Skipped) -> None:
-        reason = skip.reason.value
-        self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
-        self.metrics.leads_skipped.labels(reason).inc()
-        if skip.reason not in (SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT, SkipReason.VICIDIAL_SENDS):
-            log.info("lead.skipped lead_id=%d list_id=%d reason=%s", skip.lead_id, skip.list_id, reason)
 
     # -- observation -------------------------------------------------------------------
 
     def _sample(self) -> StateSample:
         rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
-        ds = self.detector.statistics() if self.detector else None
+        ds = self.pipeline.detector.statistics() if self.pipeline else None
         lag = 0.0
         if rs.last_event_ts and rs.last_event_monotonic > rs.last_heartbeat_monotonic:
             lag = max(0.0, rs.last_event_wall - rs.last_event_ts)

@@ -1,0 +1,238 @@
+"""The pipeline step: binlog items in, deliveries and a safe checkpoint out.
+
+Sync and free of I/O (the service commits what a step returns, in one transaction):
+
+    RowChange of a settings table  → settings cache
+    RowChange of vicidial_url_log  → VICIdial's own sender (metrics; failures re-sent)
+    RowChange of vicidial_list/api_log/custom_<id> → detector → router → deliveries
+    GroupEnd                       → candidate checkpoint
+
+The checkpoint of a step is the last group end, held back to the resume position of
+anything still waiting (an insert without its api_log row, a VICIdial attempt without
+its result), so a restart re-reads it; it never moves backwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+
+from .config import Config
+from .detect import Detector
+from .endpoints import Router
+from .metrics import Metrics, status_class
+from .modes import Mode, VicidialSender, retries_vicidial_failures, vicidial_sender
+from .records import (
+    ApiLead,
+    Delivery,
+    GroupEnd,
+    Position,
+    RowChange,
+    SchemaChange,
+    Skipped,
+    SkipReason,
+    SourceItem,
+    UrlSource,
+)
+from .resolve import check_url, origin_of
+from .settings import SETTINGS_TABLES, SettingsCache
+from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
+
+log = logging.getLogger(__name__)
+
+#: Resume point of rows read before the first group end of a GTID start.
+BEFORE_FIRST_GROUP = Position("", 0)
+#: Skips too common to log one by one (they are counted).
+_QUIET_SKIPS = frozenset({SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT, SkipReason.VICIDIAL_SENDS})
+
+
+@dataclasses.dataclass(slots=True)
+class PipelineStatistics:
+    batches: int = 0
+    rows: int = 0
+    leads: int = 0
+    deliveries: int = 0
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    checkpoint: Position | None = None
+    #: Binlog timestamp of the group the checkpoint points after (approximate for holds).
+    checkpoint_ts: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """What one step produced: to be committed together."""
+
+    deliveries: list[Delivery]
+    #: Store this checkpoint with them; ``None``: leave the stored one.
+    checkpoint: Position | None
+    #: Binlog time of that checkpoint (0 when unknown).
+    checkpoint_ts: float
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.deliveries and self.checkpoint is None
+
+
+class Pipeline:
+    """Owns the detector and the url_log tracker; reads the settings cache it keeps current."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: SettingsCache,
+        metrics: Metrics,
+        stats: PipelineStatistics,
+        *,
+        server_charset: str,
+        enum_has_apinewlead: bool,
+        watch_table: Callable[[str], None],
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._metrics = metrics
+        self.stats = stats
+        self._server_charset = server_charset
+        self._enum_has_apinewlead = enum_has_apinewlead
+        self._watch_table = watch_table
+        self._mode = Mode(config.delivery.mode)
+        self.detector = Detector(
+            match_window_s=config.reader.match_window_s,
+            custom_wait_s=config.reader.custom_wait_s,
+            max_pending=config.reader.max_pending,
+            needs_custom=lambda list_id: self.router().needs_custom(settings.snapshot(), list_id),
+        )
+        self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
+
+    def vicidial_sender(self) -> VicidialSender:
+        return vicidial_sender(self._settings.snapshot(), self._enum_has_apinewlead)
+
+    def router(self) -> Router:
+        cfg = self._config
+        return Router(cfg.delivery, cfg.mysql.source_name, self._server_charset, self.vicidial_sender())
+
+    def process(
+        self, batches: Sequence[Sequence[SourceItem]], *, seen: float, now_binlog: float | None = None
+    ) -> Step:
+        """Feed batches in binlog order; ``now_binlog`` (idle ticks) advances binlog time."""
+        stats = self.stats
+        deliveries: list[Delivery] = []
+        last_end: Position | None = None
+        newest_ts = 0
+        for batch in batches:
+            stats.batches += 1
+            if not stats.checkpoint_ts and batch:
+                # The stored checkpoint's time is unknown: count its age from the first event.
+                stats.checkpoint_ts = float(getattr(batch[0], "timestamp", 0) or 0)
+            for item in batch:
+                if isinstance(item, RowChange):
+                    stats.rows += 1
+                    newest_ts = item.timestamp
+                    if item.table in SETTINGS_TABLES:
+                        self._apply_settings(item)
+                        continue
+                    resume = last_end or stats.checkpoint or BEFORE_FIRST_GROUP
+                    if item.table == URL_LOG_TABLE:
+                        self._vicidial_attempts(self.url_log.feed(item, resume), deliveries)
+                        continue
+                    self._route(self.detector.feed(item, resume, seen), deliveries)
+                elif isinstance(item, GroupEnd):
+                    last_end = item.position
+                    newest_ts = max(newest_ts, item.timestamp)
+                elif isinstance(item, SchemaChange):
+                    log.info("binlog.schema_change table=%s", item.table)
+        now = now_binlog if now_binlog is not None else float(newest_ts)
+        if now:
+            released, skipped = self.detector.expire(now)
+            self._route(released, deliveries)
+            for skip in skipped:
+                self._count_skip(skip)
+            self._vicidial_attempts(self.url_log.expire(now), deliveries)
+        checkpoint = self._checkpoint(last_end)
+        return Step(deliveries, checkpoint, float(newest_ts) if checkpoint == last_end else 0.0)
+
+    def committed(self, step: Step) -> None:
+        """The step is durable: account for it."""
+        self.stats.deliveries += len(step.deliveries)
+        for d in step.deliveries:
+            self._metrics.deliveries_enqueued.labels(d.endpoint_id).inc()
+        if step.checkpoint is not None:
+            if step.checkpoint_ts:
+                self.stats.checkpoint_ts = step.checkpoint_ts
+            self.stats.checkpoint = step.checkpoint
+
+    def _checkpoint(self, last_end: Position | None) -> Position | None:
+        checkpoint = last_end
+        holds = [h for h in (self.detector.min_resume_position(), self.url_log.min_resume_position()) if h]
+        hold = min(holds) if holds else None
+        if hold is not None and (checkpoint is None or hold < checkpoint):
+            # A GTID start has no file:pos before its first group end: keep the GTID.
+            checkpoint = None if hold == BEFORE_FIRST_GROUP else hold
+        stored = self.stats.checkpoint
+        if checkpoint is not None and stored is not None and checkpoint <= stored:
+            return None
+        return checkpoint
+
+    def _apply_settings(self, change: RowChange) -> None:
+        if self._settings.apply(change):
+            self._metrics.settings_reloads.labels(change.table).inc()
+            if change.table == "vicidial_lists_fields":
+                for list_id in self._settings.snapshot().custom_field_lists():
+                    self._watch_table(f"custom_{list_id}")
+
+    def _route(self, leads: list[ApiLead], out: list[Delivery]) -> None:
+        if not leads:
+            return
+        snapshot = self._settings.snapshot()
+        router = self.router()
+        for lead in leads:
+            self.stats.leads += 1
+            self._metrics.leads_detected.inc()
+            deliveries, skips = router.route(lead, snapshot)
+            out.extend(deliveries)
+            for skip in skips:
+                self._count_skip(skip)
+
+    def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
+        """VICIdial's own sends: metrics for all, and its failures into our outbox."""
+        retry = retries_vicidial_failures(self._mode)
+        m = self._metrics
+        for a in attempts:
+            endpoint = origin_of(a.url)[1]
+            m.requests.labels(endpoint, status_class(a.status), "vicidial").inc()
+            m.deliveries.labels(endpoint, "delivered" if a.ok else "failed", "vicidial").inc()
+            if not a.timed_out:
+                m.request_duration.labels(endpoint, "vicidial").observe(a.response_s)
+            if a.ok or not retry:
+                continue
+            problem = check_url(a.url)
+            if problem is not None:
+                self._count_skip(Skipped(a.lead_id, 0, problem))
+                continue
+            log.info(
+                "vicidial.failed_send lead_id=%d url_log_id=%d endpoint=%s status=%d timed_out=%s",
+                a.lead_id,
+                a.url_log_id,
+                endpoint,
+                a.status,
+                a.timed_out,
+            )
+            out.append(
+                Delivery(
+                    source=self._config.mysql.source_name,
+                    lead_id=a.lead_id,
+                    list_id=0,
+                    endpoint_id=endpoint,
+                    method="GET",
+                    url=a.url,
+                    url_source=UrlSource.VICIDIAL_RETRY,
+                    inserted_at=a.started_at,
+                )
+            )
+
+    def _count_skip(self, skip: Skipped) -> None:
+        reason = skip.reason.value
+        self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
+        self._metrics.leads_skipped.labels(reason).inc()
+        if skip.reason not in _QUIET_SKIPS:
+            log.info("lead.skipped lead_id=%d list_id=%d reason=%s", skip.lead_id, skip.list_id, reason)
