@@ -78,6 +78,7 @@ class ColumnInfo:
     data_type: str  # information_schema DATA_TYPE, lower case
     unsigned: bool
     charset: str | None
+    #: ENUM or SET members in definition order (this reader uses the ENUM ones only).
     enum_labels: tuple[str, ...] = ()
 
 
@@ -236,7 +237,9 @@ class SchemaCache:
                 data_type=str(data_type).lower(),
                 unsigned="unsigned" in str(column_type).lower(),
                 charset=str(cs) if cs else None,
-                enum_labels=_enum_labels(str(column_type)) if str(data_type).lower() == "enum" else (),
+                enum_labels=_enum_labels(str(column_type))
+                if str(data_type).lower() in ("enum", "set")
+                else (),
             )
             for name, data_type, column_type, cs in rows
         )
@@ -519,15 +522,22 @@ class BinlogReader:
             with contextlib.suppress(Exception):
                 stream.close()
 
-    def _ddl(self, event: QueryEvent, query: bytes) -> list[SourceItem]:
+    def _ddl(self, event: QueryEvent, query: bytes) -> list[SchemaChange]:
+        schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
+        return self._schema_changes(schema, query, event.timestamp)
+
+    def _schema_changes(self, schema: str, query: bytes, timestamp: int) -> list[SchemaChange]:
+        """The watched tables a statement's DDL touches (their cached columns are dropped).
+
+        Shared with :class:`cdc.fastbinlog.FastBinlogReader`, which has no event objects.
+        """
         if not _DDL_RE.match(query):
             return []
-        schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
         touched = [name.decode() for name in _NAME_RE.findall(query) if name.decode() in self._tables]
-        out: list[SourceItem] = []
+        out: list[SchemaChange] = []
         for table in dict.fromkeys(touched):
             self._schema.invalidate(table)
-            out.append(SchemaChange(schema or self._mysql.database, table, event.timestamp))
+            out.append(SchemaChange(schema or self._mysql.database, table, timestamp))
             log.info("binlog.schema_change table=%s", table)
         return out
 

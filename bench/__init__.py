@@ -1,0 +1,1 @@
+"""Benchmarks of vicidial-cdc: ``python -m bench.run --help`` (see README, "Performance")."""

@@ -1,0 +1,435 @@
+"""The measurements of ``bench.run``; each runs in a fresh process (see ``bench.run``).
+
+A fresh process per measurement keeps them apart: no GIL shared with the
+orchestrator, and ``resource.getrusage`` (CPU seconds, peak RSS) covers that
+measurement only. Arguments and results are plain picklable values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import http.client
+import logging
+import math
+import multiprocessing.synchronize
+import re
+import resource
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+from cdc.config import (
+    Config,
+    DeliveryConfig,
+    EndpointLimits,
+    HttpConfig,
+    MysqlConfig,
+    ReaderConfig,
+    StateConfig,
+    UrlsConfig,
+)
+from cdc.records import GroupEnd, Op, Position, RowChange
+from cdc.service import LEAD_TABLES
+from cdc.settings import SETTINGS_TABLES
+
+__all__ = [
+    "READERS",
+    "E2EParams",
+    "ScanParams",
+    "mariadb_binlog_scan",
+    "receiver_main",
+    "run_e2e",
+    "scan_reader",
+    "scan_stock",
+    "sequential_sender",
+]
+
+#: Reader implementations the service can be run with (``--readers``).
+READERS = ("current", "fast", "process")
+WATCHED_TABLES = frozenset(LEAD_TABLES | set(SETTINGS_TABLES))
+_LEAD_ID = re.compile(r"[?&]id=(\d+)")
+
+
+def _usage() -> tuple[float, int]:
+    """(CPU seconds of this process so far, peak RSS in kB)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, int(r.ru_maxrss)
+
+
+def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlConfig:
+    return MysqlConfig(
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        database=database,
+        source="bench",
+        heartbeat_s=heartbeat_s,
+        read_timeout_s=30.0,
+    )
+
+
+def reader_class(kind: str) -> type[Any]:
+    """The reader class for ``kind`` (imported lazily: the fast one may be absent)."""
+    if kind == "current":
+        from cdc.binlog import BinlogReader
+
+        return BinlogReader
+    if kind == "fast":
+        from cdc.fastbinlog import FastBinlogReader
+
+        return FastBinlogReader
+    if kind == "process":
+        from bench.procreader import ProcessBinlogReader
+
+        return ProcessBinlogReader
+    raise ValueError(f"unknown reader {kind!r}; expected one of {READERS}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanParams:
+    port: int
+    database: str
+    start: Position
+    end: Position
+
+
+def _scan_result(elapsed: float, cpu: float, rss: int, rows: int, lead_rows: int) -> dict[str, Any]:
+    return {
+        "elapsed_s": round(elapsed, 4),
+        "cpu_s": round(cpu, 3),
+        "peak_rss_mb": round(rss / 1024, 1),
+        "rows_decoded": rows,
+        "lead_rows": lead_rows,
+    }
+
+
+def scan_stock(p: ScanParams) -> dict[str, Any]:
+    """Stock ``mysql-replication`` iteration: the same filters, ``freeze_schema=True``.
+
+    Rows of watched tables are decoded (``event.rows``); iteration stops at the first
+    event at or past ``p.end``.
+    """
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
+    from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
+
+    logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
+    cpu0, _ = _usage()
+    started = time.perf_counter()
+    stream = BinLogStreamReader(
+        connection_settings={"host": "127.0.0.1", "port": p.port, "user": "root", "passwd": ""},
+        server_id=4_200_000_001,
+        log_file=p.start.file,
+        log_pos=p.start.pos,
+        resume_stream=True,
+        blocking=False,
+        only_events=[
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            TableMapEvent,
+            QueryEvent,
+            XidEvent,
+            RotateEvent,
+        ],
+        only_schemas=[p.database],
+        only_tables=list(WATCHED_TABLES),
+        freeze_schema=True,
+        enable_logging=False,
+    )
+    rows = lead_rows = 0
+    end = (p.end.file, p.end.pos)
+    try:
+        for event in stream:
+            if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+                n = len(event.rows)
+                rows += n
+                if event.table == "vicidial_list" and isinstance(event, WriteRowsEvent):
+                    lead_rows += n
+            if (stream.log_file, stream.log_pos) >= end:
+                break
+    finally:
+        stream.close()
+    elapsed = time.perf_counter() - started
+    cpu1, rss = _usage()
+    return _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
+
+
+def scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
+    """One of our readers feeding an asyncio consumer, until a group end at ``p.end``."""
+    return asyncio.run(_scan_reader(kind, p))
+
+
+async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
+    cls = reader_class(kind)
+    cpu0, _ = _usage()
+    started = time.perf_counter()
+    reader = cls(
+        mysql_config(p.port, p.database, heartbeat_s=0.2), WATCHED_TABLES, p.start, flush_interval_s=0.01
+    )
+    reader.start()
+    rows = lead_rows = 0
+    try:
+        done = False
+        while not done:
+            async with asyncio.timeout(600):
+                batch = await reader.get_batch()
+            for item in batch:
+                if type(item) is RowChange:
+                    rows += 1
+                    if item.table == "vicidial_list" and item.op is Op.INSERT:
+                        lead_rows += 1
+                elif type(item) is GroupEnd and item.position >= p.end:
+                    done = True
+                    break
+        elapsed = time.perf_counter() - started
+    finally:
+        await reader.stop()
+    cpu1, rss = _usage()
+    result = _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
+    result["events_seen"] = reader.statistics().events
+    return result
+
+
+def mariadb_binlog_scan(binary: str, datadir: Path, start: Position, end: Position) -> dict[str, Any]:
+    """``mariadb-binlog --verbose`` over the same stretch of the same files, to /dev/null.
+
+    With several files, the start position applies to the first and the stop
+    position to the last, as ``mariadb-binlog`` defines them.
+    """
+    stem, _, first = start.file.rpartition(".")
+    last = end.file.rpartition(".")[2]
+    files = [str(datadir / f"{stem}.{n:0{len(first)}d}") for n in range(int(first), int(last) + 1)]
+    argv = [
+        binary,
+        "--no-defaults",
+        "--verbose",
+        f"--start-position={start.pos}",
+        f"--stop-position={end.pos}",
+        *files,
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"elapsed_s": round(elapsed, 4), "cpu_s": round(cpu, 3)}
+
+
+# -- the receiver process ---------------------------------------------------------------
+
+
+def receiver_main(conn: Connection, received: Synchronized[int], latency_s: float) -> None:
+    """Run a :class:`cdc.receiver.Receiver` until told to stop; report (lead_id, received_at)."""
+    asyncio.run(_receiver_main(conn, received, latency_s))
+
+
+async def _receiver_main(conn: Connection, received: Synchronized[int], latency_s: float) -> None:
+    from cdc.receiver import Receiver
+
+    receiver = Receiver(latency_s=latency_s)
+    await receiver.start()
+    conn.send(receiver.port)
+    loop = asyncio.get_running_loop()
+    command = loop.run_in_executor(None, conn.recv)
+    try:
+        while not command.done():
+            received.value = len(receiver.requests)
+            await asyncio.wait({command}, timeout=0.01)
+        received.value = len(receiver.requests)
+    finally:
+        await receiver.stop()
+    report = []
+    for request in receiver.requests:
+        match = _LEAD_ID.search(request.target)
+        report.append((int(match.group(1)) if match else 0, request.received_at))
+    conn.send(report)
+
+
+# -- the streamer, end to end ------------------------------------------------------------
+
+
+def delivery_config(concurrency: int, limits: EndpointLimits) -> DeliveryConfig:
+    """The sender's settings for a benchmark: no rate limit, ``concurrency`` in flight.
+
+    Always send (``mode="send"`` where the setting exists): the simulator's leads
+    never carry VICIdial's own ``vicidial_url_log`` attempt. Field names are looked
+    up, so the benchmark keeps working while the delivery settings evolve.
+    """
+    names = {f.name for f in dataclasses.fields(DeliveryConfig)}
+    settings: dict[str, Any] = {"defaults": limits}
+    for name in ("max_in_flight", "concurrency"):
+        if name in names:
+            settings[name] = max(200, concurrency)
+    if "mode" in names:
+        settings["mode"] = "send"
+    return DeliveryConfig(**settings)
+
+
+@dataclass(frozen=True, slots=True)
+class E2EParams:
+    port: int
+    database: str
+    start: Position
+    url_template: str
+    reader: str = "current"
+    #: Stop once the receiver has this many requests (0: wait for ``expected_value``).
+    expected: int = 0
+    #: Also wait until the reader has passed this position (e.g. the segment's end).
+    until: Position | None = None
+    concurrency: int = 100
+    timeout_s: float = 900.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_e2e(
+    p: E2EParams,
+    received: Synchronized[int],
+    expected_value: Synchronized[int] | None = None,
+    ready: multiprocessing.synchronize.Event | None = None,
+    window: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event] | None = None,
+) -> dict[str, Any]:
+    """The real :class:`cdc.service.Service` (with the chosen reader) until all is delivered.
+
+    ``window`` = (started, finished) events from the load generator: CPU is also
+    measured between them. The service's own durable SQLite outbox is used.
+    """
+    return asyncio.run(_run_e2e(p, received, expected_value, ready, window))
+
+
+async def _wait_event(event: multiprocessing.synchronize.Event) -> None:
+    """Wait for an event set by another process (in short waits, so cancelling works)."""
+    while not await asyncio.to_thread(event.wait, 0.05):
+        pass
+
+
+async def _run_e2e(
+    p: E2EParams,
+    received: Synchronized[int],
+    expected_value: Synchronized[int] | None,
+    ready: multiprocessing.synchronize.Event | None,
+    window: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event] | None,
+) -> dict[str, Any]:
+    import cdc.binlog
+    from cdc.metrics import Metrics
+    from cdc.service import Service
+
+    logging.basicConfig(level=logging.WARNING)
+    if p.reader != "current":
+        cdc.binlog.BinlogReader = reader_class(p.reader)  # type: ignore[misc]
+    with tempfile.TemporaryDirectory(prefix="vicidial-cdc-bench-") as tmp:
+        limits = EndpointLimits(concurrency=p.concurrency, rate_per_s=1e9, burst=1_000_000, timeout_s=60.0)
+        config = Config(
+            mysql=mysql_config(p.port, p.database),
+            reader=ReaderConfig(start=str(p.start), match_window_s=30.0),
+            state=StateConfig(path=str(Path(tmp) / "state.db")),
+            http=HttpConfig(listen="127.0.0.1:0"),
+            delivery=delivery_config(p.concurrency, limits),
+            urls=UrlsConfig(system=p.url_template),
+        )
+        service = Service(config, Metrics())
+        stop = asyncio.Event()
+        cpu0, _ = _usage()
+        started = time.perf_counter()
+        task = asyncio.create_task(service.run(stop))
+        window_cpu: dict[str, float] = {}
+        try:
+            async with asyncio.timeout(p.timeout_s):
+                await service.ready.wait()
+                if ready is not None:
+                    ready.set()
+                if window is not None:
+                    await _wait_event(window[0])
+                    c0, t0 = _usage()[0], time.perf_counter()
+                    await _wait_event(window[1])
+                    c1, t1 = _usage()[0], time.perf_counter()
+                    window_cpu = {"cpu_s": c1 - c0, "wall_s": t1 - t0}
+                while True:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("the service stopped by itself")
+                    want = p.expected or (expected_value.value if expected_value is not None else 0)
+                    reader = service.reader
+                    position = reader.statistics().position if reader is not None else None
+                    past = p.until is None or (position is not None and position >= p.until)
+                    if want > 0 and received.value >= want and past:
+                        break
+                    await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - started
+            cpu1, rss = _usage()
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(60):
+                    await task
+    result: dict[str, Any] = {
+        "reader": p.reader,
+        "elapsed_s": round(elapsed, 3),
+        "cpu_s": round(cpu1 - cpu0, 3),
+        "peak_rss_mb": round(rss / 1024, 1),
+        "leads_detected": service.stats.leads,
+        "deliveries": service.stats.deliveries,
+        "skipped": dict(service.stats.skipped),
+    }
+    if window_cpu:
+        result["window_cpu_s"] = round(window_cpu["cpu_s"], 3)
+        result["window_wall_s"] = round(window_cpu["wall_s"], 3)
+        result["window_cpu_share_of_one_core"] = round(window_cpu["cpu_s"] / window_cpu["wall_s"], 4)
+    return result
+
+
+# -- VICIdial's own model: one blocking request at a time ---------------------------------
+
+
+def sequential_sender(port: int, requests: int, path: str) -> dict[str, Any]:
+    """Like VICIdial's PHP: a new connection, one GET, ``Connection: close``, wait, repeat."""
+    started = time.perf_counter()
+    for i in range(requests):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", path.format(i=i), headers={"Connection": "close"})
+            conn.getresponse().read()
+        finally:
+            conn.close()
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": requests,
+        "elapsed_s": round(elapsed, 4),
+        "requests_per_s": round(requests / elapsed, 1),
+    }
+
+
+def child_main(conn: Connection, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    """Entry point of a measurement process: send back (True, result) or (False, traceback)."""
+    try:
+        result = fn(*args)
+    except BaseException:
+        conn.send((False, traceback.format_exc()))
+        raise
+    conn.send((True, result))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+Phase = Callable[..., dict[str, Any]]

@@ -1,0 +1,537 @@
+"""The performance benchmark: one command, one JSON file.
+
+    .venv/bin/python -m bench.run [--quick] [--out bench/results/latest.json] [size flags]
+
+It starts a private MariaDB (binlog ROW, a free loopback port; never the machine's own
+server), writes a VICIdial-shaped binlog with the simulator (``bench.generate``), then
+measures, each in a fresh process:
+
+- **scan**: row events/s through the two binlog segments it wrote, a *mixed* one
+  (``--noise-ratio`` of the statements are busy-dialer noise, the rest complete
+  add_lead calls and loader inserts) and a *leads* one (add_lead calls only), by
+  (a) stock ``mysql-replication`` with the same table filter and ``freeze_schema``,
+  (b) our current reader (``cdc.binlog.BinlogReader`` feeding an asyncio consumer),
+  (c) ``mariadb-binlog --verbose`` decoding the same file to /dev/null and
+  (d) the fast reader (``cdc.fastbinlog.FastBinlogReader``); medians of ``--repeat``;
+- **e2e**: the real ``cdc.service.Service`` (durable SQLite outbox) replaying the
+  leads segment as a backlog (``start`` = its first position) against a
+  ``cdc.receiver.Receiver`` in its own process: API leads/s delivered, measured from
+  the first to the last request received; CPU seconds per 1,000 leads; peak RSS. Once
+  at 0 ms per reader of ``--readers``, once at ``--latency-ms``. The same over the
+  mixed segment gives CPU seconds per 100,000 noise events;
+- **live**: add_lead calls at a fixed offered rate plus noise, written in real time
+  while the service follows the binlog: p50/p95/p99 from the moment the server
+  acknowledged each lead's ``vicidial_list`` INSERT to the moment the receiver got its
+  request (keyed by ``lead_id``), and the service's CPU share while the load ran;
+- **sequential**: a synchronous sender (``http.client``, one request at a time with
+  ``Connection: close``, VICIdial's PHP model) against the same receiver.
+
+Ratios against stock iteration and the issue's targets are computed in the same run.
+``--quick`` (CI smoke, under two minutes on 2 cores) shrinks every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import phases
+from bench.generate import BENCH_LIST_ID, LiveLoad, Segment, connect_writer, generate_segment, master_position
+from cdc.mariadb import PrivateMariaDB, ensure_installed
+from cdc.records import Position
+from cdc.schema import create_vicidial_schema
+from cdc.simulate import Vicidial
+
+DATABASE = "asterisk"
+URL_PATH = (
+    "/lead?id=--A--lead_id--B--&phone=--A--phone_number--B--&fn=--A--first_name--B--"
+    "&ln=--A--last_name--B--&list=--A--list_id--B--&ln2=--A--list_name--B--&camp=--A--campaign--B--"
+    "&email=--A--email--B--&city=--A--city--B--&vendor=--A--vendor_lead_code--B--&date=--A--entry_date--B--"
+)
+#: Statements one add_lead writes (users UPDATE, lead, api_log, api_urls, hopper, NOTICE).
+STATEMENTS_PER_LEAD = 6
+_CTX = multiprocessing.get_context("spawn")
+
+#: The issue's targets (issue 6).
+TARGETS = {
+    "scan_ratio_vs_stock": 6.0,
+    "lead_decode_ratio_vs_stock": 6.0,
+    "e2e_leads_per_s_0ms": 2500.0,
+    "live_p99_ms": 100.0,
+    "live_cpu_share_of_one_core": 0.10,
+    "peak_rss_mb": 200.0,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {
+        "noise_events": 1_000_000,
+        "leads": 200_000,
+        "e2e_latency_leads": 20_000,
+        "repeat": 3,
+        "live_s": 30.0,
+        "sequential_requests": 2000,
+        "sequential_latency_requests": 100,
+    },
+    "quick": {
+        "noise_events": 20_000,
+        "leads": 1_500,
+        "e2e_latency_leads": 400,
+        "repeat": 1,
+        "live_s": 4.0,
+        "sequential_requests": 200,
+        "sequential_latency_requests": 20,
+    },
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs (< 2 min)")
+    p.add_argument("--out", default="bench/results/latest.json", help="where to save the JSON")
+    p.add_argument("--noise-events", type=int, help="statements in the mixed segment")
+    p.add_argument("--noise-ratio", type=float, default=0.98, help="share of noise in the mixed segment")
+    p.add_argument("--leads", type=int, help="add_lead calls in the leads segment")
+    p.add_argument("--loader-per-lead", type=float, default=0.1, help="loader inserts per API lead")
+    p.add_argument("--repeat", type=int, help="scan repetitions (the median is reported)")
+    p.add_argument("--readers", default="current,fast,process", help="readers for the e2e runs")
+    p.add_argument("--scanners", default="stock,current,fast,mariadb_binlog", help="scan measurements to run")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="receiver latency of the second e2e run")
+    p.add_argument("--e2e-latency-leads", type=int, help="leads measured at --latency-ms")
+    p.add_argument("--concurrency", type=int, default=100, help="requests in flight per endpoint")
+    p.add_argument("--live-s", type=float, help="seconds of each live run")
+    p.add_argument("--live-leads-per-s", type=float, default=500.0)
+    p.add_argument("--live-noise-per-s", type=float, default=20_000.0)
+    p.add_argument("--cpu-leads-per-s", type=float, default=200.0)
+    p.add_argument("--cpu-noise-per-s", type=float, default=5_000.0)
+    p.add_argument("--live-reader", default="fast", help="reader of the live runs")
+    p.add_argument("--sequential-requests", type=int)
+    p.add_argument("--sequential-latency-requests", type=int)
+    p.add_argument("--row-metadata", default="FULL", choices=("FULL", "NO_LOG"))
+    p.add_argument("--charset", default="utf8mb4", choices=("utf8mb4", "latin1"))
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: scan,e2e,live,sequential")
+    args = p.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+class Isolated:
+    """``fn(*args)`` in a fresh spawned process (shared values and events may be passed)."""
+
+    def __init__(self, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._conn, child = _CTX.Pipe(duplex=False)
+        # Not daemonic: a measurement may start processes of its own (the process reader).
+        self._proc = _CTX.Process(target=phases.child_main, args=(child, fn, args))
+        self._proc.start()
+        child.close()
+
+    def result(self, timeout_s: float = 3600.0) -> dict[str, Any]:
+        try:
+            if not self._conn.poll(timeout_s):
+                raise TimeoutError(f"measurement did not finish within {timeout_s:g} s")
+            ok, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"measurement process died (exit code {self._proc.exitcode})") from None
+        finally:
+            self._proc.join(30)
+            if self._proc.is_alive():
+                self._proc.kill()
+        if not ok:
+            raise RuntimeError(f"measurement failed in its process:\n{value}")
+        result: dict[str, Any] = value
+        return result
+
+
+def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh spawned process and return its result."""
+    return Isolated(fn, *args).result()
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class ReceiverProcess:
+    """A :class:`cdc.receiver.Receiver` in its own process (it must not share our GIL)."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.received = _CTX.Value("q", 0)
+        self._conn, child = _CTX.Pipe()
+        self._proc = _CTX.Process(
+            target=phases.receiver_main, args=(child, self.received, latency_s), daemon=True
+        )
+        self._proc.start()
+        if not self._conn.poll(30):
+            raise RuntimeError("the receiver process did not start")
+        self.port: int = self._conn.recv()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def report(self) -> list[tuple[int, float]]:
+        """Stop it; (lead_id, received_at) of every request, in arrival order."""
+        self._conn.send("stop")
+        if not self._conn.poll(120):
+            raise RuntimeError("the receiver process did not report")
+        report: list[tuple[int, float]] = self._conn.recv()
+        self._proc.join(10)
+        return report
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+@contextlib.contextmanager
+def receiver_process(latency_s: float) -> Iterator[ReceiverProcess]:
+    r = ReceiverProcess(latency_s)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def machine_info(server: PrivateMariaDB) -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        row = cur.fetchone()
+        version = str(row[0]) if row else ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mariadb": version,
+        "mysql_replication": metadata.version("mysql-replication"),
+        "aiohttp": metadata.version("aiohttp"),
+    }
+
+
+def rate(count: float, seconds: float) -> float | None:
+    return round(count / seconds, 1) if seconds > 0 else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+# -- sections -------------------------------------------------------------------------
+
+
+def run_scans(
+    args: argparse.Namespace, server: PrivateMariaDB, segments: dict[str, Segment]
+) -> dict[str, Any]:
+    binary = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog")
+    out: dict[str, Any] = {}
+    scanners = [s for s in args.scanners.split(",") if s]
+    for name, seg in segments.items():
+        params = phases.ScanParams(server.port, DATABASE, seg.start, seg.end)
+        out[name] = {}
+        for scanner in scanners:
+            runs: list[dict[str, Any]] = []
+            for _ in range(args.repeat):
+                if scanner == "stock":
+                    runs.append(isolated(phases.scan_stock, params))
+                elif scanner == "mariadb_binlog":
+                    if binary is None:
+                        break
+                    runs.append(phases.mariadb_binlog_scan(binary, server.datadir, seg.start, seg.end))
+                else:
+                    runs.append(isolated(phases.scan_reader, scanner, params))
+            if not runs or "skipped" in runs[0]:
+                out[name][scanner] = runs[0] if runs else {"skipped": "not available"}
+                continue
+            elapsed = phases.median([r["elapsed_s"] for r in runs])
+            best = min(runs, key=lambda r: abs(r["elapsed_s"] - elapsed))
+            result = dict(best)
+            result["elapsed_s"] = elapsed
+            result["runs_elapsed_s"] = [r["elapsed_s"] for r in runs]
+            result["row_events_per_s"] = rate(seg.row_events, elapsed)
+            result["lead_rows_per_s"] = rate(seg.leads + seg.loader_inserts, elapsed)
+            out[name][scanner] = result
+            log(f"scan {name}/{scanner}: {result['row_events_per_s']} row events/s ({elapsed:.2f} s)")
+    return out
+
+
+def _e2e_once(
+    args: argparse.Namespace,
+    server: PrivateMariaDB,
+    seg: Segment,
+    reader: str,
+    latency_s: float,
+    expected: int,
+    until: Position | None = None,
+) -> dict[str, Any]:
+    with receiver_process(latency_s) as receiver:
+        params = phases.E2EParams(
+            port=server.port,
+            database=DATABASE,
+            start=seg.start,
+            url_template=receiver.url + URL_PATH,
+            reader=reader,
+            expected=expected,
+            until=until,
+            concurrency=args.concurrency,
+        )
+        result = isolated(phases.run_e2e, params, receiver.received)
+        report = receiver.report()
+    times = [t for _, t in report[:expected]]
+    span = max(times) - min(times) if len(times) > 1 else 0.0
+    result["requests"] = len(report)
+    result["first_to_last_s"] = round(span, 3)
+    result["leads_per_s"] = rate(len(times) - 1, span)
+    result["latency_ms"] = latency_s * 1000
+    return result
+
+
+def run_e2e(args: argparse.Namespace, server: PrivateMariaDB, segments: dict[str, Segment]) -> dict[str, Any]:
+    leads = segments["leads"]
+    mixed = segments["mixed"]
+    readers = [r for r in args.readers.split(",") if r]
+    out: dict[str, Any] = {"backlog_0ms": {}, "backlog_latency": {}, "mixed": {}}
+    for reader in readers:
+        result = _e2e_once(args, server, leads, reader, 0.0, leads.leads)
+        result["cpu_s_per_1000_leads"] = round(result["cpu_s"] / leads.leads * 1000, 3)
+        out["backlog_0ms"][reader] = result
+        log(f"e2e backlog 0 ms/{reader}: {result['leads_per_s']} leads/s, cpu {result['cpu_s']} s")
+    for reader in readers:
+        count = min(args.e2e_latency_leads, leads.leads)
+        result = _e2e_once(args, server, leads, reader, args.latency_ms / 1000, count)
+        out["backlog_latency"][reader] = result
+        log(f"e2e backlog {args.latency_ms:g} ms/{reader}: {result['leads_per_s']} leads/s")
+    for reader in readers:
+        result = _e2e_once(args, server, mixed, reader, 0.0, mixed.leads, until=mixed.end)
+        per_lead = out["backlog_0ms"][reader]["cpu_s"] / max(1, leads.leads)
+        noise_cpu = max(0.0, result["cpu_s"] - per_lead * mixed.leads)
+        result["cpu_s_per_100k_noise_events"] = round(noise_cpu / max(1, mixed.noise_statements) * 100_000, 3)
+        result["cpu_s_per_100k_row_events"] = round(result["cpu_s"] / max(1, mixed.row_events) * 100_000, 3)
+        result["row_events_per_s"] = rate(mixed.row_events, result["elapsed_s"])
+        out["mixed"][reader] = result
+        log(f"e2e mixed/{reader}: cpu {result['cpu_s_per_100k_noise_events']} s per 100k noise events")
+    return out
+
+
+def _live_once(
+    args: argparse.Namespace, server: PrivateMariaDB, leads_per_s: float, noise_per_s: float, seed: int
+) -> dict[str, Any]:
+    with receiver_process(0.0) as receiver, contextlib.closing(connect_writer(server, DATABASE)) as conn:
+        start = master_position(conn)
+        expected = _CTX.Value("q", 0)
+        ready, began, finished = _CTX.Event(), _CTX.Event(), _CTX.Event()
+        params = phases.E2EParams(
+            port=server.port,
+            database=DATABASE,
+            start=start,
+            url_template=receiver.url + URL_PATH,
+            reader=args.live_reader,
+            concurrency=args.concurrency,
+        )
+        job = Isolated(phases.run_e2e, params, receiver.received, expected, ready, (began, finished))
+        if not ready.wait(60):
+            job.result(timeout_s=1)
+            raise RuntimeError("the service did not become ready")
+        began.set()
+        load = LiveLoad(server, DATABASE, seed=seed).run(args.live_s, leads_per_s, noise_per_s)
+        finished.set()
+        expected.value = load.leads
+        result = job.result()
+        report = receiver.report()
+    latencies = [
+        (received_at - load.inserted_at[lead_id]) * 1000
+        for lead_id, received_at in report
+        if lead_id in load.inserted_at
+    ]
+    result.update(
+        {
+            "offered_leads_per_s": leads_per_s,
+            "offered_noise_per_s": noise_per_s,
+            "achieved_leads_per_s": rate(load.leads, load.duration_s),
+            "achieved_noise_per_s": rate(load.noise_statements, load.duration_s),
+            "achieved_row_events_per_s": rate(load.row_events, load.duration_s),
+            "late_ticks": load.late_ticks,
+            "leads": load.leads,
+            "requests": len(report),
+        }
+    )
+    if latencies:
+        result.update(
+            {
+                "p50_ms": round(phases.percentile(latencies, 50), 2),
+                "p95_ms": round(phases.percentile(latencies, 95), 2),
+                "p99_ms": round(phases.percentile(latencies, 99), 2),
+                "max_ms": round(max(latencies), 2),
+            }
+        )
+    return result
+
+
+def run_live(args: argparse.Namespace, server: PrivateMariaDB) -> dict[str, Any]:
+    out = {
+        "latency": _live_once(args, server, args.live_leads_per_s, args.live_noise_per_s, seed=11),
+        "cpu": _live_once(args, server, args.cpu_leads_per_s, args.cpu_noise_per_s, seed=12),
+    }
+    for name, result in out.items():
+        share = result.get("window_cpu_share_of_one_core")
+        log(
+            f"live {name}: p99 {result.get('p99_ms')} ms at {result['achieved_leads_per_s']} leads/s + "
+            f"{result['achieved_noise_per_s']} noise/s, cpu share {share}"
+        )
+    return out
+
+
+def run_sequential(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    path = "/lead?id={i}&phone=3125550100&fn=Jos%C3%A9&ln=Smith&list=101&email=a%40example.com"
+    for label, latency_s, count in (
+        ("0ms", 0.0, args.sequential_requests),
+        ("latency", args.latency_ms / 1000, args.sequential_latency_requests),
+    ):
+        with receiver_process(latency_s) as receiver:
+            result = isolated(phases.sequential_sender, receiver.port, count, path)
+            receiver.report()
+        result["latency_ms"] = latency_s * 1000
+        out[label] = result
+        log(f"sequential {label}: {result['requests_per_s']} requests/s")
+    return out
+
+
+def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    scan = results.get("scan", {})
+    for segment, by_scanner in scan.items():
+        stock = by_scanner.get("stock", {}).get("row_events_per_s")
+        for scanner, value in by_scanner.items():
+            if scanner != "stock" and isinstance(value, dict) and "row_events_per_s" in value:
+                out[f"scan_{segment}_{scanner}_vs_stock"] = ratio(value["row_events_per_s"], stock)
+    e2e = results.get("e2e", {})
+    seq = results.get("sequential", {})
+    for reader, value in e2e.get("backlog_0ms", {}).items():
+        out[f"e2e_0ms_{reader}_vs_sequential"] = ratio(
+            value.get("leads_per_s"), seq.get("0ms", {}).get("requests_per_s")
+        )
+    for reader, value in e2e.get("backlog_latency", {}).items():
+        out[f"e2e_latency_{reader}_vs_sequential"] = ratio(
+            value.get("leads_per_s"), seq.get("latency", {}).get("requests_per_s")
+        )
+    base = e2e.get("backlog_0ms", {}).get("current", {}).get("leads_per_s")
+    for reader, value in e2e.get("backlog_0ms", {}).items():
+        if reader != "current":
+            out[f"e2e_0ms_{reader}_vs_current"] = ratio(value.get("leads_per_s"), base)
+    return out
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target of the issue with the figure measured in this run (best reader)."""
+    scan = results.get("scan", {})
+    ratios = results.get("ratios", {})
+    e2e = results.get("e2e", {})
+    live = results.get("live", {})
+
+    def best(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+    measured: dict[str, float | None] = {
+        "scan_ratio_vs_stock": ratios.get("scan_mixed_fast_vs_stock"),
+        "lead_decode_ratio_vs_stock": ratio(
+            scan.get("leads", {}).get("fast", {}).get("lead_rows_per_s"),
+            scan.get("leads", {}).get("stock", {}).get("lead_rows_per_s"),
+        ),
+        "e2e_leads_per_s_0ms": best([v.get("leads_per_s") for v in e2e.get("backlog_0ms", {}).values()]),
+        "live_p99_ms": live.get("latency", {}).get("p99_ms"),
+        "live_cpu_share_of_one_core": live.get("cpu", {}).get("window_cpu_share_of_one_core"),
+        "peak_rss_mb": best([v.get("peak_rss_mb") for v in e2e.get("backlog_0ms", {}).values()]),
+    }
+    out: dict[str, Any] = {}
+    for key, target in TARGETS.items():
+        value = measured.get(key)
+        lower_is_better = key in ("live_p99_ms", "live_cpu_share_of_one_core", "peak_rss_mb")
+        met = None if value is None else (value <= target if lower_is_better else value >= target)
+        out[key] = {"target": target, "measured": value, "met": met}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    ensure_installed(allow_install=False)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"preset": "quick" if args.quick else "full", "params": vars(args).copy()}
+    server = PrivateMariaDB(
+        charset=args.charset,
+        row_metadata=args.row_metadata,
+        options={"max_binlog_size": 1 << 30, "binlog_checksum": "CRC32"},
+    )
+    with server:
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, DATABASE, charset=args.charset)
+        with Vicidial.connect(server, database=DATABASE) as vici:
+            vici.add_list(BENCH_LIST_ID, "Bench leads", "BENCH", "Benchmark list")
+        results["machine"] = machine_info(server)
+        log(f"generating {args.noise_events} mixed statements and {args.leads} add_lead calls")
+        segments = {
+            "mixed": generate_segment(
+                server,
+                DATABASE,
+                "mixed",
+                statements=args.noise_events,
+                noise_ratio=args.noise_ratio,
+                loader_per_lead=args.loader_per_lead,
+                seed=1,
+            ),
+            "leads": generate_segment(
+                server,
+                DATABASE,
+                "leads",
+                statements=int(args.leads * (STATEMENTS_PER_LEAD + args.loader_per_lead)),
+                noise_ratio=0.0,
+                loader_per_lead=args.loader_per_lead,
+                seed=2,
+            ),
+        }
+        results["binlog"] = {name: seg.as_dict() for name, seg in segments.items()}
+        for name, seg in segments.items():
+            log(f"segment {name}: {seg.as_dict()}")
+        if "scan" not in skip:
+            results["scan"] = run_scans(args, server, segments)
+        if "e2e" not in skip:
+            results["e2e"] = run_e2e(args, server, segments)
+        if "sequential" not in skip:
+            results["sequential"] = run_sequential(args)
+        if "live" not in skip:
+            results["live"] = run_live(args, server)
+    results["ratios"] = compute_ratios(results)
+    results["targets"] = check_targets(results)
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(results, indent=2, sort_keys=False, default=str)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    log(f"saved {out} ({results['total_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
