@@ -481,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     server = PrivateMariaDB(
         charset=args.charset,
         row_metadata=args.row_metadata,
-        options={"max_binlog_size": 1 << 30, "binlog_checksum": "CRC32"},
+        # The hopper is a MEMORY table that a real dialer drains; here it only fills.
+        options={"max_binlog_size": 1 << 30, "binlog_checksum": "CRC32", "max_heap_table_size": "1G"},
     )
     with server:
         with contextlib.closing(server.connect()) as conn:
