@@ -60,9 +60,19 @@ _LEAD_ID = re.compile(r"[?&]id=(\d+)")
 
 
 def _usage() -> tuple[float, int]:
-    """(CPU seconds of this process so far, peak RSS in kB)."""
+    """(CPU seconds of this process so far, peak RSS in kB).
+
+    The peak is ``VmHWM``, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across
+    ``exec``, so a spawned process would report its parent's peak when larger.
+    """
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime, int(r.ru_maxrss)
+    peak_kb = int(r.ru_maxrss)
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                peak_kb = int(line.split()[1])
+                break
+    return r.ru_utime + r.ru_stime, peak_kb
 
 
 def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlConfig:

@@ -24,11 +24,19 @@ server does not log ``binlog_row_metadata=FULL``), cached by the table map's byt
 Semantics are those of ``cdc.binlog`` (the differential test compares both readers
 value by value): a ``GroupEnd`` at the ``COMMIT`` Query of MyISAM groups, at ``Xid``,
 at DDL and at a real rotation; the group's thread id from its Query event; the same
-normalized values (see :mod:`cdc.rowdecode` for the two deliberate differences).
-CRC32 checksums are stripped from every event and verified on the events we decode.
-A few figures are kept per socket read instead of per event (event count, last-event
-clocks), and the resume position (``_last_end``) moves when a batch is handed over,
-so a reconnect never skips rows that were read but not yet handed over.
+normalized values (:mod:`cdc.rowdecode` lists the three places where the library
+loses data and we do not). CRC32 checksums are stripped from every event (per file,
+as its FORMAT_DESCRIPTION says) and verified on the events we decode.
+
+What differs is when things happen, not what: batches are handed over per socket
+read (at most 64 KB) instead of per group, after a ``linger_s`` pause once the reader
+has caught up; a few statistics move per read (event count, last-event clocks); and
+the resume position (``_last_end``) moves when a batch is handed over, so a reconnect
+never skips rows that were read but not yet handed over.
+
+The connect step is the library's private ``__connect_to_stream`` (name-mangled):
+``pyproject.toml`` pins ``mysql-replication<1.1``, and ``_stream`` fails with a clear
+message if a future version renames it.
 """
 
 from __future__ import annotations

@@ -8,11 +8,13 @@ one small closure per column, prepared once per table definition and reused for
 every row. Values are normalized exactly as :mod:`cdc.binlog` normalizes the
 library's: text decoded losslessly with the column's charset (``bytes`` for binary
 columns), ENUM and SET labels, ``Decimal`` with its scale, zero dates as text,
-TIMESTAMP as a naive UTC ``datetime`` (the library's choice). Two deliberate
-differences, both where the library loses data: a date with a zero month or day
+TIMESTAMP as a naive UTC ``datetime`` (the library's choice). Three deliberate
+differences, where the library loses data or type: a date with a zero month or day
 (``1980-00-00``, legal under VICIdial's non-strict ``sql_mode``) stays that text
-instead of becoming ``0000-00-00``, and SET labels come from ``information_schema``
-when the binlog does not carry them.
+instead of becoming ``0000-00-00``; SET labels come from ``information_schema`` when
+the binlog does not carry them (the library then reports every SET as empty); and an
+empty binary value is ``b""`` like every other binary value (the library's is ``""``,
+because Python decodes ``b""`` without looking the codec up).
 
 Formats: MySQL's ``libbinlogevents`` (``Table_map_log_event``, ``Rows_log_event``,
 ``my_time.cc``, ``decimal.c``) and MariaDB's ``log_event.h``.
