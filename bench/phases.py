@@ -330,18 +330,23 @@ async def _run_e2e(
     ready: multiprocessing.synchronize.Event | None,
     window: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event] | None,
 ) -> dict[str, Any]:
-    import cdc.binlog
     from cdc.metrics import Metrics
     from cdc.service import Service
 
     logging.basicConfig(level=logging.WARNING)
-    if p.reader != "current":
-        cdc.binlog.BinlogReader = reader_class(p.reader)  # type: ignore[misc]
+    if p.reader == "process":
+        # The prototype is not a configurable reader: put it in place of the service's choice.
+        process_reader = reader_class("process")
+        Service._reader_class = lambda self: process_reader  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="vicidial-cdc-bench-") as tmp:
         limits = EndpointLimits(concurrency=p.concurrency, rate_per_s=1e9, burst=1_000_000, timeout_s=60.0)
         config = Config(
             mysql=mysql_config(p.port, p.database),
-            reader=ReaderConfig(start=str(p.start), match_window_s=30.0),
+            reader=ReaderConfig(
+                start=str(p.start),
+                match_window_s=30.0,
+                decoder="library" if p.reader == "current" else "fast",
+            ),
             state=StateConfig(path=str(Path(tmp) / "state.db")),
             http=HttpConfig(listen="127.0.0.1:0"),
             delivery=delivery_config(p.concurrency, limits),

@@ -83,6 +83,9 @@ class ReaderConfig:
     max_downtime_s: float = 86400.0
     #: Run ``vicidial-cdc check`` at start-up and log what is not right (never fatal).
     check_at_start: bool = True
+    #: "fast": raw replication packets, only watched tables decoded (``cdc.fastbinlog``);
+    #: "library": ``mysql-replication``'s event objects (``cdc.binlog``), the fallback.
+    decoder: str = "fast"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,9 @@ class Config:
     log: LogConfig = LogConfig()
 
 
+#: ``reader.decoder`` values.
+DECODERS = ("fast", "library")
+
 _SECTIONS: dict[str, type[Any]] = {
     "mysql": MysqlConfig,
     "reader": ReaderConfig,
@@ -269,6 +275,8 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
             sections[name] = _load_delivery(table, env)
         else:
             sections[name] = _build(cls, table, name, env)
+    if sections["reader"].decoder not in DECODERS:
+        raise ConfigError(f"reader.decoder must be fast or library, got {sections['reader'].decoder!r}")
     config = Config(**sections)
     config = _with_endpoints(config, raw.get("endpoints", {}), raw.get("fanout"), env)
     return _with_password(config, env)

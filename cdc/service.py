@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pymysql
 
-from . import binlog, server, vicidb
+from . import binlog, fastbinlog, server, vicidb
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
@@ -100,7 +100,7 @@ class Service:
             start = await self._load_source(store)
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
-            self.reader = binlog.BinlogReader(
+            self.reader = self._reader_class()(
                 cfg.mysql,
                 self._watched_tables(),
                 start,
@@ -274,6 +274,12 @@ class Service:
             self.stats.checkpoint = configured
         log.info("binlog.first_start position=%s", configured)
         return configured
+
+    def _reader_class(self) -> type[binlog.BinlogReader]:
+        """The fast reader unless the config asks for the library's (``reader.decoder``)."""
+        if self.config.reader.decoder == "library":
+            return binlog.BinlogReader
+        return fastbinlog.FastBinlogReader
 
     def _watch_table(self, table: str) -> None:
         if self.reader is not None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 
-from cdc.config import UrlsConfig
+from cdc.binlog import BinlogReader
+from cdc.config import DECODERS, UrlsConfig
+from cdc.fastbinlog import FastBinlogReader
 from cdc.mariadb import PrivateMariaDB
 from cdc.receiver import Receiver
 from cdc.schema import create_vicidial_schema
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.mariadb
 
 FENCE_LIST = 999
 WAIT_S = 30.0
+#: ``reader.decoder`` -> the reader the service must build for it.
+READER_CLASSES = {"fast": FastBinlogReader, "library": BinlogReader}
 
 
 def _targets(receiver: Receiver, prefix: str) -> list[str]:
@@ -71,13 +75,14 @@ def _exact_expected(lead_id: int) -> str:
 
 
 async def _exact_url_case(
-    server: PrivateMariaDB, database: str, receiver: Receiver, start: StartPipeline
+    server: PrivateMariaDB, database: str, receiver: Receiver, start: StartPipeline, decoder: str
 ) -> None:
     with Vicidial.connect(server, database=database, seed=1) as vici:
         vici.add_list(101, "Web leads", "CAMP1", "From the web")
         vici.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
         _setup_fence(vici, receiver)
-        await start(server, database)
+        run = await start(server, database, decoder=decoder)
+        assert type(run.service.reader) is READER_CLASSES[decoder]
         lead_id = await asyncio.to_thread(
             vici.add_lead,
             phone_number="3125551234",
@@ -97,23 +102,29 @@ async def _exact_url_case(
     assert got
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 class TestExactRequest:
-    """An add_lead produces one GET whose target is byte-identical to VICIdial's."""
+    """An add_lead produces one GET whose target is byte-identical to VICIdial's, with either reader."""
 
     async def test_exact_url(
-        self, mariadb: PrivateMariaDB, vicidial_db: str, receiver: Receiver, start_pipeline: StartPipeline
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        decoder: str,
     ) -> None:
         """Tokens, aliases, trim, urlencode, ENUM label, zero date, decimal, unknown token."""
-        await _exact_url_case(mariadb, vicidial_db, receiver, start_pipeline)
+        await _exact_url_case(mariadb, vicidial_db, receiver, start_pipeline, decoder)
 
     async def test_exact_url_without_row_metadata(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline
+        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """Without binlog_row_metadata=FULL, names/ENUMs/charsets come from information_schema."""
         server = mariadb_factory(row_metadata="NO_LOG")  # type: ignore[operator]
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
-        await _exact_url_case(server, "asterisk", receiver, start_pipeline)
+        await _exact_url_case(server, "asterisk", receiver, start_pipeline, decoder)
 
 
 class TestNotApiInserts:
@@ -308,8 +319,9 @@ class TestCharsets:
         await _fence(vicidial, receiver, "utf8")
         assert _targets(receiver, "/u") == ["/u?fn=Jos%C3%A9&ln=Nguy%E1%BB%85n&l=Lista+A%C3%B1o"]
 
+    @pytest.mark.parametrize("decoder", DECODERS)
     async def test_latin1_database(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline
+        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """use_non_latin=0 on a latin1 server: double-encoded storage, same bytes on the wire."""
         server = mariadb_factory(charset="latin1", row_metadata="NO_LOG")  # type: ignore[operator]
@@ -319,7 +331,7 @@ class TestCharsets:
             vici.add_list(101, "Lista", "C", "")
             vici.set_system_url(f"{receiver.url}/l?fn=--A--first_name--B--&ln=--A--last_name--B--")
             _setup_fence(vici, receiver)
-            await start_pipeline(server, "asterisk")
+            await start_pipeline(server, "asterisk", decoder=decoder)
             await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550001", list_id=101, first_name="José", last_name="Müller€"
             )
@@ -359,8 +371,9 @@ class TestRestarts:
         await _fence(vicidial, receiver, "resume")
         assert Counter(_targets(receiver, "/r")) == Counter(f"/r?id={i}" for i in ids)
 
+    @pytest.mark.parametrize("decoder", DECODERS)
     async def test_mariadb_restart_under_reader(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline
+        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """A server restart mid-stream: the reader reconnects from the last group end."""
         server = mariadb_factory()  # type: ignore[operator]
@@ -370,7 +383,8 @@ class TestRestarts:
         vici.add_list(101, "L", "C", "")
         vici.set_system_url(f"{receiver.url}/m?id=--A--lead_id--B--")
         _setup_fence(vici, receiver)
-        run = await start_pipeline(server, "asterisk")
+        run = await start_pipeline(server, "asterisk", decoder=decoder)
+        assert type(run.service.reader) is READER_CLASSES[decoder]
         ids = [
             await asyncio.to_thread(vici.add_lead, phone_number=f"31255500{i}", list_id=101) for i in range(3)
         ]

@@ -26,6 +26,7 @@ class TestLoad:
         assert cfg.mysql.database == "asterisk"
         assert cfg.delivery.mode == "auto"
         assert cfg.delivery.verify_tls is True
+        assert cfg.reader.decoder == "fast"
 
     def test_file_and_env(self, tmp_path: Path) -> None:
         """Env wins over the file, typed by the field."""
@@ -51,7 +52,7 @@ class TestLoad:
         """Per-endpoint overrides inherit the defaults they do not set."""
         path = write(
             tmp_path,
-            '[delivery]\nrate_per_s = 20\nmax_in_flight = 50\n'
+            "[delivery]\nrate_per_s = 20\nmax_in_flight = 50\n"
             '[delivery.endpoints."crm.example:443"]\nconcurrency = 2\n',
         )
         cfg = config.load(path, env={})
@@ -72,6 +73,7 @@ class TestErrors:
             ("[mysql]\nport = 'x'\n", "must be int"),
             ("[urls.lists]\nabc = 'http://x'\n", "numeric list_id"),
             ("[delivery]\nmode = 'both'\n", "send, watch or auto"),
+            ("[reader]\ndecoder = 'turbo'\n", "fast or library"),
             ("[delivery]\nrate_per_s = 0\n", "positive"),
             ("not toml = = 1", "not valid TOML"),
         ],
