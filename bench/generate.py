@@ -10,13 +10,18 @@ client writing while it runs (MyISAM never reuses an AUTO_INCREMENT value), and 
 the rendered statements as one multi-statement batch. The server still executes and
 binlogs them one by one: every statement stays its own event group, as on VICIdial.
 :meth:`BatchWriter.verify` compares the predictions with the server afterwards.
+
+:class:`LiveLoad` renders a whole real-time schedule the same way before it starts,
+so that while it runs, sending is all it does (see its docstring).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +112,15 @@ class BatchWriter:
     def pending(self) -> int:
         return len(self._pending)
 
+    def take(self) -> list[_Pending]:
+        """Hand over the queued statements unsent (a caller that renders ahead sends them)."""
+        items, self._pending = self._pending, []
+        return items
+
+    def predicted_ids(self) -> dict[str, int]:
+        """The AUTO_INCREMENT counters the server will have once all queued statements ran."""
+        return dict(self._next_id)
+
     # -- queueing ---------------------------------------------------------------------
 
     def run(self, steps: Steps, *, lead: bool = False) -> int:
@@ -193,12 +207,15 @@ class BatchWriter:
             raise RuntimeError(f"batch of {len(items)} statements returned {index} results")
         return out
 
-    def verify(self) -> None:
-        """Fail when a predicted AUTO_INCREMENT id differs from the server's."""
+    def verify(self, predicted: Mapping[str, int] | None = None) -> None:
+        """Fail when a predicted AUTO_INCREMENT id differs from the server's.
+
+        ``predicted`` (from :meth:`predicted_ids`) checks a prefix of what was queued,
+        for a caller that stopped sending early; by default everything was sent.
+        """
+        expected = self._next_id if predicted is None else predicted
         actual = self._load_auto_increment()
-        wrong = {
-            t: (self._next_id[t], actual.get(t)) for t in self._next_id if actual.get(t) != self._next_id[t]
-        }
+        wrong = {t: (expected[t], actual.get(t)) for t in expected if actual.get(t) != expected[t]}
         if wrong:
             raise RuntimeError(f"AUTO_INCREMENT predictions went wrong (predicted, actual): {wrong}")
 
@@ -303,55 +320,160 @@ class LiveStats:
     row_events: int = 0
     #: lead_id -> wall time of the server's acknowledgement of its vicidial_list INSERT
     inserted_at: dict[int, float] = field(default_factory=dict)
+    #: Ticks whose batch went out more than one tick after it was due.
     late_ticks: int = 0
+    #: Ticks planned, and sent before the window closed (the rest were not sent).
+    ticks: int = 0
+    sent_ticks: int = 0
+    #: Seconds spent rendering the schedule (before the window).
+    render_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _LeadBatch:
+    """One add_lead's statements as one batch; result ``insert_index`` is its lead INSERT."""
+
+    sql: bytes
+    statements: int
+    insert_index: int
+    lead_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    #: Seconds after the start when this tick's statements are due.
+    due_s: float
+    noise_sql: bytes
+    noise_statements: int
+    leads: tuple[_LeadBatch, ...]
+    #: AUTO_INCREMENT predictions once this tick has run: what to verify if the run stops here.
+    next_ids: dict[str, int]
+
+
+def _render(items: list[_Pending]) -> bytes:
+    """One multi-statement batch, encoded as the connection would (utf8mb4)."""
+    return ";\n".join(item.sql for item in items).encode("utf-8", "surrogateescape")
+
+
+def _send(cur: Any, sql: bytes, statements: int, mark: int = -1) -> tuple[int, float]:
+    """Run one rendered batch: (row events written, wall time when result ``mark`` arrived)."""
+    cur.execute(sql)
+    rows = index = 0
+    marked_at = 0.0
+    while True:
+        if cur.rowcount > 0:
+            rows += 1
+        if index == mark:
+            marked_at = time.time()
+        index += 1
+        if not cur.nextset():
+            break
+    if index != statements:
+        raise RuntimeError(f"batch of {statements} statements returned {index} results")
+    return rows, marked_at
 
 
 class LiveLoad:
     """Offered load in real time: ``leads_per_s`` add_lead calls and ``noise_per_s`` noise.
 
-    Every ``tick_s`` the statements that are due go out: the noise as one batch, each
-    lead as its own small batch, so the acknowledgement time of a lead's insert is
-    exact to within that lead's own six statements.
+    :meth:`prepare` renders the whole schedule first (the same simulator statements, in
+    the same order, as :class:`BatchWriter` runs them), because building statements in
+    Python while the clock runs cannot keep up with a busy dialer. :meth:`run` then only
+    sends: every ``tick_s`` the statements due go out, the noise as one batch and each
+    lead as its own small batch, so the acknowledgement time of a lead's insert is exact
+    to within that lead's own six statements. A tick that cannot start before the window
+    (plus one tick) ends is not sent: the achieved rates say what the server took.
     """
 
     def __init__(self, server: PrivateMariaDB, database: str, *, seed: int) -> None:
         self._server = server
         self._database = database
         self._seed = seed
+        self._conn: pymysql.Connection[Any] | None = None
+        self._writer: BatchWriter | None = None
+        self._ticks: list[_Tick] = []
+        #: AUTO_INCREMENT counters before the first tick (verified when none was sent).
+        self._initial_ids: dict[str, int] = {}
+        self._duration_s = 0.0
+        self._tick_s = 0.0
+        self._render_s = 0.0
 
-    def run(
+    def __enter__(self) -> LiveLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        conn, self._conn, self._writer = self._conn, None, None
+        self._ticks = []
+        if conn is not None:
+            conn.close()
+
+    def prepare(
         self, duration_s: float, leads_per_s: float, noise_per_s: float, tick_s: float = 0.01
-    ) -> LiveStats:
-        stats = LiveStats()
-        with contextlib.closing(connect_writer(self._server, self._database)) as conn:
-            writer = BatchWriter(conn, self._database, seed=self._seed)
+    ) -> None:
+        """Open the connection and render every tick of a ``duration_s`` run (writes nothing)."""
+        if self._conn is not None:
+            raise RuntimeError("LiveLoad.prepare() was already called; use a new LiveLoad per run")
+        if duration_s <= 0 or tick_s <= 0:
+            raise ValueError(f"duration_s and tick_s must be > 0, got {duration_s!r} and {tick_s!r}")
+        started = time.perf_counter()
+        self._conn = connect_writer(self._server, self._database)
+        writer = self._writer = BatchWriter(self._conn, self._database, seed=self._seed)
+        self._initial_ids = writer.predicted_ids()
+        noise_done = leads_done = 0
+        for i in range(1, math.ceil(duration_s / tick_s) + 1):
+            due_s = min(i * tick_s, duration_s)
+            noise = int(noise_per_s * due_s) - noise_done
+            noise_sql = b""
+            if noise > 0:
+                writer.add_noise(noise)
+                noise_sql = _render(writer.take())
+                noise_done += noise
+            leads: list[_LeadBatch] = []
+            for _ in range(int(leads_per_s * due_s) - leads_done):
+                writer.add_lead()
+                items = writer.take()
+                index = next(k for k, item in enumerate(items) if item.lead_id)
+                leads.append(_LeadBatch(_render(items), len(items), index, items[index].lead_id))
+            leads_done += len(leads)
+            self._ticks.append(_Tick(due_s, noise_sql, noise, tuple(leads), writer.predicted_ids()))
+        self._duration_s = duration_s
+        self._tick_s = tick_s
+        self._render_s = time.perf_counter() - started
+
+    def run(self) -> LiveStats:
+        """Send the rendered ticks at their due times; verify the server's AUTO_INCREMENTs."""
+        ticks, self._ticks = self._ticks, []
+        if self._conn is None or self._writer is None or not ticks:
+            raise RuntimeError("LiveLoad.run() needs prepare() first, and runs once")
+        tick_s = self._tick_s
+        stats = LiveStats(ticks=len(ticks), render_s=round(self._render_s, 3))
+        verified = self._initial_ids
+        with self._conn.cursor() as cur:
             started = time.monotonic()
-            deadline = started + duration_s
-            next_tick = started
-            while True:
+            closes = started + self._duration_s + tick_s
+            for tick in ticks:
+                due = started + tick.due_s
                 now = time.monotonic()
-                if now >= deadline:
+                if now >= closes:
                     break
-                elapsed = now - started
-                due_noise = int(noise_per_s * elapsed) - stats.noise_statements
-                due_leads = int(leads_per_s * elapsed) - stats.leads
-                if due_noise > 0:
-                    writer.add_noise(due_noise)
-                    stats.noise_statements += due_noise
-                    stats.row_events += writer.flush().row_events
-                for _ in range(max(0, due_leads)):
-                    writer.add_lead()
-                    stats.leads += 1
-                    flushed = writer.flush()
-                    stats.row_events += flushed.row_events
-                    stats.inserted_at.update(flushed.lead_acks)
-                next_tick += tick_s
-                pause = next_tick - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                else:
+                if now < due:
+                    time.sleep(due - now)
+                elif now - due > tick_s:
                     stats.late_ticks += 1
-                    next_tick = time.monotonic()
+                if tick.noise_statements:
+                    rows, _ = _send(cur, tick.noise_sql, tick.noise_statements)
+                    stats.row_events += rows
+                    stats.noise_statements += tick.noise_statements
+                for lead in tick.leads:
+                    rows, acked_at = _send(cur, lead.sql, lead.statements, lead.insert_index)
+                    stats.row_events += rows
+                    stats.inserted_at[lead.lead_id] = acked_at
+                    stats.leads += 1
+                stats.sent_ticks += 1
+                verified = tick.next_ids
             stats.duration_s = time.monotonic() - started
-            writer.verify()
+        self._writer.verify(verified)
         return stats

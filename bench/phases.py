@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Reader implementations the service can be run with (``--readers``).
-READERS = ("current", "fast", "process")
+READERS = ("library", "fast", "process")
 WATCHED_TABLES = frozenset(LEAD_TABLES | set(SETTINGS_TABLES))
 _LEAD_ID = re.compile(r"[?&]id=(\d+)")
 
@@ -89,7 +89,7 @@ def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlCon
 
 def reader_class(kind: str) -> type[Any]:
     """The reader class for ``kind`` (imported lazily: the fast one may be absent)."""
-    if kind == "current":
+    if kind == "library":
         from cdc.binlog import BinlogReader
 
         return BinlogReader
@@ -292,7 +292,7 @@ class E2EParams:
     database: str
     start: Position
     url_template: str
-    reader: str = "current"
+    reader: str = "fast"
     #: Stop once the receiver has this many requests (0: wait for ``expected_value``).
     expected: int = 0
     #: Also wait until the reader has passed this position (e.g. the segment's end).
@@ -314,7 +314,9 @@ def run_e2e(
     ``window`` = (started, finished) events from the load generator: CPU is also
     measured between them. The service's own durable SQLite outbox is used.
     """
-    return asyncio.run(_run_e2e(p, received, expected_value, ready, window))
+    from cdc import runtime
+
+    return runtime.run(_run_e2e(p, received, expected_value, ready, window))
 
 
 async def _wait_event(event: multiprocessing.synchronize.Event) -> None:
@@ -345,7 +347,7 @@ async def _run_e2e(
             reader=ReaderConfig(
                 start=str(p.start),
                 match_window_s=30.0,
-                decoder="library" if p.reader == "current" else "fast",
+                decoder="library" if p.reader == "library" else "fast",
             ),
             state=StateConfig(path=str(Path(tmp) / "state.db")),
             http=HttpConfig(listen="127.0.0.1:0"),

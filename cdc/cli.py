@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import __version__, config, logs
+from . import __version__, config, logs, runtime
 from .errors import BinlogPurgedError, CdcError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.start:
         cfg = dataclasses.replace(cfg, reader=dataclasses.replace(cfg.reader, start=args.start))
     logs.setup(cfg.log.level, cfg.log.format)
-    return asyncio.run(_run(cfg, replace_checkpoint=bool(args.start)))
+    return runtime.run(_run(cfg, replace_checkpoint=bool(args.start)))
 
 
 async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import logs
+from . import logs, runtime
 from .config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
 from .mariadb import PrivateMariaDB, ensure_installed
 from .receiver import Receiver
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
             create_vicidial_schema(conn, database=DATABASE)
         finally:
             conn.close()
-        return asyncio.run(_demo(args, db, workdir))
+        return runtime.run(_demo(args, db, workdir))
     finally:
         db.close()
         if not args.keep:

@@ -134,7 +134,7 @@ class FastBinlogReader(BinlogReader):
         tables: Iterable[str],
         start: Position | str,
         *,
-        linger_s: float = 0.005,
+        linger_s: float = 0.02,
         **kwargs: Any,
     ) -> None:
         """Arguments as :class:`cdc.binlog.BinlogReader`, plus ``linger_s``.
@@ -143,7 +143,9 @@ class FastBinlogReader(BinlogReader):
         before reading again, so that what a busy dialer writes meanwhile arrives as
         one chunk and one batch. Reading each statement's events as they come costs a
         wake-up per statement here and a commit per batch in the pipeline; the price
-        is at most ``linger_s`` of extra latency. While behind, it never waits.
+        is at most ``linger_s`` of extra latency. While behind, it never waits. At 20 ms
+        (``bench.run`` live runs, 200 leads/s + 5,000 noise/s) the streamer used a tenth
+        less CPU than at 5 ms and its p99 was lower too: fewer, fuller batches.
         """
         super().__init__(mysql, tables, start, **kwargs)
         self._linger_s = linger_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,9 +22,12 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from . import __version__
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -152,6 +156,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         # process_* and python_info on our own registry (the default one is not served).
         ProcessCollector(registry=r)
@@ -230,6 +235,15 @@ class Metrics:
             ["table"],
             registry=r,
         )
+
+    def child(self, metric: _M, *labels: str) -> _M:
+        """``metric.labels(*labels)``, kept: ``labels()`` validates and locks on every call,
+        which costs more than the increment on the per-request path."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)

@@ -155,7 +155,7 @@ class Pipeline:
         """The step is durable: account for it."""
         self.stats.deliveries += len(step.deliveries)
         for d in step.deliveries:
-            self._metrics.deliveries_enqueued.labels(d.endpoint_id).inc()
+            self._metrics.child(self._metrics.deliveries_enqueued, d.endpoint_id).inc()
         if step.checkpoint is not None:
             if step.checkpoint_ts:
                 self.stats.checkpoint_ts = step.checkpoint_ts

@@ -21,6 +21,7 @@ screen) is removed first; whitespace inside it makes it invalid.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -33,6 +34,7 @@ METHOD = "GET"
 _MIN_LENGTH = 11  # VICIdial sends only URLs longer than 10 characters
 _SCHEME_HOST = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]+)")
 _HOST = re.compile(r"[A-Za-z0-9_.-]+")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _SQL_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _ZERO_DATE = "0000-00-00 00:00:00"
 
@@ -132,6 +134,7 @@ def render_url(
         encrypted_fields=snapshot.encrypted_fields(lead.list_id),
         sql_date=sql_date(lead.lead.get("entry_date"), lead.inserted_at),
         epoch=lead.inserted_at,
+        only=template.token_names(url_template),
     )
     codec = charset.connection_codec(snapshot.system.use_non_latin, server_charset)
     return template.render(url_template, tokens, codec).strip()
@@ -139,6 +142,19 @@ def render_url(
 
 def origin_of(url: str) -> tuple[str, str]:
     """(``scheme://host:port``, ``host:port``) of a URL; the label never holds a path."""
+    match = _SCHEME_HOST.match(url)
+    if match is not None:
+        return _origin(match.group(1), match.group(2))
+    return _origin_uncached(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin(scheme: str, netloc: str) -> tuple[str, str]:
+    """:func:`origin_of` depends on the scheme and authority only: one parse per endpoint."""
+    return _origin_uncached(f"{scheme}://{netloc}/")
+
+
+def _origin_uncached(url: str) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     try:
@@ -159,10 +175,16 @@ def check_url(url: str) -> SkipReason | None:
         return SkipReason.URL_RELATIVE
     if match.group(1).lower() not in ("http", "https"):
         return SkipReason.URL_SCHEME
-    if not url.isascii() or any(ch <= " " or ch == "\x7f" for ch in url):
+    if not url.isascii() or _CONTROL_OR_SPACE.search(url) is not None:
         return SkipReason.URL_INVALID
+    return _authority_problem(match.group(2))
+
+
+@functools.lru_cache(maxsize=4096)
+def _authority_problem(netloc: str) -> SkipReason | None:
+    """The host and port checks of :func:`check_url`: they see only the authority."""
     try:
-        parts = urllib.parse.urlsplit(url)
+        parts = urllib.parse.urlsplit(f"http://{netloc}/")
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
         host = parts.hostname or ""
         if ":" in host:

@@ -108,7 +108,7 @@ class Service:
                 batch_rows=cfg.reader.batch_rows,
                 reconnect_initial_s=cfg.reader.reconnect_initial_s,
                 reconnect_max_s=cfg.reader.reconnect_max_s,
-                on_event=lambda table, op, n: self.metrics.binlog_rows.labels(table, op).inc(n),
+                on_event=lambda table, op, n: self.metrics.child(self.metrics.binlog_rows, table, op).inc(n),
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
             )
 
@@ -131,7 +131,13 @@ class Service:
             self.reader.start()
             stack.push_async_callback(self.reader.stop)
             self.ready.set()
-            log.info("service.started http_port=%d source=%s", self.http_port, cfg.mysql.source_name)
+            log.info(
+                "service.started http_port=%d source=%s decoder=%s event_loop=%s",
+                self.http_port,
+                cfg.mysql.source_name,
+                cfg.reader.decoder,
+                type(asyncio.get_running_loop()).__module__.partition(".")[0],
+            )
 
             sender_stop = asyncio.Event()
             try:

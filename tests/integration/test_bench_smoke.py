@@ -30,9 +30,13 @@ TINY = [
     "--sequential-requests", "20",
     "--sequential-latency-requests", "3",
     "--latency-ms", "20",
+    "--backlog-deliveries", "3000",
+    "--backlog-s", "1.5",
+    "--readers", "library,fast,process",
+    "--scanners", "stock,library,fast,mariadb_binlog",
 ]  # fmt: skip
-READERS = ("current", "fast", "process")
-SCANNERS = ("stock", "current", "fast", "mariadb_binlog")
+READERS = ("library", "fast", "process")
+SCANNERS = ("stock", "library", "fast", "mariadb_binlog")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -66,6 +70,7 @@ class TestBenchSmoke:
             "e2e",
             "sequential",
             "live",
+            "backlog",
             "ratios",
             "targets",
         } <= set(result)
@@ -87,7 +92,7 @@ class TestBenchSmoke:
                 assert scans[scanner]["elapsed_s"] > 0 and scans[scanner]["row_events_per_s"] > 0
             assert (
                 scans["stock"]["rows_decoded"]
-                == scans["current"]["rows_decoded"]
+                == scans["library"]["rows_decoded"]
                 == scans["fast"]["rows_decoded"]
             )
 
@@ -111,6 +116,13 @@ class TestBenchSmoke:
             assert live["window_cpu_share_of_one_core"] > 0
         assert result["sequential"]["0ms"]["requests_per_s"] > 0
         assert result["sequential"]["latency"]["requests_per_s"] > 0
+
+    def test_backlog(self, result: dict[str, Any]) -> None:
+        """The service started on a pre-filled outbox, drained part of it, and its RSS was read."""
+        backlog = result["backlog"]
+        assert backlog["pending_at_start"] == backlog["deliveries"] == 3000
+        assert backlog["delivered"] > 0 and backlog["peak_rss_mb"] > 0
+        assert backlog["state_mb_at_start"] > 0
 
     def test_ratios_and_targets(self, result: dict[str, Any]) -> None:
         """Ratios against stock iteration and every target of the issue are reported."""

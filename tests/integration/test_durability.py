@@ -334,6 +334,24 @@ class TestIsolation:
             await healthy.stop()
 
 
+async def _purge_to(server: PrivateMariaDB, newest: str, gone: str) -> None:
+    """PURGE BINARY LOGS TO ``newest`` until ``gone`` is really gone.
+
+    MariaDB silently keeps a file a dump thread still reads; the server notices our
+    stopped reader's closed connection only at its next heartbeat, so retry (bounded).
+    """
+    deadline = time.monotonic() + 20.0
+    while True:
+        with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
+            cur.execute("SHOW BINARY LOGS")
+            names = {str(row[0]) for row in cur.fetchall()}
+        if gone not in names:
+            return
+        assert time.monotonic() < deadline, f"{gone} still not purged"
+        await asyncio.sleep(0.25)
+
+
 class TestPurgedBinlog:
     """The checkpoint's binlog was purged: a clear error, exit code 3, never a silent jump."""
 
@@ -355,8 +373,7 @@ class TestPurgedBinlog:
             checkpoint_file = run.service.stats.checkpoint.file if run.service.stats.checkpoint else ""
             missed = vici.add_lead(phone_number="3125550002", list_id=101)
             newest = server.flush_binary_logs()
-            with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
-                cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
+            await _purge_to(server, newest, checkpoint_file)
         config = _write_config(tmp_path / "p.toml", server, "asterisk", state)
         result = await asyncio.to_thread(
             subprocess.run,
