@@ -250,6 +250,27 @@ def _enum_labels(column_type: str) -> tuple[str, ...]:
     return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
 
 
+def always_watched(table: str) -> bool:
+    """``custom_<list_id>`` tables are read whether or not they are in the watched set.
+
+    VICIdial creates one while running (a list gets its first custom field), and the
+    reader is usually batches ahead of the pipeline that learns of the new fields: by
+    the time the pipeline could ask for the table, its first rows may be read already.
+    """
+    suffix = table[7:]
+    return table.startswith("custom_") and suffix.isascii() and suffix.isdigit()
+
+
+class WatchedTables(set[str]):
+    """The reader's table filter: the configured tables plus :func:`always_watched` ones.
+
+    A set, so ``mysql-replication``'s ``only_tables`` check (``in``) applies the same rule.
+    """
+
+    def __contains__(self, table: object) -> bool:
+        return set.__contains__(self, table) or (isinstance(table, str) and always_watched(table))
+
+
 class _Reconnect(Exception):
     """The library tried to reconnect by itself; we resume from the last group end."""
 
@@ -288,7 +309,7 @@ class BinlogReader:
         on_decode_error: Callable[[str, Value], None] | None = None,
     ) -> None:
         self._mysql = mysql
-        self._tables: set[str] = set(tables)
+        self._tables: set[str] = WatchedTables(tables)
         self._start = start
         self._batch_rows = batch_rows
         self._reconnect_initial_s = reconnect_initial_s

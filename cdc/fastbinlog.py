@@ -53,7 +53,7 @@ from typing import Any, Final, NoReturn
 import pymysql
 
 from . import rowdecode
-from .binlog import BinlogReader, check_position_available, connect
+from .binlog import BinlogReader, always_watched, check_position_available, connect
 from .config import MysqlConfig
 from .errors import SourceError
 from .records import GroupEnd, Op, Position, RowChange, SourceItem, Value
@@ -374,8 +374,9 @@ class FastBinlogReader(BinlogReader):
         pos = body + ph
         schema_len = buf[pos]
         table_at = pos + schema_len + 2
+        name = buf[table_at + 1 : table_at + 1 + buf[table_at]]
         if buf[pos + 1 : pos + 1 + schema_len] != st.schema_b or (
-            buf[table_at + 1 : table_at + 1 + buf[table_at]] not in st.tables_b
+            name not in st.tables_b and not always_watched(name.decode("utf-8", "replace"))
         ):
             st.skip_ids.add(table_id)
             return

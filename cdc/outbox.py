@@ -136,7 +136,7 @@ class StateStore(Protocol):
 
     def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int: ...
 
-    def counts(self) -> list[EndpointCounts]: ...
+    def counts(self, *, delivered: bool = True) -> list[EndpointCounts]: ...
 
     def prune_delivered(self, older_than: float) -> int: ...
 
@@ -517,16 +517,23 @@ class SqliteStore:
                 [(next_attempt_at, now, i) for i in ids],
             ).rowcount
 
-    def counts(self) -> list[EndpointCounts]:
-        """Row counts per endpoint and state, sorted by endpoint id."""
+    def counts(self, *, delivered: bool = True) -> list[EndpointCounts]:
+        """Row counts per endpoint and state, sorted by endpoint id.
+
+        ``delivered=False`` leaves delivered rows uncounted (0): they are most of the
+        file (kept ``state.retention_s``), and the service refreshes its gauges every
+        few seconds. The oldest waiting row is the lowest id (ids grow with
+        ``created_at``), found in the index without reading the rows.
+        """
+        states = "" if delivered else " WHERE state IN ('pending', 'in_flight', 'dead')"
         with self._use("count deliveries") as conn:
-            # Counting reads the index only; created_at is looked up for waiting rows.
             counted = conn.execute(
-                "SELECT endpoint_id, state, COUNT(*) FROM delivery GROUP BY state, endpoint_id"
+                f"SELECT endpoint_id, state, COUNT(*) FROM delivery{states} GROUP BY state, endpoint_id"
             ).fetchall()
             oldest = conn.execute(
-                "SELECT endpoint_id, MIN(created_at) FROM delivery"
-                " WHERE state IN ('pending', 'in_flight') GROUP BY endpoint_id"
+                "SELECT d.endpoint_id, d.created_at FROM delivery AS d JOIN ("
+                " SELECT MIN(id) AS id FROM delivery"
+                " WHERE state IN ('pending', 'in_flight') GROUP BY endpoint_id) AS m ON d.id = m.id"
             ).fetchall()
         by_endpoint: dict[str, dict[str, Any]] = {}
         for endpoint_id, state, count in counted:
@@ -765,8 +772,8 @@ class AsyncStore:
     async def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int:
         return await self._call(self._store.release, ids, next_attempt_at, now)
 
-    async def counts(self) -> list[EndpointCounts]:
-        return await self._call(self._store.counts)
+    async def counts(self, *, delivered: bool = True) -> list[EndpointCounts]:
+        return await self._call(self._store.counts, delivered=delivered)
 
     async def prune_delivered(self, older_than: float) -> int:
         return await self._call(self._store.prune_delivered, older_than)

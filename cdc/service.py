@@ -163,14 +163,13 @@ class Service:
         assert self.store is not None
         last_prune = 0.0
         while not stop.is_set():
-            counts = await self.store.counts()
+            counts = await self.store.counts(delivered=False)
             now = time.time()
             self._counts = {
                 c.endpoint_id: {
                     "pending": c.pending,
                     "in_flight": c.in_flight,
                     "dead": c.dead,
-                    "delivered": c.delivered,
                     "oldest_pending_age_s": (now - c.oldest_pending_created_at)
                     if c.oldest_pending_created_at
                     else 0.0,

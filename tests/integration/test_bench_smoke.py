@@ -27,6 +27,7 @@ TINY = [
     "--live-noise-per-s", "400",
     "--cpu-leads-per-s", "20",
     "--cpu-noise-per-s", "200",
+    "--live-lead-rate-noise-per-s", "100",
     "--sequential-requests", "20",
     "--sequential-latency-requests", "3",
     "--latency-ms", "20",

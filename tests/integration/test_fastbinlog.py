@@ -27,12 +27,8 @@ from conftest import Running, StartPipeline  # type: ignore[import-not-found]
 from helpers import MariaDBFactory, wait_until_async  # type: ignore[import-not-found]
 from test_edges import TestRotationAndStart as _RotationAndStart  # type: ignore[import-not-found]
 from test_edges import TestSchemaChanges as _SchemaChanges  # type: ignore[import-not-found]
-from test_pipeline import TestCharsets as _Charsets  # type: ignore[import-not-found]
-from test_pipeline import TestExactRequest as _ExactRequest  # type: ignore[import-not-found]
 from test_pipeline import TestNoise as _Noise  # type: ignore[import-not-found]
-from test_pipeline import TestRestarts as _Restarts  # type: ignore[import-not-found]
 
-import cdc.binlog
 from cdc.binlog import BinlogReader
 from cdc.config import MysqlConfig
 from cdc.errors import BinlogPurgedError
@@ -40,7 +36,7 @@ from cdc.fastbinlog import FastBinlogReader
 from cdc.mariadb import PrivateMariaDB
 from cdc.records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value
 from cdc.schema import create_vicidial_schema
-from cdc.service import LEAD_TABLES
+from cdc.service import LEAD_TABLES, Service
 from cdc.settings import SETTINGS_TABLES
 from cdc.simulate import Vicidial
 
@@ -475,26 +471,47 @@ class TestFastReader:
         assert any(isinstance(i, SchemaChange) for i in seen)
 
     async def test_watch_table_at_run_time(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
-        """A table watched after start (a new custom_<list_id>) is decoded from then on."""
+        """A table watched after start is decoded from then on (``watch_table``)."""
         cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
-            _execute(conn, "CREATE TABLE custom_7 (lead_id INT UNSIGNED PRIMARY KEY, note VARCHAR(9))")
+            _execute(conn, "CREATE TABLE late_7 (lead_id INT UNSIGNED PRIMARY KEY, note VARCHAR(9))")
             start = _position(conn)
-            _execute(conn, "INSERT INTO custom_7 VALUES (1, 'before')")
+            _execute(conn, "INSERT INTO late_7 VALUES (1, 'before')")
             passed = _position(conn)
             reader = FastBinlogReader(cfg, WATCHED, start)
             reader.start()
             seen: list[RowChange] = []
             try:
                 await wait_until_async(lambda: (reader.statistics().position or start) >= passed, 10)
-                reader.watch_table("custom_7")
-                _execute(conn, "INSERT INTO custom_7 VALUES (2, 'after')")
+                reader.watch_table("late_7")
+                _execute(conn, "INSERT INTO late_7 VALUES (2, 'after')")
                 async with asyncio.timeout(READ_TIMEOUT_S):
                     while not seen:
                         seen.extend(i for i in await reader.get_batch() if isinstance(i, RowChange))
             finally:
                 await reader.stop()
-        assert [(r.table, r.values["note"]) for r in seen] == [("custom_7", "after")]
+        assert [(r.table, r.values["note"]) for r in seen] == [("late_7", "after")]
+
+    @pytest.mark.parametrize("reader_class", [FastBinlogReader, BinlogReader])
+    async def test_custom_tables_always_read(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, reader_class: type[BinlogReader]
+    ) -> None:
+        """A custom_<list_id> table created while running is read without being watched."""
+        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
+        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
+            start = _position(conn)
+            _execute(conn, "CREATE TABLE custom_8 (lead_id INT UNSIGNED PRIMARY KEY, note VARCHAR(9))")
+            _execute(conn, "INSERT INTO custom_8 VALUES (1, 'first')")
+            reader = reader_class(cfg, WATCHED, start)
+            reader.start()
+            seen: list[RowChange] = []
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    while not seen:
+                        seen.extend(i for i in await reader.get_batch() if isinstance(i, RowChange))
+            finally:
+                await reader.stop()
+        assert [(r.table, r.values["note"]) for r in seen] == [("custom_8", "first")]
 
 
 def _kill_dump_threads(conn: Any) -> None:
@@ -505,55 +522,41 @@ def _kill_dump_threads(conn: Any) -> None:
                 cur.execute(f"KILL {int(thread_id)}")
 
 
-# -- the pipeline scenarios again, with the fast reader in the service ---------------------
+# -- the pipeline scenarios again, with the library reader (the fallback) in the service ----
 
 
 @pytest.fixture
-def fast_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cdc.binlog, "BinlogReader", FastBinlogReader)
+def library_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reader.decoder = "library"`` for scenarios that build their own config."""
+    monkeypatch.setattr(Service, "_reader_class", lambda self: BinlogReader)
 
 
-def _uses_fast_reader(run: Running) -> bool:
-    return isinstance(run.service.reader, FastBinlogReader)
+def _uses_library_reader(run: Running) -> bool:
+    return type(run.service.reader) is BinlogReader
 
 
-@pytest.mark.usefixtures("fast_reader")
-class TestExactRequestFast(_ExactRequest):
-    """TestExactRequest with FastBinlogReader in the service."""
+@pytest.mark.usefixtures("library_reader")
+class TestNoiseLibrary(_Noise):
+    """TestNoise with the library reader in the service."""
 
 
-@pytest.mark.usefixtures("fast_reader")
-class TestCharsetsFast(_Charsets):
-    """TestCharsets with FastBinlogReader in the service."""
+@pytest.mark.usefixtures("library_reader")
+class TestSchemaChangesLibrary(_SchemaChanges):
+    """TestSchemaChanges (ALTER vicidial_list, FULL and NO_LOG) with the library reader."""
 
 
-@pytest.mark.usefixtures("fast_reader")
-class TestRestartsFast(_Restarts):
-    """TestRestarts (resume, MariaDB restart under the reader) with FastBinlogReader."""
+@pytest.mark.usefixtures("library_reader")
+class TestRotationAndStartLibrary(_RotationAndStart):
+    """TestRotationAndStart (rotation, FILE:POS and GTID starts) with the library reader."""
 
 
-@pytest.mark.usefixtures("fast_reader")
-class TestNoiseFast(_Noise):
-    """TestNoise with FastBinlogReader in the service."""
+class TestLibraryReaderIsUsed:
+    """The ``library_reader`` fixture really puts the library reader into the service."""
 
-
-@pytest.mark.usefixtures("fast_reader")
-class TestSchemaChangesFast(_SchemaChanges):
-    """TestSchemaChanges (ALTER vicidial_list, FULL and NO_LOG) with FastBinlogReader."""
-
-
-@pytest.mark.usefixtures("fast_reader")
-class TestRotationAndStartFast(_RotationAndStart):
-    """TestRotationAndStart (rotation, FILE:POS and GTID starts) with FastBinlogReader."""
-
-
-class TestFastReaderIsUsed:
-    """The ``fast_reader`` fixture really puts FastBinlogReader into the service."""
-
-    @pytest.mark.usefixtures("fast_reader")
-    async def test_service_builds_the_fast_reader(
+    @pytest.mark.usefixtures("library_reader")
+    async def test_service_builds_the_library_reader(
         self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline
     ) -> None:
-        """The service takes the reader class from cdc.binlog at run time."""
+        """The service asks ``_reader_class`` at run time."""
         run = await start_pipeline(mariadb, vicidial_db)
-        assert _uses_fast_reader(run)
+        assert _uses_library_reader(run)

@@ -103,3 +103,25 @@ class TestPurgedMessage:
         msg = binlog.purged_message(Position("binlog.000003", 900), ["binlog.000007", "binlog.000008"])
         assert "binlog.000003" in msg and "binlog.000007" in msg
         assert "replay --since" in msg and "--start current" in msg
+
+
+class TestWatchedTables:
+    """custom_<list_id> tables pass the reader's filter without being listed."""
+
+    @pytest.mark.parametrize(
+        ("table", "watched"),
+        [
+            ("vicidial_list", True),
+            ("custom_102", True),
+            ("custom_7", True),
+            ("custom_", False),
+            ("custom_12a", False),
+            ("custom_١٢", False),  # non-ASCII digits are not a list_id
+            ("xcustom_1", False),
+            ("vicidial_log", False),
+        ],
+    )
+    def test_membership(self, table: str, watched: bool) -> None:
+        tables = binlog.WatchedTables({"vicidial_list"})
+        assert (table in tables) is watched
+        assert binlog.always_watched(table) is (watched and table != "vicidial_list")

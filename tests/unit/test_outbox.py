@@ -480,6 +480,26 @@ class TestCounts:
         assert erp.pending + erp.in_flight == 1
         assert erp.oldest_pending_created_at == T0 + 10
 
+    def test_without_delivered(self, store: SqliteStore) -> None:
+        """delivered=False (the service's gauges): delivered rows are not counted, the rest is."""
+        enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3), now=T0)
+        store.claim_due(T0, 2)
+        store.record_attempts([(attempt(1, Outcome.DELIVERED), None)], T0 + 1)
+        store.record_attempts([(attempt(2, Outcome.DEAD, 400), None)], T0 + 1)
+        (crm,) = store.counts(delivered=False)
+        assert (crm.pending, crm.in_flight, crm.delivered, crm.dead) == (1, 0, 0, 1)
+        assert crm.oldest_pending_created_at == T0
+        assert store.counts()[0].delivered == 1
+
+    def test_oldest_is_the_first_created_even_when_due_later(self, store: SqliteStore) -> None:
+        """A retried row keeps its created_at: the oldest waiting row is still the first one."""
+        enqueue(store, make_delivery(1), now=T0)
+        enqueue(store, make_delivery(2), now=T0 + 5)
+        store.claim_due(T0 + 5, 1)  # row 1
+        store.record_attempts([(attempt(1, Outcome.RETRY, 503), T0 + 600)], T0 + 6)
+        (crm,) = store.counts(delivered=False)
+        assert crm.pending == 2 and crm.oldest_pending_created_at == T0
+
     def test_finished_endpoint_has_no_oldest(self, store: SqliteStore) -> None:
         """An endpoint with only delivered or dead rows reports no oldest waiting row."""
         enqueue(store, make_delivery(1))
@@ -689,9 +709,9 @@ class TestAsyncStore:
         class Recording(SqliteStore):
             __slots__ = ()
 
-            def counts(self) -> list[EndpointCounts]:
+            def counts(self, *, delivered: bool = True) -> list[EndpointCounts]:
                 threads.add(threading.current_thread().name)
-                return super().counts()
+                return super().counts(delivered=delivered)
 
         store = AsyncStore(Recording(db_path))
         await store.open()
