@@ -540,7 +540,7 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
         )
     base = e2e.get("backlog_0ms", {}).get("library", {}).get("leads_per_s")
     for reader, value in e2e.get("backlog_0ms", {}).items():
-        if reader != "library":
+        if reader != "library" and base is not None:
             out[f"e2e_0ms_{reader}_vs_library"] = ratio(value.get("leads_per_s"), base)
     return out
 
