@@ -52,7 +52,17 @@ from pymysqlreplication.row_event import (
 from . import charset
 from .config import MysqlConfig
 from .errors import BinlogPurgedError, SourceError
-from .records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value, has_undecodable
+from .records import (
+    GroupEnd,
+    Op,
+    Position,
+    RowChange,
+    SchemaChange,
+    SourceItem,
+    Value,
+    custom_table_list_id,
+    has_undecodable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +267,7 @@ def always_watched(table: str) -> bool:
     reader is usually batches ahead of the pipeline that learns of the new fields: by
     the time the pipeline could ask for the table, its first rows may be read already.
     """
-    suffix = table[7:]
-    return table.startswith("custom_") and suffix.isascii() and suffix.isdigit()
+    return custom_table_list_id(table) is not None
 
 
 class WatchedTables(set[str]):
@@ -359,7 +368,7 @@ class BinlogReader:
         return self._queue.qsize()
 
     def watch_table(self, table: str) -> None:
-        """Start decoding another table (custom field tables appear at run time)."""
+        """Start decoding another table (``custom_<list_id>`` tables need not: see :func:`always_watched`)."""
         self._tables.add(table)
 
     def statistics(self) -> ReaderStatistics:

@@ -67,11 +67,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .records import ApiLead, Op, Position, RowChange, Skipped, SkipReason, Value
+from .records import (
+    ApiLead,
+    Op,
+    Position,
+    RowChange,
+    Skipped,
+    SkipReason,
+    Value,
+    custom_table_list_id,
+)
 
 LEAD_TABLE = "vicidial_list"
 API_LOG_TABLE = "vicidial_api_log"
-CUSTOM_TABLE_PREFIX = "custom_"
 #: The fixed tables the detector consumes; plus every ``custom_<list_id>`` table.
 DETECT_TABLES = frozenset({LEAD_TABLE, API_LOG_TABLE})
 
@@ -81,14 +89,6 @@ _SUCCESS = "SUCCESS"
 _NOTICE = "NOTICE"
 _LEAD_ADDED = "LEAD HAS BEEN ADDED"
 _CUSTOM_STEP = "add_lead CUSTOM FIELDS"
-
-
-def custom_table_list_id(table: str) -> int | None:
-    """The list_id of a ``custom_<list_id>`` table name, else ``None``."""
-    if not table.startswith(CUSTOM_TABLE_PREFIX):
-        return None
-    digits = table[len(CUSTOM_TABLE_PREFIX) :]
-    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def is_detect_table(table: str) -> bool:

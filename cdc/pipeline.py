@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .config import Config
 from .detect import Detector
@@ -86,7 +86,6 @@ class Pipeline:
         *,
         server_charset: str,
         enum_has_apinewlead: bool,
-        watch_table: Callable[[str], None],
     ) -> None:
         self._config = config
         self._settings = settings
@@ -94,7 +93,6 @@ class Pipeline:
         self.stats = stats
         self._server_charset = server_charset
         self._enum_has_apinewlead = enum_has_apinewlead
-        self._watch_table = watch_table
         self._mode = Mode(config.delivery.mode)
         self.detector = Detector(
             match_window_s=config.reader.match_window_s,
@@ -176,9 +174,6 @@ class Pipeline:
     def _apply_settings(self, change: RowChange) -> None:
         if self._settings.apply(change):
             self._metrics.settings_reloads.labels(change.table).inc()
-            if change.table == "vicidial_lists_fields":
-                for list_id in self._settings.snapshot().custom_field_lists():
-                    self._watch_table(f"custom_{list_id}")
 
     def _route(self, leads: list[ApiLead], out: list[Delivery]) -> None:
         if not leads:

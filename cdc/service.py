@@ -253,7 +253,6 @@ class Service:
             self.stats,
             server_charset=charset,
             enum_has_apinewlead=has_enum,
-            watch_table=self._watch_table,
         )
         sender = self.pipeline.vicidial_sender()
         self.metrics.mode.labels(self._mode.value).set(1)
@@ -285,10 +284,6 @@ class Service:
         if self.config.reader.decoder == "library":
             return binlog.BinlogReader
         return fastbinlog.FastBinlogReader
-
-    def _watch_table(self, table: str) -> None:
-        if self.reader is not None:
-            self.reader.watch_table(table)
 
     def _watched_tables(self) -> set[str]:
         tables = set(LEAD_TABLES) | set(SETTINGS_TABLES) | {URL_LOG_TABLE}

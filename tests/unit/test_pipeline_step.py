@@ -38,7 +38,6 @@ def pipeline(mode: str = "send") -> Pipeline:
         stats,
         server_charset="utf8mb4",
         enum_has_apinewlead=True,
-        watch_table=lambda t: None,
     )
 
 
