@@ -4,7 +4,8 @@
     ├── ConfigError            the config file or env is wrong; fix it and restart
     ├── SourceError            the VICIdial database or its binlog
     │   ├── BinlogPurgedError  the checkpoint's binlog file is gone from the server
-    │   └── SchemaError        a watched table is missing or has an unexpected shape
+    │   ├── SchemaError        a watched table is missing or has an unexpected shape
+    │   └── ReaderFaultError   a reader fault reconnecting cannot heal (``kind``: ReaderFault)
     ├── StoreError             the local state store
     └── DeliveryError          one HTTP delivery
         ├── RetryableDeliveryError
@@ -13,6 +14,8 @@
 Third-party errors are translated where they enter (``raise SourceError(...) from exc``);
 each message says what to do next.
 """
+
+import enum
 
 
 class CdcError(Exception):
@@ -49,3 +52,30 @@ class RetryableDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """The attempt failed in a way that no retry will fix."""
+
+
+class ReaderFault(enum.StrEnum):
+    """Why the reader cannot go on by reconnecting: the ``kind`` label of reader errors.
+
+    Shared by the reader (which raises or reports it), the service (``/readyz`` reason,
+    ``/status``), ``check`` and the ``vicidial_cdc_reader_errors_total{kind}`` metric.
+    """
+
+    CONNECTION = "connection"  # transient: network, server restart; healed by reconnecting
+    ACCESS_DENIED = "access_denied"  # login refused or REPLICATION SLAVE/CLIENT missing
+    TABLE_UNREADABLE = "table_unreadable"  # no SELECT on a watched table: its columns are unknown
+    SCHEMA_AMBIGUOUS = "schema_ambiguous"  # no known definition decodes a row image with certainty
+    UNSUPPORTED_COLUMN = "unsupported_column"  # a column type the reader does not decode
+    COMPRESSED_EVENTS = "compressed_events"  # MariaDB log_bin_compress / MySQL TRANSACTION_PAYLOAD
+    BINLOG_PURGED = "binlog_purged"  # the checkpoint's file is gone
+    BINLOG_FATAL = "binlog_fatal"  # other error 1236 variants
+    MALFORMED_EVENT = "malformed_event"  # an event that does not parse
+    SERVER_CHANGED = "server_changed"  # reconnected to a different server (restore, promotion)
+
+
+class ReaderFaultError(SourceError):
+    """A fault that reconnecting cannot heal; ``kind`` names it, the message says the fix."""
+
+    def __init__(self, kind: ReaderFault, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

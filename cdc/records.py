@@ -84,8 +84,29 @@ class SchemaChange:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableRows:
+    """Rows of a watched table that the reader could not decode, in place of their RowChanges.
+
+    The reader emits it instead of stopping the whole stream when one table's rows cannot
+    be read (``reason``: a :class:`cdc.errors.ReaderFault` value, e.g. ``table_unreadable``
+    for a ``custom_<list_id>`` table the account has no SELECT on). The rows are not lost:
+    whatever depends on them is held and fetched by SELECT once the table is readable.
+    """
+
+    schema: str
+    table: str
+    op: Op
+    count: int
+    reason: str
+    timestamp: int
+    thread_id: int = 0
+    log_file: str = ""
+    log_pos: int = 0
+
+
 #: What the reader hands to the pipeline, in binlog order.
-SourceItem = RowChange | GroupEnd | SchemaChange
+SourceItem = RowChange | GroupEnd | SchemaChange | UnreadableRows
 
 
 @dataclass(frozen=True, slots=True)
