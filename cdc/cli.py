@@ -189,9 +189,11 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     dlq_list = dlq_sub.add_parser("list", parents=[cfg, select], help="table of dead deliveries")
     dlq_list.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
     dlq_list.add_argument("--json", action="store_true", help="JSON instead of a table")
+    dlq_list.add_argument("--show-path", action="store_true", help="URL paths too (they may hold a secret)")
     dlq_show = dlq_sub.add_parser("show", parents=[cfg], help="one delivery's details")
     dlq_show.add_argument("--id", type=int, nargs=1, required=True, metavar="N", help="delivery id")
     dlq_show.add_argument("--json", action="store_true", help="JSON instead of text")
+    dlq_show.add_argument("--show-path", action="store_true", help="the URL path (it may hold a secret)")
     dlq_show.add_argument(
         "--show-url", action="store_true", help="print the full URL (its query carries personal data)"
     )
@@ -244,6 +246,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         err=sys.stderr,
         now=time.time(),
         as_json=getattr(args, "json", False),
+        show_path=getattr(args, "show_path", False),
         show_url=getattr(args, "show_url", False),
         yes=getattr(args, "yes", False),
         limit=getattr(args, "limit", 100),

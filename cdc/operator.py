@@ -7,8 +7,9 @@ streamer: rows made pending again are picked up by the streamer itself, whose se
 looks at the outbox's next due time at least once a second.
 
 Nothing here prints a full delivery URL unless asked (``dlq show --show-url``): the
-query string carries the lead's personal data, so tables and JSON show the host and
-path only. Run these commands as the service user, so the state file keeps its owner.
+query string carries the lead's personal data, and the path often holds the receiver's
+own secret (``/hooks/<token>``), so tables and JSON show the host and lead id only, and
+the path with ``--show-path``. Run these commands as the service user, so the state file keeps its owner.
 """
 
 from __future__ import annotations
@@ -409,8 +410,8 @@ def _apply(action: Callable[..., int], selector: DeadSelector, now: float) -> in
     return changed
 
 
-def dead_row(record: DeliveryRecord, *, show_url: bool = False) -> dict[str, Any]:
-    """One delivery as a JSON object: URL host and path only unless ``show_url``."""
+def dead_row(record: DeliveryRecord, *, show_path: bool = False, show_url: bool = False) -> dict[str, Any]:
+    """One delivery as a JSON object: URL host only; the path with ``show_path``, all with ``show_url``."""
     d = record.delivery
     host, path = url_host_path(d.url)
     doc: dict[str, Any] = {
@@ -422,7 +423,6 @@ def dead_row(record: DeliveryRecord, *, show_url: bool = False) -> dict[str, Any
         "list_id": d.list_id,
         "method": d.method,
         "url_host": host,
-        "url_path": path,
         "url_source": d.url_source.value,
         "idempotency_key": d.idempotency_key,
         "attempts": record.attempts,
@@ -437,12 +437,15 @@ def dead_row(record: DeliveryRecord, *, show_url: bool = False) -> dict[str, Any
         "delivered_at": record.delivered_at,
         "body_bytes": len(d.body),
     }
+    if show_path or show_url:
+        doc["url_path"] = path
     if show_url:
         doc["url"] = d.url
     return doc
 
 
-def render_dead_table(records: Sequence[DeliveryRecord], total_dead: int) -> str:
+def render_dead_table(records: Sequence[DeliveryRecord], total_dead: int, *, show_path: bool = False) -> str:
+    """The ``dlq list`` table: the URL's host (with its path when ``show_path``), never its query."""
     rows = []
     for r in records:
         host, path = url_host_path(r.delivery.url)
@@ -455,10 +458,11 @@ def render_dead_table(records: Sequence[DeliveryRecord], total_dead: int) -> str
                 r.last_status or "-",
                 (r.last_error or "-")[:24],
                 _local_time(r.updated_at),
-                f"{host}{path}",
+                f"{host}{path}" if show_path else host,
             ]
         )
-    header = ["ID", "ENDPOINT", "LEAD_ID", "ATTEMPTS", "LAST_STATUS", "LAST_ERROR", "DEAD SINCE", "URL"]
+    where = "URL" if show_path else "HOST"
+    header = ["ID", "ENDPOINT", "LEAD_ID", "ATTEMPTS", "LAST_STATUS", "LAST_ERROR", "DEAD SINCE", where]
     text = _table(header, rows, frozenset({0, 2, 3, 4})) + "\n" if rows else "no matching dead deliveries\n"
     return text + f"{len(records)} shown; {total_dead} dead in total\n"
 
@@ -494,7 +498,11 @@ def render_delivery(doc: dict[str, Any]) -> str:
         if doc.get(key):
             lines.append(f"{label + ':':<17}{_local_time(doc[key])}")
     if "url" not in doc:
-        lines.append(f"{'':<17}(query string hidden: it carries personal data; --show-url prints it)")
+        hidden = "query string" if "url_path" in doc else "path and query string"
+        lines.append(
+            f"{'':<17}({hidden} hidden: they may carry personal data or the receiver's secret;"
+            " --show-path prints the path, --show-url all)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -507,6 +515,7 @@ def dlq_command(
     err: TextIO,
     now: float,
     as_json: bool = False,
+    show_path: bool = False,
     show_url: bool = False,
     yes: bool = False,
     limit: int = 100,
@@ -527,16 +536,17 @@ def dlq_command(
             records = select_dead(store, selector, now, limit)
             total = sum(c.dead for c in store.counts())
             if as_json:
-                _dump_json({"dead": [dead_row(r) for r in records], "total_dead": total}, out)
+                rows = [dead_row(r, show_path=show_path) for r in records]
+                _dump_json({"dead": rows, "total_dead": total}, out)
             else:
-                out.write(render_dead_table(records, total))
+                out.write(render_dead_table(records, total, show_path=show_path))
             return EXIT_OK
         if action == "show":
             record = store.get(selector.ids[0])
             if record is None:
                 err.write(f"vicidial-cdc: no delivery with id {selector.ids[0]}\n")
                 return EXIT_ERROR
-            doc = dead_row(record, show_url=show_url)
+            doc = dead_row(record, show_path=show_path, show_url=show_url)
             if as_json:
                 _dump_json(doc, out)
             else:

@@ -118,11 +118,13 @@ class TestDlqSelectors:
         assert code == 0 and doc["total_dead"] == 4
         assert [r["id"] for r in doc["dead"]] == [*old, *new]
         first = doc["dead"][0]
-        assert (first["url_host"], first["url_path"], first["last_status"]) == (
-            "crm.example:8080",
-            "/hook/new",
-            404,
-        )
+        assert (first["url_host"], first["lead_id"], first["last_status"]) == ("crm.example:8080", 1, 404)
+        # The path may hold the receiver's secret: only on request.
+        assert "url" not in first and "url_path" not in first and "/hook" not in out
+        assert PHONE not in out and "pw" not in out
+        code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg, "--json", "--show-path")
+        first = json.loads(out)["dead"][0]
+        assert (first["url_host"], first["url_path"]) == ("crm.example:8080", "/hook/new")
         assert "url" not in first and PHONE not in out and "pw" not in out
 
         code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg, "--older-than", "2h", "--json")
@@ -136,9 +138,12 @@ class TestDlqSelectors:
 
         code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg)
         assert code == 0
-        assert "ENDPOINT" in out and "crm.example:8080/hook/new" in out and "http_404" in out
-        assert "?" not in out and PHONE not in out
+        assert "ENDPOINT" in out and "HOST" in out and "crm.example:8080" in out and "http_404" in out
+        assert "/hook" not in out and "?" not in out and PHONE not in out
         assert "4 shown; 4 dead in total" in out
+        code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg, "--show-path")
+        assert code == 0 and "crm.example:8080/hook/new" in out
+        assert "?" not in out and PHONE not in out
 
         code, out, _ = await run_cli(capsys, "dlq", "retry", "-c", cfg, "--older-than", "2h")
         assert (code, out.split()[0]) == (0, "2")
@@ -192,7 +197,7 @@ class TestDlqWithStreamer:
             assert time.monotonic() < deadline, "the three 404s were not dead-lettered"
             await asyncio.sleep(0.1)
 
-        code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg, "--json")
+        code, out, _ = await run_cli(capsys, "dlq", "list", "-c", cfg, "--json", "--show-path")
         rows = json.loads(out)["dead"]
         assert sorted(r["lead_id"] for r in rows) == leads
         assert {(r["url_path"], r["last_status"], r["last_error"], r["attempts"]) for r in rows} == {
@@ -201,6 +206,10 @@ class TestDlqWithStreamer:
         by_lead = {r["lead_id"]: r["id"] for r in rows}
 
         code, out, _ = await run_cli(capsys, "dlq", "show", "-c", cfg, "--id", str(by_lead[leads[0]]))
+        assert code == 0 and "/dead" not in out and "3125557700" not in out and "?" not in out
+        code, out, _ = await run_cli(
+            capsys, "dlq", "show", "-c", cfg, "--id", str(by_lead[leads[0]]), "--show-path"
+        )
         assert code == 0 and "/dead" in out and "3125557700" not in out and "?" not in out
         code, out, _ = await run_cli(
             capsys, "dlq", "show", "-c", cfg, "--id", str(by_lead[leads[0]]), "--show-url", "--json"
