@@ -144,6 +144,11 @@ class EndpointConfig:
     format: Format = Format.GET
     headers: tuple[tuple[str, Secret], ...] = ()
     signing_secrets: tuple[Secret, ...] = ()
+    #: Origins (``scheme://host:port``, as :func:`cdc.resolve.origin_of` gives them) this
+    #: endpoint's requests may go to: ``allowed_origins`` plus the origin of its own fixed
+    #: ``url``. Empty: anywhere (an endpoint without secrets that states none). Not in
+    #: ``repr``, like ``url``.
+    allowed_origins: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,8 @@ class EndpointHeaders:
     headers: tuple[tuple[str, Secret], ...] = ()
     #: Standard Webhooks ``whsec_`` secrets: one ``v1`` signature each, in this order.
     signing_secrets: tuple[Secret, ...] = ()
+    #: The endpoint's allowed origins: the sender checks them again before sending.
+    allowed_origins: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +434,11 @@ _RESERVED_HEADERS = frozenset(
 )
 #: Header names whose value must come from ${ENV:...} or ${FILE:...}, never the TOML.
 _SENSITIVE_HEADER = re.compile(r"auth|token|secret|key|pass|cookie|session|signature", re.IGNORECASE)
-_ENDPOINT_KEYS = frozenset({"url", "format", "headers", "signing_secrets"})
+_ENDPOINT_KEYS = frozenset({"url", "format", "headers", "signing_secrets", "allowed_origins"})
+#: An ``allowed_origins`` entry: ``scheme://host[:port]``, nothing after but an optional ``/``.
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?/?", re.IGNORECASE)
+#: The scheme and authority of a URL template (after VICIdial's optional ``VAR``).
+_TEMPLATE_ORIGIN = re.compile(r"\s*(?:VAR)?\s*(https?://[^/?#\s]+)", re.IGNORECASE)
 
 
 def _with_endpoints(config: Config, raw: Any, fanout_raw: Any, env: Mapping[str, str]) -> Config:
@@ -472,7 +483,9 @@ def _with_endpoints(config: Config, raw: Any, fanout_raw: Any, env: Mapping[str,
                 )
             limits[name] = lim
         if endpoint.headers or endpoint.signing_secrets:
-            extras[name] = EndpointHeaders(endpoint.headers, endpoint.signing_secrets)
+            extras[name] = EndpointHeaders(
+                endpoint.headers, endpoint.signing_secrets, endpoint.allowed_origins
+            )
     fanout = _load_fanout(fanout_raw, endpoints)
     delivery = dataclasses.replace(
         delivery, endpoints=limits, endpoint_headers=extras, named_endpoints=endpoints, fanout=fanout
@@ -505,9 +518,55 @@ def _endpoint(name: str, table: Mapping[str, Any], where: str, env: Mapping[str,
     secrets: list[Secret] = []
     for i, ref in enumerate(secrets_raw):
         secrets.extend(_signing_secrets(ref, f"{where}.signing_secrets[{i}]", env))
-    return EndpointConfig(
-        name=name, url=url, format=Format(fmt), headers=tuple(headers), signing_secrets=tuple(secrets)
+    # A header written with ${ENV:...}/${FILE:...} is a secret (credential-like names must be).
+    has_secrets = bool(secrets) or any(
+        isinstance(value, str) and _REFERENCE.search(value) for value in headers_raw.values()
     )
+    return EndpointConfig(
+        name=name,
+        url=url,
+        format=Format(fmt),
+        headers=tuple(headers),
+        signing_secrets=tuple(secrets),
+        allowed_origins=_allowed_origins(table.get("allowed_origins", []), url, has_secrets, where),
+    )
+
+
+def _allowed_origins(raw: Any, url: str | None, has_secrets: bool, where: str) -> tuple[str, ...]:
+    """``allowed_origins`` normalized, plus a fixed ``url``'s origin; secrets that could go anywhere: error.
+
+    Without its own ``url`` (or with a host made of tokens) an endpoint's requests go where
+    VICIdial's settings rows (or the lead) say, and whoever can edit a list's URL in
+    VICIdial would receive its headers and signatures.
+    """
+    from .resolve import origin_of  # pure; imported here as resolve depends on config
+
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(f'{where}.allowed_origins must be a list such as ["https://crm.example.com"]')
+    origins: list[str] = []
+    for text in raw:
+        if not _ORIGIN.fullmatch(text.strip()):
+            raise ConfigError(
+                f"{where}.allowed_origins: {text!r} is not an origin: write scheme://host[:port]"
+                " (http or https) without user, path or query"
+            )
+        origins.append(origin_of(text.strip())[0])
+    fixed = _TEMPLATE_ORIGIN.match(url) if url is not None else None
+    if fixed is not None and "--a--" not in fixed.group(1).lower():
+        origins.append(origin_of(fixed.group(1))[0])
+    if has_secrets and not origins:
+        source = (
+            "it has no url, so its URL comes from VICIdial's settings rows, which anyone who can"
+            " edit a list's URL in VICIdial controls"
+            if url is None
+            else "its url takes the host from lead data (a token before the path)"
+        )
+        raise ConfigError(
+            f"[{where}] sends secrets (headers from ${{ENV:...}}/${{FILE:...}} or signing_secrets) but"
+            f" {source}: add allowed_origins = [\"https://crm.example.com\"] (the scheme://host[:port]"
+            " they may be sent to), or give the endpoint its own url"
+        )
+    return tuple(dict.fromkeys(origins))
 
 
 def _header_value(header: str, value: Any, where: str, env: Mapping[str, str]) -> Secret:

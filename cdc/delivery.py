@@ -26,7 +26,7 @@ from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
 from .outbox import StoredDelivery
 from .records import Attempt, Outcome
-from .resolve import origin_of
+from .resolve import origin_of, origin_refusal
 from .retry import RetryPolicy, classify, next_delay, parse_retry_after
 from .signing import webhook_headers
 
@@ -312,7 +312,34 @@ class Sender:
             headers.update(webhook_headers(secrets, d.idempotency_key, int(self._clock()), d.body))
         return headers
 
+    def _refused(self, item: StoredDelivery) -> Attempt | None:
+        """A dead attempt, unsent, when the URL is outside the endpoint's allowed origins.
+
+        Routing already stores such deliveries dead; this is the check again right before
+        the secrets are attached (rows stored before allowed_origins narrowed, ``dlq retry``).
+        """
+        d = item.delivery
+        extra = self._config.endpoint_headers.get(d.endpoint_id)
+        reason = origin_refusal(d.url, extra.allowed_origins) if extra is not None else None
+        if reason is None:
+            return None
+        self._metrics.child(self._metrics.secret_origin_refused, d.endpoint_id).inc()
+        log.warning(
+            "delivery.origin_refused delivery_id=%d endpoint=%s list_id=%d lead_id=%d reason=%s:"
+            " not sent; add the origin to [endpoints.%s] allowed_origins if it is yours",
+            item.id,
+            d.endpoint_id,
+            d.list_id,
+            d.lead_id,
+            reason,
+            d.endpoint_id,
+        )
+        return Attempt(delivery_id=item.id, outcome=Outcome.DEAD, status=0, error=reason, duration_s=0.0)
+
     async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:
+        refused = self._refused(item)
+        if refused is not None:
+            return refused, None
         d = item.delivery
         started = time.monotonic()
         status: int | None = None

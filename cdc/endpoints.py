@@ -14,6 +14,8 @@ Per endpoint
       ``url_source`` says which fan-out level chose the endpoint.
     - a named endpoint without ``url``: the URL VICIdial's setting resolves to for the
       lead's list (:meth:`SettingsSnapshot.url_for`), skipped when it resolves to none.
+      When its origin is not one of the endpoint's ``allowed_origins`` the delivery is
+      built ``refused`` (stored as a dead letter, never sent with the endpoint's secrets).
 
     The rendered URL passes the same checks as VICIdial's (:func:`cdc.resolve.check_url`),
     then :mod:`cdc.payload` shapes the request by the endpoint's format. Each delivery
@@ -33,7 +35,7 @@ from . import payload
 from .config import VICIDIAL_ENDPOINT, DeliveryConfig, EndpointConfig, FanoutConfig, Format
 from .modes import Mode, VicidialSender, streamer_sends
 from .records import ApiLead, Delivery, Skipped, SkipReason, UrlSource
-from .resolve import check_url, render_url, resolve, template_needs_custom
+from .resolve import check_url, origin_refusal, render_url, resolve, template_needs_custom
 from .resolve import needs_custom as url_needs_custom
 from .settings import SettingsSnapshot
 
@@ -159,6 +161,9 @@ def _named(
         url=url,
         url_source=url_source,
         inserted_at=lead.inserted_at,
+        # A URL from VICIdial's rows outside the endpoint's allowed origins: a dead
+        # letter saying so, never a request carrying the endpoint's secrets.
+        refused=origin_refusal(url, endpoint.allowed_origins) or "",
     )
     if endpoint.format is Format.POST_FORM:
         target, body = payload.form_request(url)

@@ -229,6 +229,14 @@ class Metrics:
             "1 when this VICIdial build sends API New Lead URLs itself (schema 1726+).",
             registry=r,
         )
+        # Secrets go only where the operator said ([endpoints.NAME] allowed_origins).
+        self.secret_origin_refused = Counter(
+            "vicidial_cdc_secret_origin_refused",
+            "Deliveries of a named endpoint not sent because their URL (from VICIdial's settings)"
+            " points outside its allowed_origins; each is a dead letter.",
+            ["endpoint"],
+            registry=r,
+        )
         self.settings_reloads = Counter(
             "vicidial_cdc_settings_reloads",
             "Settings changes applied from the binlog.",

@@ -235,7 +235,7 @@ _INSERT: Final = (
     "INSERT INTO delivery (source, lead_id, endpoint_id, list_id, method, url, body,"
     " content_type, url_source, inserted_at, idempotency_key, state, attempts,"
     " next_attempt_at, last_status, last_error, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, 0, '', ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)"
     " ON CONFLICT (source, lead_id, endpoint_id) DO NOTHING"
 )
 _SAVE_CHECKPOINT: Final = (
@@ -390,8 +390,9 @@ class SqliteStore:
         """Insert ``deliveries`` (idempotently) and save ``checkpoint`` in one transaction.
 
         A delivery whose (source, lead_id, endpoint_id) is already stored, in any state,
-        is ignored. Returns the ids of the rows inserted now, in insertion order (ids
-        increase but are not dense: an ignored duplicate uses up an id).
+        is ignored. A ``refused`` delivery is stored dead, its reason as ``last_error``.
+        Returns the ids of the rows inserted now, in insertion order (ids increase but
+        are not dense: an ignored duplicate uses up an id).
         """
         if not deliveries and checkpoint is None:
             return []
@@ -904,7 +905,10 @@ def _insert_params(d: Delivery, now: float) -> tuple[Any, ...]:
         d.url_source.value,
         d.inserted_at,
         d.idempotency_key,
+        # A delivery refused at routing (its URL's origin) is a dead letter from the start.
+        DeliveryState.DEAD.value if d.refused else DeliveryState.PENDING.value,
         now,
+        d.refused,
         now,
         now,
     )

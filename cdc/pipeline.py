@@ -187,6 +187,27 @@ class Pipeline:
             out.extend(deliveries)
             for skip in skips:
                 self._count_skip(skip)
+            for d in deliveries:
+                if d.refused:
+                    self._refused(d)
+
+    def _refused(self, d: Delivery) -> None:
+        """A delivery stored as a dead letter instead of sending the endpoint's secrets elsewhere."""
+        self._metrics.child(self._metrics.secret_origin_refused, d.endpoint_id).inc()
+        log.warning(
+            "delivery.origin_refused endpoint=%s list_id=%d lead_id=%d reason=%s url_source=%s:"
+            " the URL VICIdial's settings give list %d is outside [endpoints.%s] allowed_origins;"
+            " it is a dead letter. Fix that list's URL in VICIdial, or add the origin to"
+            " allowed_origins if it is yours, then run 'vicidial-cdc dlq retry --endpoint %s'",
+            d.endpoint_id,
+            d.list_id,
+            d.lead_id,
+            d.refused,
+            d.url_source.value,
+            d.list_id,
+            d.endpoint_id,
+            d.endpoint_id,
+        )
 
     def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
         """VICIdial's own sends: metrics for all, and its failures into our outbox."""

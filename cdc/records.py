@@ -170,6 +170,9 @@ class Delivery:
     inserted_at: int
     body: bytes = b""
     content_type: str = ""
+    #: Why it must not be sent (e.g. ``origin_refused https://evil.example:443``): the
+    #: outbox stores it as a dead letter at once, with this as its error. "" to send.
+    refused: str = ""
 
     @property
     def idempotency_key(self) -> str:

@@ -25,6 +25,7 @@ import functools
 import ipaddress
 import re
 import urllib.parse
+from collections.abc import Collection
 
 from . import charset, template
 from .records import ApiLead, Delivery, Skipped, SkipReason, Value
@@ -164,6 +165,22 @@ def _origin_uncached(url: str) -> tuple[str, str]:
     host = (parts.hostname or "").lower()
     host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return f"{scheme}://{host_port}", host_port
+
+
+#: The error of a delivery refused because its URL's origin is not one its endpoint allows.
+ORIGIN_REFUSED = "origin_refused"
+
+
+def origin_refusal(url: str, allowed: Collection[str]) -> str | None:
+    """Why ``url`` may not carry its endpoint's secrets (``origin_refused <origin>``), or None.
+
+    ``allowed`` are ``scheme://host:port`` origins; empty means the endpoint allows any.
+    The reason names the origin only, never the path or query.
+    """
+    if not allowed:
+        return None
+    origin = origin_of(url)[0]
+    return None if origin in allowed else f"{ORIGIN_REFUSED} {origin}"
 
 
 def check_url(url: str) -> SkipReason | None:

@@ -100,6 +100,9 @@ class Service:
             start = await self._load_source(store)
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
+            for name, endpoint in cfg.delivery.named_endpoints.items():
+                if endpoint.allowed_origins:
+                    self.metrics.secret_origin_refused.labels(name)
             self.reader = self._reader_class()(
                 cfg.mysql,
                 self._watched_tables(),

@@ -155,6 +155,7 @@ class TestGet:
         toml = (
             "[endpoints.plain]\n"
             'headers = { X-Api-Token = "${ENV:PLAIN_TOKEN}" }\n'
+            f'allowed_origins = ["{receiver.url}"]\n'
             "[endpoints.own]\n"
             f'url = "{own.url}/own?fn=--A--first_name--B--&ln=--A--last_name--B--&id=--A--lead_id--B--"\n'
             'format = "get"\n'

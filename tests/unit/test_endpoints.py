@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -170,7 +171,7 @@ class TestEndpointConfig:
         )
         assert "form" not in cfg.delivery.endpoints  # no limits of its own: defaults or origin
         assert cfg.delivery.endpoint_headers == {
-            "crm": EndpointHeaders(crm.headers, crm.signing_secrets),
+            "crm": EndpointHeaders(crm.headers, crm.signing_secrets, ("https://crm.example.com:443",)),
         }
 
     def test_secrets_never_print(self, tmp_path: Path) -> None:
@@ -461,3 +462,79 @@ class TestReadmeExamples:
         headers = webhook_headers([SECRET_A, SECRET_B], "d:1:crm", int(time.time()), body)
         assert namespace["verify"](SECRET_B, headers, body)
         assert not namespace["verify"](SECRET_A, headers, body + b" ")
+
+
+class TestAllowedOrigins:
+    """Secrets go only where the operator said: allowed_origins, checked at load and at routing."""
+
+    TOKEN_ENV: Mapping[str, str] = MappingProxyType({"CRM_TOKEN": "tok-123", "CRM_SECRET": SECRET_A})
+
+    @pytest.mark.parametrize(
+        "endpoint",
+        [
+            'headers = { Authorization = "Bearer ${ENV:CRM_TOKEN}" }',
+            'signing_secrets = ["${ENV:CRM_SECRET}"]',
+            'url = "https://--A--city--B--.example.com/h"\nheaders = { X-T = "${ENV:CRM_TOKEN}" }',
+        ],
+    )
+    def test_secrets_that_could_go_anywhere_are_refused(self, tmp_path: Path, endpoint: str) -> None:
+        """No url (or a host made of tokens), secrets, no allowed_origins: a ConfigError with the fix."""
+        with pytest.raises(ConfigError) as info:
+            load_toml(tmp_path, f'[endpoints.crm]\n{endpoint}\n[fanout]\nsystem = ["crm"]\n', self.TOKEN_ENV)
+        assert "allowed_origins = [" in str(info.value) and "[endpoints.crm]" in str(info.value)
+        assert "tok-123" not in str(info.value)
+
+    def test_origins_normalized_and_implied(self, tmp_path: Path) -> None:
+        """Listed origins are scheme://host:port; a fixed url adds its own; no secrets, no origins needed."""
+        cfg = load_toml(
+            tmp_path,
+            "[endpoints.crm]\n"
+            'headers = { Authorization = "Bearer ${ENV:CRM_TOKEN}" }\n'
+            'allowed_origins = ["HTTPS://CRM.Example.com/", "http://127.0.0.1:8080", "http://[::1]:9"]\n'
+            "[endpoints.own]\n"
+            'url = "VAR https://hook.example.com/x?id=--A--lead_id--B--"\n'
+            'signing_secrets = ["${ENV:CRM_SECRET}"]\n'
+            "[endpoints.plain]\n"
+            'headers = { X-Source = "dialer1" }\n'
+            '[fanout]\nsystem = ["crm", "own", "plain"]\n',
+            self.TOKEN_ENV,
+        )
+        named = cfg.delivery.named_endpoints
+        assert named["crm"].allowed_origins == (
+            "https://crm.example.com:443",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+        )
+        assert named["own"].allowed_origins == ("https://hook.example.com:443",)
+        assert named["plain"].allowed_origins == ()
+        assert cfg.delivery.endpoint_headers["crm"].allowed_origins == named["crm"].allowed_origins
+
+    @pytest.mark.parametrize(
+        "origin",
+        ["https://crm.example.com/api", "ftp://crm.example.com", "https://u:p@crm.example.com", "crm"],
+    )
+    def test_bad_origin(self, tmp_path: Path, origin: str) -> None:
+        with pytest.raises(ConfigError, match="is not an origin"):
+            load_toml(
+                tmp_path,
+                f'[endpoints.crm]\nallowed_origins = ["{origin}"]\n[fanout]\nsystem = ["crm"]\n',
+            )
+
+    def test_routing_refuses_other_origins(self) -> None:
+        """A URL from VICIdial's rows outside allowed_origins is a refused delivery naming the origin only."""
+        crm = EndpointConfig(
+            name="crm",
+            format=Format.POST_JSON,
+            headers=(("Authorization", Secret("tok")),),
+            allowed_origins=("https://crm.example.com:443",),
+        )
+        snap = snapshot(
+            system="https://crm.example.com/new?id=--A--lead_id--B--",
+            lists={102: "https://evil.example.net:8443/steal?ph=--A--phone_number--B--"},
+        )
+        fanout = FanoutConfig(system=("crm",))
+        [ok], _ = fan_out(api_lead(101), snap, {"crm": crm}, fanout, source="d")
+        [bad], _ = fan_out(api_lead(102), snap, {"crm": crm}, fanout, source="d")
+        assert ok.refused == "" and ok.url.startswith("https://crm.example.com/new")
+        assert bad.refused == "origin_refused https://evil.example.net:8443"
+        assert bad.endpoint_id == "crm" and bad.list_id == 102

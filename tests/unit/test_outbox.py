@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -261,6 +262,20 @@ class TestCommitBatch:
         with raw(db_path) as conn:
             row = conn.execute("SELECT idempotency_key FROM delivery WHERE id = ?", (delivery_id,))
             assert row.fetchone() == (d.idempotency_key,)
+
+    def test_refused_delivery_is_dead_at_once(self, store: SqliteStore) -> None:
+        """A delivery refused at routing is stored dead with its reason, never claimed."""
+        refused = dataclasses.replace(make_delivery(2), refused="origin_refused https://evil.example:443")
+        ids = enqueue(store, make_delivery(1), refused)
+        assert [c.id for c in store.claim_due(T0, 10)] == [ids[0]]
+        record = store.get(ids[1])
+        assert record is not None
+        assert (record.state, record.last_error, record.attempts) == (
+            DeliveryState.DEAD,
+            "origin_refused https://evil.example:443",
+            0,
+        )
+        assert [r.id for r in store.list_dead(endpoint_id="crm")] == [ids[1]]
 
     def test_checkpoint_alone(self, store: SqliteStore) -> None:
         """A batch without deliveries saves the checkpoint; nothing at all is a no-op."""

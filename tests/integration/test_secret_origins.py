@@ -1,0 +1,161 @@
+"""Secrets go only where the operator said: a named endpoint's allowed_origins, end to end.
+
+A named endpoint without its own ``url`` takes the URL VICIdial's settings rows give the
+lead's list, and its headers and signatures are attached by endpoint name. Two real
+receivers on loopback (different ports, so different origins): the allowed one gets the
+token; the other, named by a list's URL in VICIdial, gets nothing, and the delivery is a
+dead letter naming its origin. Checked where the delivery is routed, and again by the
+sender right before the secrets are attached (a row stored before the origins narrowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+
+import pytest
+from conftest import StartPipeline  # type: ignore[import-not-found]
+from test_formats import (  # type: ignore[import-not-found]
+    configure,
+    fence,
+    fence_toml,
+    headers_of,
+    receivers,  # noqa: F401 - the fixture
+    setup_fence,
+    wait_for,
+)
+
+from cdc.mariadb import PrivateMariaDB
+from cdc.outbox import DeliveryRecord, SqliteStore
+from cdc.receiver import Receiver
+from cdc.records import Delivery, UrlSource
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+WAIT_S = 30.0
+TOKEN = "tok-origin-7f3a"
+SECRET = "whsec_" + base64.b64encode(bytes(range(40, 72))).decode()
+ENV = {"CRM_TOKEN": TOKEN, "CRM_SECRET": SECRET}
+REFUSED_METRIC = "vicidial_cdc_secret_origin_refused_total"
+
+
+def endpoint_toml(allowed: Receiver) -> str:
+    return (
+        "[endpoints.crm]\n"
+        'format = "post-json"\n'
+        'headers = { Authorization = "Bearer ${ENV:CRM_TOKEN}" }\n'
+        'signing_secrets = ["${ENV:CRM_SECRET}"]\n'
+        f'allowed_origins = ["{allowed.url}"]\n'
+        "[fanout]\n"
+        'system = ["crm"]\n' + fence_toml()
+    )
+
+
+def dead_of(state: Path, endpoint_id: str) -> list[DeliveryRecord]:
+    store = SqliteStore(state)
+    store.open()
+    try:
+        return store.list_dead(endpoint_id=endpoint_id)
+    finally:
+        store.close()
+
+
+async def wait_dead(state: Path, endpoint_id: str, count: int) -> list[DeliveryRecord]:
+    deadline = time.monotonic() + WAIT_S
+    while len(dead := await asyncio.to_thread(dead_of, state, endpoint_id)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} dead letters for {endpoint_id}"
+        await asyncio.sleep(0.1)
+    return dead
+
+
+class TestSecretOrigins:
+    """A URL from VICIdial's rows outside allowed_origins never carries the endpoint's secrets."""
+
+    async def test_routing_refuses_the_other_origin(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        receivers: list[Receiver],  # noqa: F811 - the fixture
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """List 101 → the allowed receiver, with token; list 102 → the other: nothing, a dead letter."""
+        allowed, other = receivers[0], receivers[1]
+        vicidial.add_list(101, "Ours", "CAMP1", "")
+        vicidial.add_list(102, "Edited", "CAMP1", "")
+        vicidial.set_list_url(101, f"{allowed.url}/in?id=--A--lead_id--B--")
+        vicidial.set_list_url(102, f"{other.url}/steal?id=--A--lead_id--B--&ph=--A--phone_number--B--")
+        setup_fence(vicidial, receiver)
+        cfg = configure(mariadb, vicidial_db, tmp_path, endpoint_toml(allowed), env=ENV)
+        running = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        ours = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550101", list_id=101)
+        theirs = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550102", list_id=102)
+        [got] = await wait_for(allowed, lambda r: True, 1)
+        await fence(vicidial, receiver, "origins")
+
+        sent = headers_of(got)
+        assert got.target == f"/in?id={ours}"
+        assert sent["authorization"] == f"Bearer {TOKEN}" and sent["webhook-signature"].startswith("v1,")
+        assert other.requests == []  # not the token, not the lead: nothing at all
+        assert not any(TOKEN in str(r.headers) for r in receiver.requests)
+        [dead] = await wait_dead(Path(cfg.state.path), "crm", 1)
+        assert dead.delivery.lead_id == theirs and dead.delivery.list_id == 102
+        assert dead.last_error == f"origin_refused http://127.0.0.1:{other.port}"  # the origin, no path
+        assert dead.attempts == 0
+        registry = running.service.metrics.registry
+        assert registry.get_sample_value(REFUSED_METRIC, {"endpoint": "crm"}) == 1.0
+
+    async def test_sender_refuses_a_stored_row_for_another_origin(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        receivers: list[Receiver],  # noqa: F811 - the fixture
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """Rows stored before the origins narrowed: the allowed one is sent, the other dead, unsent."""
+        allowed, other = receivers[0], receivers[1]
+        setup_fence(vicidial, receiver)
+        cfg = configure(mariadb, vicidial_db, tmp_path, endpoint_toml(allowed), env=ENV)
+        state = Path(cfg.state.path)
+        store = SqliteStore(state)
+        store.open()
+        try:
+            stored = [
+                Delivery(
+                    source="test",
+                    lead_id=lead_id,
+                    list_id=101,
+                    endpoint_id="crm",
+                    method="POST",
+                    url=f"{target.url}/old?id={lead_id}",
+                    url_source=UrlSource.VICIDIAL_LIST,
+                    inserted_at=int(time.time()),
+                    body=b"{}",
+                    content_type="application/json",
+                )
+                for lead_id, target in ((901, allowed), (902, other))
+            ]
+            store.commit_batch(stored, None, time.time())
+        finally:
+            store.close()
+
+        running = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        [got] = await wait_for(allowed, lambda r: True, 1)
+        [dead] = await wait_dead(state, "crm", 1)
+        await fence(vicidial, receiver, "stored")
+
+        assert got.target == "/old?id=901" and headers_of(got)["authorization"] == f"Bearer {TOKEN}"
+        assert other.requests == []
+        assert dead.delivery.lead_id == 902
+        assert (dead.attempts, dead.last_status) == (1, 0)
+        assert dead.last_error == f"origin_refused http://127.0.0.1:{other.port}"
+        registry = running.service.metrics.registry
+        assert registry.get_sample_value(REFUSED_METRIC, {"endpoint": "crm"}) == 1.0
