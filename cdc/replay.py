@@ -25,13 +25,17 @@ without ``--force``. ``--force`` resets rows already stored back to pending (see
 :class:`RequeueStore`), so even delivered leads are sent again, under the same
 idempotency key.
 
-Values are read as the binlog path produces them: text through a ``utf8mb4``
-connection (the server converts each column from its charset, MariaDB ``latin1``
-being Windows-1252 as in :mod:`cdc.charset`, so double-encoded latin1 text comes back
-as the same Python ``str`` the binlog reader decodes), ENUM labels, DECIMAL as
-:class:`decimal.Decimal` with the column's scale, and DATE/DATETIME/TIMESTAMP/TIME as
-the server's own text (``0000-00-00`` stays ``0000-00-00``), which is what PHP reads
-and what :func:`cdc.template.format_value` prints for the binlog's datetime objects.
+The lead is the very row the binlog path builds: every ``vicidial_list`` column, in
+table order (:func:`cdc.vicidb.table_columns`), with the binlog reader's values
+(:func:`cdc.vicidb.binlog_row`), so each format (``get``, ``post-form``, ``post-json``)
+renders the same request as live. Text comes through a ``utf8mb4`` connection (the
+server converts each column from its charset, MariaDB ``latin1`` being Windows-1252 as
+in :mod:`cdc.charset`, so double-encoded latin1 text comes back as the same Python
+``str`` the binlog reader decodes), ENUMs as labels, DECIMAL as
+:class:`decimal.Decimal` with the column's scale; DATE/DATETIME/TIME as the server's
+text, turned into ``date``/``datetime``/``timedelta`` (zero dates stay ``0000-00-00``
+text, as in the binlog); TIMESTAMP (``modify_date``) as ``UNIX_TIMESTAMP()``, the
+stored UTC value, turned into the binlog's naive UTC ``datetime``.
 
 What differs from the live path, by design:
 
@@ -65,7 +69,7 @@ from typing import Any, Final, Protocol, TextIO, runtime_checkable
 import pymysql
 from pymysql.constants import FIELD_TYPE
 
-from . import binlog, template, vicidb
+from . import binlog, vicidb
 from .config import Config
 from .endpoints import Router
 from .errors import ConfigError
@@ -444,14 +448,15 @@ class _Finder:
         self._selection = selection
         self._report = report
         self._batch = batch_size
-        wanted = set(template.LEAD_TOKENS.values()) | {"lead_id", "list_id", "entry_date"}
-        columns = [c for c in self._columns("vicidial_list") if c in wanted]
-        if "lead_id" not in columns or "list_id" not in columns:
+        # Every column, as the binlog row image has them: the post-json event carries them all.
+        self._lead_columns = vicidb.table_columns(conn, database, "vicidial_list")
+        names = {c.name for c in self._lead_columns}
+        if "lead_id" not in names or "list_id" not in names:
             raise ConfigError(f"{database}.vicidial_list has no lead_id/list_id: check [mysql] database")
-        self._lead_select = ", ".join(vicidb.quote_name(c) for c in columns)
-        if "entry_date" in columns:
+        self._lead_select = vicidb.row_select(self._lead_columns)
+        if "entry_date" in names:
             self._lead_select += f", UNIX_TIMESTAMP(`entry_date`) AS {_EPOCH_ALIAS}"
-        self._custom_columns: dict[int, tuple[str, ...]] = {}
+        self._custom_columns: dict[int, tuple[vicidb.Column, ...]] = {}
 
     def batches(self) -> Iterator[list[ApiLead]]:
         if self._selection.since is not None:
@@ -610,20 +615,20 @@ class _Finder:
             table = f"custom_{list_id:d}"
             columns = self._custom_columns.get(list_id)
             if columns is None:
-                columns = self._custom_columns[list_id] = self._columns(table)
-            if "lead_id" not in columns:
+                columns = vicidb.table_columns(self._conn, self._database, table)
+                self._custom_columns[list_id] = columns
+            if "lead_id" not in {c.name for c in columns}:
                 continue  # no such table: the lead has no custom row
-            select = ", ".join(vicidb.quote_name(c) for c in columns)
             rows = vicidb.select(
                 self._conn,
-                f"SELECT {select} FROM {self._db}.{vicidb.quote_name(table)}"
+                f"SELECT {vicidb.row_select(columns)} FROM {self._db}.{vicidb.quote_name(table)}"
                 " WHERE `lead_id` IN (" + ", ".join(["%s"] * len(lead_ids)) + ")",
                 tuple(lead_ids),
             )
             for row in rows:
                 owner = _int(row.get("lead_id"))
                 if owner is not None:
-                    out[owner] = dict(row)
+                    out[owner] = vicidb.binlog_row(row, columns)
         return out
 
     def _count(self, reason: str, n: int) -> None:
@@ -634,7 +639,7 @@ class _Finder:
         rows = vicidb.select(
             self._conn, f"SELECT {self._lead_select} FROM {self._db}.`vicidial_list` WHERE {where}", args
         )
-        return [dict(row) for row in rows]
+        return [vicidb.binlog_row(row, self._lead_columns) for row in rows]
 
     def _filter_lists(self, rows: list[dict[str, Value]]) -> list[dict[str, Value]]:
         lists = self._selection.lists
@@ -643,15 +648,6 @@ class _Finder:
         kept = [row for row in rows if _int(row.get("list_id")) in lists]
         self._report.other_list += len(rows) - len(kept)
         return kept
-
-    def _columns(self, table: str) -> tuple[str, ...]:
-        rows = vicidb.select(
-            self._conn,
-            "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-            (self._database, table),
-        )
-        return tuple(_text(row.get("name")) for row in rows)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ touch the tables that carry API passwords (``vicidial_users``, ``vicidial_api_ur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as _dt
+import decimal
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pymysql
 
@@ -84,3 +87,105 @@ def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> boo
         (database,),
     )
     return bool(rows) and "'apinewlead'" in str(rows[0]["COLUMN_TYPE"])
+
+
+# -- rows read by SELECT, with the values the binlog reader gives ------------------------
+#
+# Replay (and anything else that reads a lead by SELECT) must build the very ApiLead the
+# binlog path builds, or the same lead renders differently (a post-json body without
+# modify_date, a GET with another date format). One column list, the table's own, in
+# its order; one normalization, to what cdc.rowdecode produces.
+
+#: The binlog's TIMESTAMP: seconds after this, as a naive UTC datetime.
+_EPOCH: Final = _dt.datetime(1970, 1, 1)
+_ZERO_DATETIME: Final = "0000-00-00 00:00:00"
+_DATETIME_TEXT: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?")
+_DATE_TEXT: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_TIME_TEXT: Final = re.compile(r"(-?)(\d+):(\d{2}):(\d{2})(?:\.(\d{1,6}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table, from ``information_schema``."""
+
+    name: str
+    #: ``DATA_TYPE``, lower case (``int``, ``varchar``, ``timestamp``, …).
+    data_type: str
+
+
+def table_columns(conn: pymysql.Connection[Any], database: str, table: str) -> tuple[Column, ...]:
+    """Every column of ``table`` in table order (as a binlog row image has them); () when none."""
+    rows = select(
+        conn,
+        "SELECT COLUMN_NAME AS name, DATA_TYPE AS data_type FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    return tuple(Column(_text(row.get("name")), _text(row.get("data_type")).lower()) for row in rows)
+
+
+def row_select(columns: Sequence[Column]) -> str:
+    """The SELECT list reading ``columns`` for :func:`binlog_row`, each under its own name.
+
+    A TIMESTAMP is read as ``UNIX_TIMESTAMP()``: MariaDB stores it in UTC and returns
+    that value as is, while its text would be in the session's time zone.
+    """
+    return ", ".join(
+        f"UNIX_TIMESTAMP({quote_name(c.name)}) AS {quote_name(c.name)}"
+        if c.data_type == "timestamp"
+        else quote_name(c.name)
+        for c in columns
+    )
+
+
+def binlog_row(row: Mapping[str, Value], columns: Sequence[Column]) -> dict[str, Value]:
+    """A row read with :func:`row_select` over a connection that returns DATE, DATETIME and
+    TIME as text (``cdc.replay.connection_options``), with the values the binlog reader gives.
+
+    DATE → ``date``, DATETIME → ``datetime`` (a zero or partly zero date stays text, as the
+    binlog's), TIMESTAMP → naive UTC ``datetime``, TIME → ``timedelta``; the rest (text,
+    ENUM labels, integers, ``Decimal``) PyMySQL already gives as the binlog path does.
+    Keys keep the row's order; keys not in ``columns`` are left as they are.
+    """
+    types = {c.name: c.data_type for c in columns}
+    return {name: _binlog_value(value, types.get(name, "")) for name, value in row.items()}
+
+
+def _binlog_value(value: Value, data_type: str) -> Value:
+    if value is None:
+        return None
+    if data_type == "timestamp" and isinstance(value, int | decimal.Decimal):
+        stamp = decimal.Decimal(value)
+        whole = int(stamp)
+        return _EPOCH + _dt.timedelta(seconds=whole, microseconds=int((stamp - whole) * 1_000_000))
+    if not isinstance(value, str):
+        return value
+    if data_type == "datetime" and (m := _DATETIME_TEXT.fullmatch(value)) is not None:
+        year, month, day, hour, minute, second = (int(m[i]) for i in range(1, 7))
+        micro = _micro(m[7])
+        try:
+            return _dt.datetime(year, month, day, hour, minute, second, micro)
+        except ValueError:
+            zero = not (year or month or day or hour or minute or second or micro)
+            return _ZERO_DATETIME if zero else value
+    if data_type == "date" and _DATE_TEXT.fullmatch(value):
+        try:
+            return _dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+    if data_type == "time" and (m := _TIME_TEXT.fullmatch(value)) is not None:
+        hours, minutes, secs = int(m[2]), int(m[3]), int(m[4])
+        delta = _dt.timedelta(hours=hours, minutes=minutes, seconds=secs, microseconds=_micro(m[5]))
+        return -delta if m[1] else delta
+    return value
+
+
+def _micro(fraction: str | None) -> int:
+    """Microseconds of a ``.ffffff`` fraction's digits (``"5"`` is 500000)."""
+    return int((fraction or "0").ljust(6, "0"))
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")  # information_schema names
+    return "" if value is None else str(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import urllib.parse
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
+from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
 from cdc import binlog, config, replay
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.mariadb
 
 WAIT_S = 30.0
 FENCE_LIST = 999
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "lead.created.v1.json").read_text("utf-8"))
 
 #: Every kind of value: ids, ENUM, zero and real DATE, DECIMAL, DATETIME, SQLdate and
 #: epoch, list tokens, custom fields (plain and encrypted), an unknown token.
@@ -291,6 +294,123 @@ class TestReplayCharsets:
         report = await asyncio.to_thread(run_replay)
         assert report.found == 1
         assert [_target_of(d.url) for d in collect.deliveries] == live
+
+
+FORMATS_TOML = """
+[endpoints.json]
+url = "{json}/ev?list=--A--list_id--B--"
+format = "post-json"
+[endpoints.form]
+url = "{form}/fm?id=--A--lead_id--B--&fn=--A--first_name--B--&dob=--A--date_of_birth--B--\
+&crm=--A--crm_ref--B--"
+format = "post-form"
+[endpoints.get]
+url = "{get}/gt?id=--A--lead_id--B--&ln=--A--last_name--B--&ed=--A--entry_date--B--\
+&gmt=--A--gmt_offset_now--B--"
+format = "get"
+[fanout]
+system = ["json", "form", "get"]
+[fanout.lists]
+"{fence}" = ["vicidial"]
+"""
+
+
+class TestReplayFormats:
+    """Replay --force builds exactly the live path's request in every format (post-json included)."""
+
+    async def test_force_resends_the_live_bodies(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Live first, then replay --force of the same leads: same targets and bodies; JSON valid."""
+        targets = [Receiver(), Receiver(), Receiver()]
+        for r in targets:
+            await r.start()
+        try:
+            await self._run(
+                mariadb, vicidial_db, vicidial, receiver, targets, start_pipeline, tmp_path, capsys
+            )
+        finally:
+            for r in targets:
+                await r.stop()
+
+    async def _run(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        targets: list[Receiver],
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        json_r, form_r, get_r = targets
+        _setup(vicidial, receiver)
+        state = tmp_path / "state.db"
+        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, state)
+        with cfg_file.open("a", encoding="utf-8") as fh:
+            fh.write(
+                FORMATS_TOML.format(json=json_r.url, form=form_r.url, get=get_r.url, fence=FENCE_LIST)
+            )
+        loaded = config.load(cfg_file, env={})
+        cfg = dataclasses.replace(make_config(mariadb, vicidial_db, state), delivery=loaded.delivery)
+        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        ids = [
+            await asyncio.to_thread(
+                vicidial.add_lead,
+                phone_number="3125550021",
+                list_id=101,
+                first_name=" José ",
+                last_name="Nguyễn 😀",
+                date_of_birth="1980-02-29",
+                gmt_offset_now="-6.00",
+            ),
+            await asyncio.to_thread(
+                vicidial.add_lead,
+                phone_number="3125550022",
+                list_id=102,
+                first_name="Zoë",
+                custom={"crm_ref": "R-1 ü", "secret_note": "do not send"},
+            ),
+        ]
+        live = [list(await r.wait_for(2, WAIT_S)) for r in targets]  # a copy: requests keeps growing
+        await _fence(vicidial, receiver, "formats")
+
+        code, out, err = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", *map(str, ids), "--force"
+        )
+        assert (code, err) == (0, "") and "sent again: 6" in out
+        again = [list(await r.wait_for(4, WAIT_S))[2:] for r in targets]
+
+        def by_lead(requests: list[Any]) -> dict[str, tuple[str, str, bytes]]:
+            return {
+                dict((k.lower(), v) for k, v in r.headers)["idempotency-key"]: (r.method, r.target, r.body)
+                for r in requests
+            }
+
+        for live_requests, replayed in zip(live, again, strict=True):
+            assert by_lead(replayed) == by_lead(live_requests)  # byte for byte, per format
+        validator = jsonschema.Draft202012Validator(SCHEMA)
+        for request in again[0]:
+            event = json.loads(request.body)
+            validator.validate(event)
+            lead = event["data"]["lead"]
+            assert lead["modify_date"] is not None and lead["modify_date"].endswith("Z")
+            assert lead["called_since_last_reset"] == "N"
+            assert "last_local_call_time" in lead
+        bodies = {json.loads(r.body)["lead_id"]: json.loads(r.body) for r in again[0]}
+        assert bodies[ids[1]]["data"]["custom_fields"] == {"crm_ref": "R-1 ü"}
+        assert {r.body for r in again[1]} == {
+            f"id={ids[0]}&fn=Jos%C3%A9&dob=1980-02-29&crm=--A--crm_ref--B--".encode(),
+            f"id={ids[1]}&fn=Zo%C3%AB&dob=0000-00-00&crm=R-1+%C3%BC".encode(),
+        }
 
 
 def write_config_obj(server: PrivateMariaDB, database: str) -> config.Config:

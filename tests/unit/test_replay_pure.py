@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+
 import pytest
 
 from cdc.errors import ConfigError
+from cdc.records import Value
 from cdc.replay import LeadIdRange, ReplayReport, Selection, _data_lead_id, parse_lead_ids, render_report
+from cdc.vicidb import Column, binlog_row
 
 
 class TestParseLeadIds:
@@ -84,3 +89,58 @@ class TestClusters:
             (t, t + dt.timedelta(minutes=50)),
             (t + dt.timedelta(hours=30), t + dt.timedelta(hours=30)),
         ]
+
+
+class TestBinlogRow:
+    """vicidb.binlog_row: a SELECTed row gets the binlog reader's values, in the row's order."""
+
+    COLUMNS = (
+        Column("lead_id", "int"),
+        Column("entry_date", "datetime"),
+        Column("modify_date", "timestamp"),
+        Column("date_of_birth", "date"),
+        Column("last_local_call_time", "datetime"),
+        Column("gmt_offset_now", "decimal"),
+        Column("call_len", "time"),
+    )
+
+    def test_values_and_order(self) -> None:
+        """DATETIME/DATE/TIME text → objects; TIMESTAMP epoch → naive UTC; zero dates stay text."""
+        row = {
+            "lead_id": 7,
+            "entry_date": "2025-03-04 05:06:07",
+            "modify_date": 1_741_086_367,
+            "date_of_birth": "0000-00-00",
+            "last_local_call_time": "2008-01-01 00:00:00",
+            "gmt_offset_now": decimal.Decimal("-6.00"),
+            "call_len": "-01:02:03.5",
+            "cdc_entry_epoch": 1_741_064_767,
+        }
+        out = binlog_row(row, self.COLUMNS)
+        assert list(out) == list(row)
+        assert out == {
+            "lead_id": 7,
+            "entry_date": dt.datetime(2025, 3, 4, 5, 6, 7),
+            "modify_date": dt.datetime(2025, 3, 4, 11, 6, 7),
+            "date_of_birth": "0000-00-00",
+            "last_local_call_time": dt.datetime(2008, 1, 1),
+            "gmt_offset_now": decimal.Decimal("-6.00"),
+            "call_len": -dt.timedelta(hours=1, minutes=2, seconds=3, microseconds=500_000),
+            "cdc_entry_epoch": 1_741_064_767,
+        }
+
+    @pytest.mark.parametrize(
+        ("column", "value", "expected"),
+        [
+            (Column("d", "datetime"), "0000-00-00 00:00:00.000000", "0000-00-00 00:00:00"),
+            (Column("d", "datetime"), "1980-00-00 10:00:00", "1980-00-00 10:00:00"),
+            (Column("d", "datetime"), "2025-01-02 03:04:05.25", dt.datetime(2025, 1, 2, 3, 4, 5, 250_000)),
+            (Column("d", "date"), "1980-02-29", dt.date(1980, 2, 29)),
+            (Column("d", "date"), "1980-00-00", "1980-00-00"),
+            (Column("d", "timestamp"), decimal.Decimal("1.25"), dt.datetime(1970, 1, 1, 0, 0, 1, 250_000)),
+            (Column("d", "timestamp"), None, None),
+            (Column("d", "varchar"), "2025-01-02 03:04:05", "2025-01-02 03:04:05"),
+        ],
+    )
+    def test_edges(self, column: Column, value: Value, expected: Value) -> None:
+        assert binlog_row({"d": value}, (column,)) == {"d": expected}
