@@ -91,8 +91,12 @@ class ReaderConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     path: str = "/var/lib/vicidial-cdc/state.db"
-    #: Delivered rows older than this are pruned.
+    #: Delivered rows older than this are pruned. They keep no lead data meanwhile: on
+    #: delivery the URL shrinks to scheme://host:port and the body is emptied.
     retention_s: float = 7 * 86400.0
+    #: How often the WAL is checkpointed and truncated, so that lead data blanked at
+    #: delivery (and pruned rows) leaves the -wal file too, not only the database pages.
+    erase_interval_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -568,6 +568,7 @@ def dlq_command(
                 )
                 return EXIT_USAGE
             deleted = _apply(store.purge_dead, selector, now)
+            store.truncate_wal()  # erased from the -wal file too (the streamer retries if busy)
             out.write(f"{deleted} dead deliveries deleted\n")
             return EXIT_OK
     finally:

@@ -36,6 +36,7 @@ from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar
 
 from .errors import StoreError
 from .records import Attempt, Delivery, Outcome, Position, UrlSource
+from .resolve import origin_of
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -139,6 +140,10 @@ class StateStore(Protocol):
     def counts(self, *, delivered: bool = True) -> list[EndpointCounts]: ...
 
     def prune_delivered(self, older_than: float) -> int: ...
+
+    def truncate_wal(self) -> bool:
+        """Make removed data (blanked delivered rows, pruned rows) leave the write-ahead log."""
+        ...
 
     def get(self, delivery_id: int) -> DeliveryRecord | None: ...
 
@@ -267,7 +272,12 @@ _SET_ATTEMPT: Final = (
     " WHERE id = ? AND state = 'in_flight'"
 )
 _RECORD_SQL: Final[dict[Outcome, str]] = {
-    Outcome.DELIVERED: f"UPDATE delivery SET state = 'delivered', delivered_at = ?, {_SET_ATTEMPT}",
+    # A delivered row keeps no lead data: its URL shrinks to scheme://host[:port] and its
+    # body goes; ids, endpoint, status and times stay (dedup, status, dlq show).
+    Outcome.DELIVERED: (
+        "UPDATE delivery SET state = 'delivered', delivered_at = ?, url = cdc_url_origin(url),"
+        f" body = X'', {_SET_ATTEMPT}"
+    ),
     Outcome.RETRY: f"UPDATE delivery SET state = 'pending', next_attempt_at = ?, {_SET_ATTEMPT}",
     Outcome.DEAD: f"UPDATE delivery SET state = 'dead', {_SET_ATTEMPT}",
 }
@@ -447,7 +457,8 @@ class SqliteStore:
     def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int:
         """Apply each attempt's outcome to its in-flight row, in one transaction.
 
-        DELIVERED sets ``delivered_at``; RETRY makes the row pending again at the given
+        DELIVERED sets ``delivered_at`` and blanks the lead data (URL down to its origin,
+        body emptied); RETRY makes the row pending again at the given
         time (required); DEAD dead-letters it. Every outcome counts one attempt and sets
         ``last_status``/``last_error``. Rows no longer in flight are left unchanged;
         the return value (rows changed) is then smaller than ``len(results)``.
@@ -551,6 +562,23 @@ class SqliteStore:
                 " WHERE state = 'delivered' AND delivered_at < ?",
                 (older_than,),
             ).rowcount
+
+    def truncate_wal(self) -> bool:
+        """Copy the WAL into the database file and truncate it to zero bytes.
+
+        With ``secure_delete`` what an UPDATE or DELETE removes is zeroed in the new page
+        versions, but the WAL still holds the old ones until it is checkpointed and reset:
+        this is what makes blanking and pruning erase. Waits at most 0.1 s for other
+        connections; returns False when one still reads an older snapshot (the next call
+        retries).
+        """
+        with self._use("truncate the WAL") as conn:
+            conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000):d}")
+        return int(busy) == 0
 
     # -- dead letters and inspection ---------------------------------------------------
 
@@ -779,6 +807,9 @@ class AsyncStore:
     async def prune_delivered(self, older_than: float) -> int:
         return await self._call(self._store.prune_delivered, older_than)
 
+    async def truncate_wal(self) -> bool:
+        return await self._call(self._store.truncate_wal)
+
     async def meta_get(self, key: str) -> str | None:
         return await self._call(self._store.meta_get, key)
 
@@ -807,6 +838,11 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _url_origin(url: str) -> str:
+    """``scheme://host:port`` of a stored URL: what a delivered row keeps of it."""
+    return origin_of(url)[0]
 
 
 def _create_private_file(path: Path) -> None:
@@ -840,6 +876,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
             raise StoreError(msg)
         conn.execute(f"PRAGMA synchronous = {synchronous}")  # validated in __init__
         conn.execute("PRAGMA trusted_schema = OFF")
+        # What an UPDATE or DELETE removes (a delivered row's URL and body, pruned and
+        # purged rows) is overwritten with zeros, not left in free space.
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.create_function("cdc_url_origin", 1, _url_origin, deterministic=True)
         with _transaction(conn):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:

@@ -164,7 +164,7 @@ class Service:
     async def _counts_task(self, stop: asyncio.Event) -> None:
         """Refresh outbox gauges and prune old rows, off the hot path."""
         assert self.store is not None
-        last_prune = 0.0
+        last_prune = last_erase = 0.0
         while not stop.is_set():
             counts = await self.store.counts(delivered=False)
             now = time.time()
@@ -181,7 +181,13 @@ class Service:
             }
             if now - last_prune > 600:
                 await self.store.prune_delivered(now - self.config.state.retention_s)
-                last_prune = now
+                last_prune, last_erase = now, 0.0  # erase what was pruned now
+            if now - last_erase >= self.config.state.erase_interval_s:
+                # Blanked delivered rows and pruned rows leave the -wal file as well.
+                if await self.store.truncate_wal():
+                    last_erase = now
+                else:
+                    log.debug("outbox.wal_busy: a reader holds an old snapshot; truncating later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
 

@@ -553,6 +553,68 @@ class TestPrune:
         assert new_id > 1
 
 
+class TestErasure:
+    """A delivered row keeps no lead data, and what is removed leaves the file, -wal and -shm."""
+
+    PHONE = b"3125558642"
+
+    def lead_delivery(self, lead_id: int) -> Delivery:
+        return dataclasses.replace(
+            make_delivery(lead_id),
+            method="POST",
+            url=f"https://user:pw@crm.example:8443/hook/s3cret?ph={self.PHONE.decode()}",
+            body=b'{"phone_number":"' + self.PHONE + b'"}',
+            content_type="application/json",
+        )
+
+    def traces(self, db_path: Path) -> list[str]:
+        files = (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"))
+        return [f.name for f in files if f.exists() and self.PHONE in f.read_bytes()]
+
+    def test_delivered_row_is_blanked_and_erased(self, store: SqliteStore, db_path: Path) -> None:
+        """On delivery the URL shrinks to its origin, the body goes; after truncate_wal no byte is left."""
+        (delivery_id,) = enqueue(store, self.lead_delivery(1))
+        (claimed,) = store.claim_due(T0, 10)
+        assert self.traces(db_path)  # pending: the data is needed to send
+        store.record_attempts([(attempt(claimed.id, Outcome.DELIVERED), None)], T0 + 1)
+        record = store.get(delivery_id)
+        assert record is not None and record.state is DeliveryState.DELIVERED
+        assert (record.delivery.url, record.delivery.body) == ("https://crm.example:8443", b"")
+        assert (record.delivery.lead_id, record.delivery.endpoint_id, record.last_status) == (1, "crm", 200)
+        assert store.truncate_wal() is True
+        assert self.traces(db_path) == []
+        assert Path(f"{db_path}-wal").stat().st_size == 0
+
+    def test_dead_rows_keep_their_data_until_purged(self, store: SqliteStore, db_path: Path) -> None:
+        """A dead letter keeps URL and body (dlq retry needs them); purge and prune erase for good."""
+        enqueue(store, self.lead_delivery(1), self.lead_delivery(2))
+        first, second = store.claim_due(T0, 10)
+        store.record_attempts(
+            [
+                (attempt(first.id, Outcome.DELIVERED), None),
+                (attempt(second.id, Outcome.DEAD, 404, "http_404"), None),
+            ],
+            T0 + 1,
+        )
+        store.truncate_wal()
+        assert self.traces(db_path) == ["state.db"]  # the dead letter's
+        assert store.purge_dead(ids=[second.id]) == 1
+        assert store.prune_delivered(T0 + 2) == 1
+        assert store.truncate_wal() is True
+        assert self.traces(db_path) == []
+
+    def test_truncate_wal_waits_for_no_reader(self, store: SqliteStore, db_path: Path) -> None:
+        """A reader on an older snapshot: False (retried later), never an error."""
+        enqueue(store, self.lead_delivery(1))
+        with raw(db_path) as other:
+            other.execute("BEGIN")
+            other.execute("SELECT COUNT(*) FROM delivery").fetchone()
+            enqueue(store, self.lead_delivery(2))
+            assert store.truncate_wal() is False
+            other.execute("COMMIT")
+        assert store.truncate_wal() is True
+
+
 class TestDeadLetters:
     """Operators list, retry and purge dead rows by id or by filter."""
 
