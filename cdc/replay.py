@@ -176,6 +176,8 @@ class ReplayReport:
     requeued: int = 0
     #: Leads left out by ``--list``.
     other_list: int = 0
+    #: Deliveries whose URL is outside their endpoint's allowed_origins: stored dead, unsent.
+    refused: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -325,6 +327,7 @@ def replay(
             for skip in skips:
                 report.skipped[skip.reason.value] += 1
         report.deliveries += len(deliveries)
+        report.refused += sum(1 for d in deliveries if d.refused)
         if store is None or not deliveries:
             continue
         now = clock()
@@ -411,6 +414,11 @@ def render_report(report: ReplayReport) -> str:
     lines.append(f"skipped:          {skipped}")
     if report.other_list:
         lines.append(f"other lists:      {report.other_list} leads left out by --list")
+    if report.refused:
+        lines.append(
+            f"refused:          {report.refused} (URL outside the endpoint's allowed_origins:"
+            " dead letters, not sent; see `dlq list`)"
+        )
     return "\n".join(lines) + "\n"
 
 

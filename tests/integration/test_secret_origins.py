@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from test_formats import (  # type: ignore[import-not-found]
     setup_fence,
     wait_for,
 )
+from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
 from cdc.mariadb import PrivateMariaDB
 from cdc.outbox import DeliveryRecord, SqliteStore
@@ -83,6 +85,8 @@ class TestSecretOrigins:
         receivers: list[Receiver],  # noqa: F811 - the fixture
         start_pipeline: StartPipeline,
         tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """List 101 → the allowed receiver, with token; list 102 → the other: nothing, a dead letter."""
         allowed, other = receivers[0], receivers[1]
@@ -109,6 +113,18 @@ class TestSecretOrigins:
         assert dead.attempts == 0
         registry = running.service.metrics.registry
         assert registry.get_sample_value(REFUSED_METRIC, {"endpoint": "crm"}) == 1.0
+
+        # Replay routes the same way: the lead of list 102 is refused again, not sent.
+        for name, value in ENV.items():
+            monkeypatch.setenv(name, value)
+        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, Path(cfg.state.path))
+        with cfg_file.open("a", encoding="utf-8") as fh:
+            fh.write(endpoint_toml(allowed))
+        code, out, err = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", str(ours), str(theirs), "--dry-run", "--json"
+        )
+        report = json.loads(out)
+        assert (code, err, report["deliveries"], report["refused"]) == (0, "", 2, 1)
 
     async def test_sender_refuses_a_stored_row_for_another_origin(
         self,
