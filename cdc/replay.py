@@ -273,7 +273,8 @@ def connection_options() -> dict[str, Any]:
     """``binlog.connect`` options for replay: read-only, temporal values as text.
 
     DATE/DATETIME/TIMESTAMP/TIME come back as the server's text (``0000-00-00``
-    included), exactly what PHP reads; the rest keeps PyMySQL's conversions (DECIMAL →
+    included), exactly what PHP reads, which :func:`cdc.vicidb.binlog_row` turns into
+    the binlog reader's values; the rest keeps PyMySQL's conversions (DECIMAL →
     ``Decimal`` with scale, integers → ``int``, text decoded from ``utf8mb4``).
     """
     conv = dict(pymysql.converters.conversions)
