@@ -196,9 +196,10 @@ class Pipeline:
         self._metrics.child(self._metrics.secret_origin_refused, d.endpoint_id).inc()
         log.warning(
             "delivery.origin_refused endpoint=%s list_id=%d lead_id=%d reason=%s url_source=%s:"
-            " the URL VICIdial's settings give list %d is outside [endpoints.%s] allowed_origins;"
-            " it is a dead letter. Fix that list's URL in VICIdial, or add the origin to"
-            " allowed_origins if it is yours, then run 'vicidial-cdc dlq retry --endpoint %s'",
+            " the URL for list %d is outside [endpoints.%s] allowed_origins; not sent, a dead"
+            " letter. If the origin is yours, add it to allowed_origins and run 'vicidial-cdc dlq"
+            " retry --endpoint %s'; if not, fix the list's URL in VICIdial and run 'vicidial-cdc"
+            " replay --lead-id %d --force'",
             d.endpoint_id,
             d.list_id,
             d.lead_id,
@@ -207,6 +208,7 @@ class Pipeline:
             d.list_id,
             d.endpoint_id,
             d.endpoint_id,
+            d.lead_id,
         )
 
     def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
