@@ -26,6 +26,7 @@ __all__ = [
     "MARIADB_LATIN1",
     "connection_codec",
     "decode_text",
+    "encodable_charsets",
     "encode_for_connection",
     "lossless_codec",
     "python_codec",
@@ -118,6 +119,11 @@ def python_codec(mysql_charset: str) -> str:
             f"MariaDB charset {mysql_charset!r} has no Python codec: its text cannot be decoded here"
         )
     return codec
+
+
+def encodable_charsets() -> list[str]:
+    """MariaDB charset names :func:`python_codec` accepts (``reader.server_charset`` values)."""
+    return sorted(name for name, codec in _MARIADB_CODECS.items() if codec)
 
 
 def lossless_codec(mysql_charset: str) -> str:

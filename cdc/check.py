@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import ipaddress
 import json
 import math
 import re
+import ssl
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 import pymysql
 
 from . import binlog, vicidb
-from .config import DEFAULT_SERVER_ID, DISABLED, Config, MysqlConfig
+from .config import DEFAULT_SERVER_ID, DISABLED, Config, MysqlConfig, SslMode, tls_warnings
 from .errors import ConfigError, SchemaError, SourceError
 from .records import UrlSource
 from .resolve import check_url
@@ -55,6 +57,7 @@ __all__ = [
     "Grant",
     "ServerFacts",
     "Status",
+    "check_tls",
     "evaluate",
     "exit_code",
     "gather_facts",
@@ -106,6 +109,7 @@ _CLIENT_ERRORS = 2000  # CR_* codes: the connection itself failed
 _ER_ACCESS_DENIED = 1045
 _ER_HOST_NOT_PRIVILEGED = 1130
 _CR_CONNECTION_ERRORS = frozenset({2002, 2003, 2005, 2006, 2013})
+_CR_SSL_REQUIRED = 2026  # TLS required by ssl_mode, not offered by the server
 _MY_CNF = "in my.cnf, section [mariadb] (e.g. /etc/mysql/mariadb.conf.d/60-vicidial-cdc.cnf):"
 
 
@@ -178,6 +182,9 @@ class ServerFacts:
     settings_error: str = ""
     #: ``SHOW GRANTS`` lines that are neither understood privileges nor role grants.
     unparsed_grants: int = 0
+    #: This session's ``Ssl_cipher`` and ``Ssl_version`` ("": not encrypted).
+    ssl_cipher: str = ""
+    ssl_version: str = ""
 
     @property
     def version(self) -> str:
@@ -238,6 +245,12 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
     )
     labels = enum_labels(str(type_rows[0][0])) if type_rows else None
     settings, settings_error = _try_select(lambda: vicidb.load_settings_rows(conn, database))
+    ssl_status = {
+        str(name): str(value or "")
+        for name, value in _rows(
+            conn, "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_cipher', 'Ssl_version')"
+        )
+    }
     field_rows = settings.field_rows if settings is not None else None
     if field_rows is None:  # the custom tables to check need only vicidial_lists_fields
         columns = ", ".join(vicidb.quote_name(c) for c in FIELD_COLUMNS)
@@ -256,6 +269,8 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
         replica_hosts_error=replica_error,
         settings_error=settings_error,
         unparsed_grants=unparsed,
+        ssl_cipher=ssl_status.get("Ssl_cipher", ""),
+        ssl_version=ssl_status.get("Ssl_version", ""),
     )
 
 
@@ -1154,6 +1169,12 @@ def connect_failure(mysql: MysqlConfig, exc: SourceError) -> CheckResult:
             f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account};\n"
             f"GRANT SELECT ON {quote(mysql.database)}.<each table check lists> TO {account};"
         )
+    elif isinstance(getattr(cause, "original_exception", None), ssl.SSLError) or code == _CR_SSL_REQUIRED:
+        fix = (
+            "TLS: [mysql] ssl_ca must be the CA that signed the server's certificate (ssl_cert in the "
+            "server's my.cnf), the certificate must name [mysql] host, and the server must have TLS on "
+            "(SHOW VARIABLES LIKE 'have_ssl': YES); see the README, \"TLS to MySQL\""
+        )
     elif code == _ER_HOST_NOT_PRIVILEGED:
         fix = (
             f"the server has no account {mysql.user!r} for the host the streamer connects from: "
@@ -1168,6 +1189,66 @@ def connect_failure(mysql: MysqlConfig, exc: SourceError) -> CheckResult:
     else:
         fix = "check the [mysql] settings of the config file and that MariaDB is running"
     return CheckResult("connect", Status.FAIL, str(exc), fix)
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+_TLS_FIX = (
+    f"on the server, {_MY_CNF}\n    ssl_cert = /etc/mysql/tls/server.pem\n"
+    "    ssl_key  = /etc/mysql/tls/server.key\n    ssl_ca   = /etc/mysql/tls/ca.pem\n"
+    "and in this config file, [mysql]:\n    ssl_ca = \"/etc/vicidial-cdc/mysql-ca.pem\"   "
+    "# ssl_mode is then verify_identity"
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_tls(facts: ServerFacts, mysql: MysqlConfig) -> list[CheckResult]:
+    """Whether this session is encrypted (``Ssl_cipher``) and the server verified; key file mode."""
+    mode = mysql.tls_mode
+    local = _is_loopback(mysql.host)
+    if not facts.ssl_cipher:
+        if local:
+            result = CheckResult(
+                "tls", Status.OK, f"not encrypted (ssl_mode {mode.value}): {mysql.host} is this host"
+            )
+        else:
+            result = CheckResult(
+                "tls",
+                Status.WARN,
+                f"not encrypted (ssl_mode {mode.value}): the binlog, with leads and password hashes, "
+                f"crosses the network to {mysql.host} in plaintext",
+                _TLS_FIX,
+            )
+    else:
+        verified = {
+            SslMode.VERIFY_IDENTITY: "server certificate and name verified",
+            SslMode.VERIFY_CA: "server certificate verified, not its name",
+        }.get(mode, "server not verified")
+        encrypted = f"encrypted ({facts.ssl_version or 'TLS'}, {facts.ssl_cipher}), {verified}"
+        if mode in (SslMode.VERIFY_IDENTITY, SslMode.VERIFY_CA) or local:
+            result = CheckResult("tls", Status.OK, f"{encrypted} (ssl_mode {mode.value})")
+        else:
+            result = CheckResult(
+                "tls",
+                Status.WARN,
+                f"{encrypted} (ssl_mode {mode.value}): anyone on the path to {mysql.host} can pose as the "
+                "server and read the binlog",
+                "in this config file, [mysql]: ssl_ca = \"<the CA that signed the server's certificate>\" "
+                "and ssl_mode = \"verify_identity\" (or leave ssl_mode out)",
+            )
+    results = [result]
+    results.extend(
+        CheckResult("tls.key", Status.WARN, warning, f"chmod 600 {mysql.ssl_key}")
+        for warning in tls_warnings(mysql)
+    )
+    return results
 
 
 def run_checks(cfg: Config, *, max_downtime_s: float = DEFAULT_MAX_DOWNTIME_S) -> list[CheckResult]:
@@ -1186,6 +1267,7 @@ def run_checks(cfg: Config, *, max_downtime_s: float = DEFAULT_MAX_DOWNTIME_S) -
     overrides = UrlOverrides(system=cfg.urls.system, lists=dict(cfg.urls.lists))
     return [
         connected,
+        *check_tls(facts, mysql),
         *evaluate(facts, server_id=mysql.server_id, overrides=overrides, max_downtime_s=max_downtime_s),
     ]
 

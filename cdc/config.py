@@ -6,10 +6,16 @@ password) come only from the environment or a file and are redacted in ``repr``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import ipaddress
+import logging
+import math
 import os
 import re
+import ssl
+import stat
 import tomllib
 import types
 import typing
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "VICIDIAL_CDC_"
 DISABLED = "---DISABLED---"
@@ -35,6 +43,17 @@ class Secret:
 
     def __repr__(self) -> str:
         return "Secret('***')" if self.value else "Secret('')"
+
+
+class SslMode(enum.StrEnum):
+    """``[mysql] ssl_mode``: MySQL's ``--ssl-mode`` values (MariaDB: ``--ssl``,
+    ``--ssl-verify-server-cert``). Every mode but the first two refuses plaintext."""
+
+    DISABLED = "disabled"  # plaintext
+    PREFERRED = "preferred"  # TLS when the server offers it, not verified: loopback only
+    REQUIRED = "required"  # TLS or no connection; the server is not verified
+    VERIFY_CA = "verify_ca"  # ... and its certificate is signed by ssl_ca (or a system CA)
+    VERIFY_IDENTITY = "verify_identity"  # ... and names [mysql] host
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +74,47 @@ class MysqlConfig:
     heartbeat_s: float = 5.0
     #: Name of this VICIdial database in outbox keys and metrics (default: host).
     source: str = ""
+    #: TLS for every connection (the binlog carries leads and password hashes), under
+    #: the MySQL client names. "": verify_identity when ssl_ca or ssl_cert is set,
+    #: else preferred. See :class:`SslMode`.
+    ssl_mode: str = ""
+    #: PEM file of the CA that signed the server's certificate ("": the system's CAs).
+    ssl_ca: str = ""
+    #: Client certificate and its unencrypted key (PEM), for accounts ``REQUIRE X509``.
+    ssl_cert: str = ""
+    ssl_key: str = ""
 
     @property
     def source_name(self) -> str:
         return self.source or self.host
+
+    @property
+    def tls_mode(self) -> SslMode:
+        """The effective mode: ``ssl_mode``, or what the TLS files imply when it is empty."""
+        if self.ssl_mode:
+            return SslMode(self.ssl_mode)
+        return SslMode.VERIFY_IDENTITY if self.ssl_ca or self.ssl_cert else SslMode.PREFERRED
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context of ``tls_mode`` (``None``: disabled or preferred).
+
+        Built at each call, so a reconnect reads renewed certificates. Raises
+        :class:`OSError` or :class:`ssl.SSLError` for files that cannot be used.
+        """
+        mode = self.tls_mode
+        if mode in (SslMode.DISABLED, SslMode.PREFERRED):
+            return None
+        if mode is SslMode.REQUIRED:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=self.ssl_ca or None)
+            ctx.check_hostname = mode is SslMode.VERIFY_IDENTITY
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.ssl_cert:
+            ctx.load_cert_chain(self.ssl_cert, self.ssl_key or None)
+        return ctx
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +346,11 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(f"reader.decoder must be fast or library, got {sections['reader'].decoder!r}")
     config = Config(**sections)
     config = _with_endpoints(config, raw.get("endpoints", {}), raw.get("fanout"), env)
-    return _with_password(config, env)
+    config = _with_password(config, env)
+    validate(config)
+    for warning in tls_warnings(config.mysql):
+        log.warning("config.tls_warning %s", warning)
+    return config
 
 
 def _build(cls: type[Any], table: Mapping[str, Any], section: str, env: Mapping[str, str]) -> Any:
@@ -410,6 +470,214 @@ def _with_password(config: Config, env: Mapping[str, str]) -> Config:
     if password is None:
         return config
     return dataclasses.replace(config, mysql=dataclasses.replace(mysql, password=Secret(password)))
+
+
+# -- Values validated at load -------------------------------------------------------------
+#
+# Types and unknown keys are checked while building; here each value is checked against
+# what it may be, and a bad one is a ConfigError naming the key and the allowed values.
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Allowed numbers: ``low`` (inclusive unless ``open_low``) up to ``high``, finite."""
+
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+
+    def allows(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        return math.isfinite(value) and above and value <= self.high
+
+    def __str__(self) -> str:
+        if self.high != math.inf:
+            return f"between {self.low:g} and {self.high:g}"
+        return f"{'>' if self.open_low else '>='} {self.low:g}"
+
+
+_POSITIVE = _Range(0, open_low=True)
+_NOT_NEGATIVE = _Range(0)
+_AT_LEAST_ONE = _Range(1)
+
+#: ``section.key`` -> allowed values, for every number of the flat sections.
+_RANGES: dict[str, _Range] = {
+    "mysql.port": _Range(1, 65535),
+    "mysql.server_id": _Range(1, 2**32 - 1),
+    "mysql.connect_timeout_s": _POSITIVE,
+    "mysql.read_timeout_s": _POSITIVE,
+    "mysql.heartbeat_s": _POSITIVE,
+    "reader.queue_batches": _AT_LEAST_ONE,
+    "reader.batch_rows": _AT_LEAST_ONE,
+    "reader.match_window_s": _POSITIVE,
+    "reader.custom_wait_s": _NOT_NEGATIVE,
+    "reader.max_pending": _AT_LEAST_ONE,
+    "reader.reconnect_initial_s": _POSITIVE,
+    "reader.reconnect_max_s": _POSITIVE,
+    "reader.max_downtime_s": _POSITIVE,
+    "state.retention_s": _POSITIVE,
+    "delivery.max_in_flight": _AT_LEAST_ONE,
+    "delivery.max_response_bytes": _NOT_NEGATIVE,
+    "delivery.shutdown_grace_s": _NOT_NEGATIVE,
+    "delivery.vicidial_attempt_timeout_s": _POSITIVE,
+    "delivery.retry_base_s": _POSITIVE,
+    "delivery.retry_factor": _AT_LEAST_ONE,
+    "delivery.retry_cap_s": _POSITIVE,
+    "delivery.max_attempts": _AT_LEAST_ONE,
+    "delivery.max_age_s": _POSITIVE,
+    "delivery.breaker_failures": _AT_LEAST_ONE,
+    "delivery.breaker_cooldown_s": _POSITIVE,
+    "delivery.breaker_max_cooldown_s": _POSITIVE,
+}
+#: Per-endpoint limits (``[delivery]`` defaults, ``[delivery.endpoints.*]``, ``[endpoints.*]``).
+_LIMIT_RANGES: dict[str, _Range] = {
+    "concurrency": _AT_LEAST_ONE,
+    "rate_per_s": _POSITIVE,
+    "burst": _AT_LEAST_ONE,
+    "timeout_s": _POSITIVE,
+    "connect_timeout_s": _POSITIVE,
+}
+#: (section, smaller key, larger key): the second may not be below the first.
+_ORDERED = (
+    ("reader", "reconnect_initial_s", "reconnect_max_s"),
+    ("delivery", "retry_base_s", "retry_cap_s"),
+    ("delivery", "breaker_cooldown_s", "breaker_max_cooldown_s"),
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+_URL_TEMPLATE = re.compile(r"(?:VAR)?\s*https?://[^/?#\s]", re.IGNORECASE)
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def validate(config: Config) -> None:
+    """Every value against what it may be; :class:`ConfigError` names the first bad one."""
+    for section in _SECTIONS:
+        values = getattr(config, section)
+        for key, allowed in _RANGES.items():
+            if key.startswith(section + "."):
+                _check_range(key, getattr(values, key.partition(".")[2]), allowed)
+    for section, low, high in _ORDERED:
+        values = getattr(config, section)
+        if getattr(values, high) < getattr(values, low):
+            raise ConfigError(
+                f"{section}.{high} must be >= {section}.{low} ({getattr(values, low):g}), "
+                f"got {getattr(values, high):g}"
+            )
+    limits = {"delivery": config.delivery.defaults}
+    for name, lim in config.delivery.endpoints.items():
+        named = name in config.delivery.named_endpoints
+        limits[f"endpoints.{name}" if named else f"delivery.endpoints.{name}"] = lim
+    for where, lim in limits.items():
+        for key, allowed in _LIMIT_RANGES.items():
+            _check_range(f"{where}.{key}", getattr(lim, key), allowed)
+    _validate_mysql(config.mysql)
+    _validate_reader(config.reader)
+    _validate_listen(config.http.listen)
+    if not config.state.path.strip():
+        raise ConfigError("state.path must be the path of the state file, got ''")
+    _check_choice("log.level", config.log.level.upper(), LOG_LEVELS)
+    _check_choice("log.format", config.log.format, LOG_FORMATS)
+    urls = {"urls.system": config.urls.system} | {f"urls.lists.{k}": v for k, v in config.urls.lists.items()}
+    for where, url in urls.items():
+        if url is not None and url.strip() != DISABLED and not _URL_TEMPLATE.match(url):
+            raise ConfigError(
+                f"{where} must be an http:// or https:// URL template (VICIdial's VAR prefix "
+                f"allowed) or {DISABLED!r}"
+            )
+
+
+def _check_range(where: str, value: float, allowed: _Range) -> None:
+    if not allowed.allows(value):
+        raise ConfigError(f"{where} must be {allowed}, got {value!r}")
+
+
+def _check_choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _validate_reader(reader: ReaderConfig) -> None:
+    from . import charset  # pure; the charsets VICIdial's connection may use
+    from .binlog import parse_start  # raises ConfigError naming reader.start
+
+    parse_start(reader.start)
+    if reader.server_charset:
+        try:
+            charset.python_codec(reader.server_charset)
+        except ValueError as exc:
+            raise ConfigError(
+                f"reader.server_charset: {exc}; allowed: '' (the server's character_set_server) "
+                f"or one of {', '.join(charset.encodable_charsets())}"
+            ) from None
+
+
+def _validate_listen(listen: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    valid_host = bool(host) and (_is_ip(host) or _HOSTNAME.fullmatch(host) is not None)
+    if not sep or not port.isdigit() or int(port) > 65535 or not valid_host:
+        raise ConfigError(
+            f"http.listen must be HOST:PORT (an IP address or host name, a port 0-65535, "
+            f"IPv6 in brackets: [::1]:9108), got {listen!r}"
+        )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _validate_mysql(mysql: MysqlConfig) -> None:
+    for key in ("host", "user", "database"):
+        if not getattr(mysql, key).strip():
+            raise ConfigError(f"mysql.{key} must not be empty")
+    if mysql.ssl_mode:
+        _check_choice("mysql.ssl_mode", mysql.ssl_mode, tuple(m.value for m in SslMode))
+    mode = mysql.tls_mode
+    files = {k: getattr(mysql, k) for k in ("ssl_ca", "ssl_cert", "ssl_key") if getattr(mysql, k)}
+    if mode in (SslMode.DISABLED, SslMode.PREFERRED) and files:
+        raise ConfigError(
+            f"mysql.ssl_mode = {mode.value!r} uses no TLS files, but {', '.join(files)} is set: "
+            "set ssl_mode to verify_identity (or leave it empty), or remove the files"
+        )
+    if mode is SslMode.REQUIRED and mysql.ssl_ca:
+        raise ConfigError(
+            "mysql.ssl_ca is set but ssl_mode = 'required' does not verify the server: "
+            "use verify_identity (or verify_ca), or remove ssl_ca"
+        )
+    if bool(mysql.ssl_cert) != bool(mysql.ssl_key):
+        raise ConfigError("mysql.ssl_cert and mysql.ssl_key go together: set both or neither")
+    for key, path in files.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read mysql.{key} {path}: {exc.strerror}") from None
+    try:
+        mysql.ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"the TLS files of [mysql] cannot be used ({exc}): ssl_ca must be a PEM CA certificate, "
+            "ssl_cert a PEM certificate and ssl_key its unencrypted PEM private key"
+        ) from None
+
+
+def tls_warnings(mysql: MysqlConfig) -> list[str]:
+    """What is allowed but unsafe in the TLS settings (logged at load, shown by ``check``)."""
+    out: list[str] = []
+    if mysql.ssl_key:
+        with contextlib.suppress(OSError):
+            mode = os.stat(mysql.ssl_key).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                out.append(
+                    f"mysql.ssl_key {mysql.ssl_key} is readable by group or others (mode "
+                    f"{stat.S_IMODE(mode):04o}): chmod 600 it"
+                )
+    return out
 
 
 # -- Named endpoints and fan-out ---------------------------------------------------------

@@ -13,12 +13,17 @@ Lifecycle: ``start()`` (initialises the datadir the first time), ``stop()`` (cle
 SHUTDOWN, bounded, then SIGKILL), ``kill()`` (SIGKILL, to simulate a crash),
 ``restart()`` (same datadir, same port), ``close()`` (stop and remove the base
 directory if the instance created it). Root has an empty password.
+
+TLS: ``PrivateMariaDB(tls=make_tls_files(directory))`` serves TLS with certificates
+made on the spot by the ``openssl`` command (a CA, a server certificate for 127.0.0.1
+and localhost, a client certificate); ``require_tls=True`` refuses plaintext clients.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -27,10 +32,11 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import pymysql
 
@@ -42,7 +48,9 @@ __all__ = [
     "OptionValue",
     "PrivateMariaDB",
     "RowMetadata",
+    "TlsFiles",
     "ensure_installed",
+    "make_tls_files",
 ]
 
 Charset = Literal["utf8mb4", "latin1"]
@@ -111,6 +119,86 @@ def ensure_installed(allow_install: bool) -> None:
         raise MariaDBError("mariadb-server was installed but mariadbd is still not found")
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files made by :func:`make_tls_files`; keys are mode 0600."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(
+    directory: str | os.PathLike[str],
+    *,
+    server_names: Sequence[str] = (_LOCALHOST, "localhost"),
+    ca_name: str = "vicidial-cdc test CA",
+    days: int = 2,
+) -> TlsFiles:
+    """A new CA, a server certificate for ``server_names`` and a client certificate.
+
+    Made by the ``openssl`` command (EC P-256 keys, short-lived). ``server_names`` go
+    into the server certificate's subjectAltName: IP addresses as ``IP:``, others as ``DNS:``.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise MariaDBError("the openssl command is needed to make test certificates: install openssl")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise MariaDBError(f"openssl {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+
+    def key(name: str) -> Path:
+        path = out / f"{name}.key"
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+        path.chmod(0o600)
+        return path
+
+    def issue(name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+        private = key(name)
+        csr, cert, ext = out / f"{name}.csr", out / f"{name}.pem", out / f"{name}.ext"
+        ext.write_text(extensions, encoding="ascii")
+        run("req", "-new", "-key", str(private), "-subj", subject, "-out", str(csr))
+        run(
+            "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", str(days), "-sha256", "-extfile", str(ext), "-out", str(cert),
+        )  # fmt: skip
+        return cert, private
+
+    ca_key, ca = key("ca"), out / "ca.pem"
+    run(
+        "req", "-x509", "-new", "-key", str(ca_key), "-subj", f"/CN={ca_name}", "-days", str(days),
+        "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(ca),
+    )  # fmt: skip
+    alt_names = ",".join(f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in server_names)
+    server_cert, server_key = issue(
+        "server",
+        f"/CN={server_names[0]}",
+        f"subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    client_cert, client_key = issue(
+        "client",
+        "/CN=vicidial-cdc client",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    return TlsFiles(ca, server_cert, server_key, client_cert, client_key)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_LOCALHOST, 0))
@@ -145,6 +233,8 @@ class PrivateMariaDB:
         max_binlog_size: int | None = None,
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
+        tls: TlsFiles | None = None,
+        require_tls: bool = False,
     ) -> None:
         if charset not in _COLLATIONS:
             raise ValueError(f"charset must be one of {sorted(_COLLATIONS)}, got {charset!r}")
@@ -161,6 +251,11 @@ class PrivateMariaDB:
         self.max_binlog_size = max_binlog_size
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        if require_tls and tls is None:
+            raise ValueError("require_tls needs tls files")
+        #: Server certificate, key and CA (``None``: no TLS); root's connections verify the CA.
+        self.tls = tls
+        self.require_tls = require_tls
         self._extra: dict[str, tuple[str, OptionValue]] = {
             _option_key(k): (k, v) for k, v in (options or {}).items()
         }
@@ -321,7 +416,10 @@ class PrivateMariaDB:
         charset: str = "utf8mb4",
         connect_timeout_s: float = 10.0,
     ) -> pymysql.Connection:
-        """A new PyMySQL connection over TCP; the caller closes it."""
+        """A new PyMySQL connection over TCP (TLS, CA verified, when the server has it)."""
+        tls: dict[str, Any] = {"ssl_disabled": True}
+        if self.tls is not None:
+            tls = {"ssl_ca": str(self.tls.ca), "ssl_verify_cert": True}
         return pymysql.connect(
             host=self.host,
             port=self.port,
@@ -331,6 +429,7 @@ class PrivateMariaDB:
             autocommit=autocommit,
             charset=charset,
             connect_timeout=connect_timeout_s,
+            **tls,
         )
 
     def binlog_files(self) -> list[str]:
@@ -411,6 +510,12 @@ class PrivateMariaDB:
         ]
         if self.max_binlog_size is not None:
             defaults.append(("max_binlog_size", self.max_binlog_size))
+        if self.tls is not None:
+            defaults.append(("ssl_ca", str(self.tls.ca)))
+            defaults.append(("ssl_cert", str(self.tls.server_cert)))
+            defaults.append(("ssl_key", str(self.tls.server_key)))
+        if self.require_tls:
+            defaults.append(("require_secure_transport", "ON"))
         if os.geteuid() == 0:
             defaults.append(("user", "root"))
         merged = {_option_key(name): (name, value) for name, value in defaults}
