@@ -100,7 +100,11 @@ _VARIABLES = (
 _REPLICATION_CLIENT = frozenset({"REPLICATION CLIENT", "BINLOG MONITOR"})  # 10.5.2+ renamed it
 _NEEDED_GLOBAL = frozenset({"USAGE", "REPLICATION SLAVE"}) | _REPLICATION_CLIENT
 _ALL = frozenset({"ALL PRIVILEGES", "ALL"})
-_PASSWORD_TABLES = "vicidial_users and vicidial_api_urls, which hold API passwords"
+#: Why the recommended grant is SELECT on the whole VICIdial database (README, "Grants").
+_WHY_DATABASE_SELECT = (
+    "REPLICATION SLAVE already shows this account every row written to every table, "
+    "vicidial_users included, so per-table grants protect nothing and break when lists are added"
+)
 #: A list_id no list has: ``url_for`` falls back to the system level for it.
 _NO_LIST = -1
 _MAX_IDS_SHOWN = 20
@@ -470,6 +474,22 @@ def has_privilege(
     return False
 
 
+def _names_database(pattern: str, database: str) -> bool:
+    """A database-level grant name that is ``database`` itself, not a wider pattern."""
+    if pattern == database:
+        return True
+    return pattern.replace("\\_", "_").replace("\\%", "%") == database
+
+
+def has_database_select(grants: Iterable[Grant], database: str) -> bool:
+    """SELECT on every table of ``database``, present and future (database or global level)."""
+    wanted = {"SELECT"} | _ALL
+    return any(
+        not g.routine and g.table == "*" and g.privileges & wanted and _db_matches(g.database, database)
+        for g in grants
+    )
+
+
 def extra_privileges(grants: Iterable[Grant], database: str, tables: Iterable[str]) -> list[str]:
     """Privileges held beyond what the streamer uses, one text per grant (no grantee)."""
     needed_tables = frozenset(tables)
@@ -481,11 +501,13 @@ def extra_privileges(grants: Iterable[Grant], database: str, tables: Iterable[st
         elif grant.database == "*":
             extra = set(grant.privileges - _NEEDED_GLOBAL)
             if "SELECT" in extra or extra & _ALL:
-                note = f" (reads every table, including {_PASSWORD_TABLES})"
+                note = " (every database on the server, not only VICIdial's)"
         elif grant.table == "*":
             extra = set(grant.privileges - {"USAGE"})
-            if _db_matches(grant.database, database) and ({"SELECT"} | _ALL) & extra:
-                note = f" (every table, including {_PASSWORD_TABLES})"
+            if _names_database(grant.database, database):
+                extra.discard("SELECT")  # the recommended grant
+            elif _db_matches(grant.database, database) and ({"SELECT"} | _ALL) & extra:
+                note = " (a pattern: every database whose name it matches)"
         elif grant.database == database and grant.table in needed_tables:
             extra = set(grant.privileges - {"SELECT", "USAGE"})
         else:
@@ -810,13 +832,25 @@ def check_privileges(
     unknown_custom = (
         "" if custom_known else "; custom_<list_id> tables unknown until vicidial_lists_fields is readable"
     )
+    select_all = f"GRANT SELECT ON {db}.* TO {account};"
     if missing:
         results.append(
             CheckResult(
                 "grant.select",
                 Status.FAIL,
                 f"{facts.account} cannot SELECT from {', '.join(missing)} in {db}{unknown_custom}",
-                "\n".join(f"GRANT SELECT ON {db}.{quote(t)} TO {account};" for t in missing),
+                f"{select_all}\n(the whole database: {_WHY_DATABASE_SELECT})",
+            )
+        )
+    elif not has_database_select(facts.grants, facts.database):
+        results.append(
+            CheckResult(
+                "grant.select",
+                Status.WARN,
+                f"SELECT is granted table by table: fragile. When an admin gives a new list custom fields, "
+                f"VICIdial creates custom_<list_id>, which {facts.account} cannot read, and that list's "
+                f"leads wait until someone grants it{unknown_custom}",
+                f"{select_all}\n(then the per-table SELECT grants can go: {_WHY_DATABASE_SELECT})",
             )
         )
     else:
@@ -824,7 +858,8 @@ def check_privileges(
             CheckResult(
                 "grant.select",
                 Status.OK,
-                f"SELECT held on the {len(read_tables)} tables read{unknown_custom}",
+                f"SELECT on {db}.*: the {len(read_tables)} tables read and the lists added later"
+                f"{unknown_custom}",
             )
         )
     extra = extra_privileges(facts.grants, facts.database, read_tables)
@@ -839,13 +874,13 @@ def check_privileges(
         lines = [
             "nothing more is needed; a dedicated account with only what the streamer uses:",
             f"CREATE USER {dedicated} IDENTIFIED BY '<password>';",
-            *least_privilege_grants(dedicated, facts.database, read_tables),
+            *least_privilege_grants(dedicated, facts.database),
         ]
     else:
         lines = [
             "nothing more is needed; to keep only what the streamer uses:",
             f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};",
-            *least_privilege_grants(account, facts.database, read_tables),
+            *least_privilege_grants(account, facts.database),
         ]
     results.append(
         CheckResult("grant.extra", Status.INFO, "also holds: " + "; ".join(extra), "\n".join(lines))
@@ -853,12 +888,11 @@ def check_privileges(
     return results
 
 
-def least_privilege_grants(account: str, database: str, read_tables: Iterable[str]) -> list[str]:
-    """The GRANT statements of an account that holds exactly what the streamer uses."""
-    db = quote(database)
+def least_privilege_grants(account: str, database: str) -> list[str]:
+    """The GRANT statements of the recommended account (deploy/sql/grants.sql)."""
     return [
         f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account};",
-        *(f"GRANT SELECT ON {db}.{quote(t)} TO {account};" for t in read_tables),
+        f"GRANT SELECT ON {quote(database)}.* TO {account};",
     ]
 
 
@@ -1167,7 +1201,7 @@ def connect_failure(mysql: MysqlConfig, exc: SourceError) -> CheckResult:
             "(env VICIDIAL_CDC_MYSQL_PASSWORD or [mysql] password_file); to create the account:\n"
             f"CREATE USER {account} IDENTIFIED BY '<password>';\n"
             f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account};\n"
-            f"GRANT SELECT ON {quote(mysql.database)}.<each table check lists> TO {account};"
+            f"GRANT SELECT ON {quote(mysql.database)}.* TO {account};"
         )
     elif isinstance(getattr(cause, "original_exception", None), ssl.SSLError) or code == _CR_SSL_REQUIRED:
         fix = (

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import types
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pymysql
@@ -27,6 +28,7 @@ from cdc.check import (
     check_schema_version,
     check_server_id,
     check_tables,
+    check_tls,
     connect_failure,
     enum_labels,
     evaluate,
@@ -56,7 +58,13 @@ SECRETS = ("VICI-SECRET-1", "VICI-SECRET-2", "CFG-SECRET-3", "CFG-SECRET-4")
 DISABLED = "---DISABLED---"
 
 
-def least_privilege(tables: tuple[str, ...] = READ_TABLES) -> tuple[Grant, ...]:
+def least_privilege() -> tuple[Grant, ...]:
+    """The recommended grants (deploy/sql/grants.sql): SELECT on the whole database."""
+    return (Grant(frozenset({"REPLICATION SLAVE", "BINLOG MONITOR"})), Grant(frozenset({"SELECT"}), DB))
+
+
+def per_table(tables: tuple[str, ...] = READ_TABLES) -> tuple[Grant, ...]:
+    """The old advice: SELECT table by table."""
     return (
         Grant(frozenset({"REPLICATION SLAVE", "BINLOG MONITOR"})),
         *(Grant(frozenset({"SELECT"}), DB, t) for t in tables),
@@ -243,22 +251,32 @@ class TestExtraPrivileges:
     """Anything beyond REPLICATION SLAVE/CLIENT and table SELECTs is reported."""
 
     def test_least_privilege_has_nothing_extra(self) -> None:
-        """The recommended grants hold nothing more."""
+        """The recommended grants hold nothing more; nor do the old per-table ones."""
         assert extra_privileges(least_privilege(), DB, READ_TABLES) == []
+        assert extra_privileges(per_table(), DB, READ_TABLES) == []
 
     def test_extras_at_each_level(self) -> None:
-        """Global, database-wide SELECT, other privileges and grant option are listed."""
+        """Global SELECT, database patterns, other privileges and grant option are listed."""
         grants = [
             Grant(frozenset({"REPLICATION SLAVE", "SUPER"})),
-            Grant(frozenset({"SELECT"}), DB),
+            Grant(frozenset({"SELECT"}), "*"),
+            Grant(frozenset({"SELECT"}), "aster%"),
             Grant(frozenset({"SELECT", "INSERT"}), DB, "vicidial_list", grant_option=True),
             Grant(frozenset({"SELECT"}), DB, "vicidial_users"),
         ]
         extra = extra_privileges(grants, DB, READ_TABLES)
         assert extra[0] == "SUPER ON *.*"
-        assert extra[1].startswith("SELECT ON `asterisk`.* (every table, including vicidial_users")
-        assert extra[2] == "INSERT ON `asterisk`.`vicidial_list` WITH GRANT OPTION"
-        assert extra[3] == "SELECT ON `asterisk`.`vicidial_users`"
+        assert extra[1] == "SELECT ON *.* (every database on the server, not only VICIdial's)"
+        assert extra[2] == "SELECT ON `aster%`.* (a pattern: every database whose name it matches)"
+        assert extra[3] == "INSERT ON `asterisk`.`vicidial_list` WITH GRANT OPTION"
+        assert extra[4] == "SELECT ON `asterisk`.`vicidial_users`"
+
+    def test_select_on_the_database_is_not_extra(self) -> None:
+        """The recommended SELECT on the database, also written with escaped wildcards."""
+        assert extra_privileges([Grant(frozenset({"SELECT"}), "vd1\\_x")], "vd1_x", READ_TABLES) == []
+        assert extra_privileges([Grant(frozenset({"SELECT", "INSERT"}), DB)], DB, READ_TABLES) == [
+            "INSERT ON `asterisk`.*"
+        ]
 
 
 class TestBinlogSettings:
@@ -401,7 +419,7 @@ class TestPrivileges:
         assert by_name(check_privileges(facts, ()))["grant.replication_client"].status is Status.OK
 
     def test_missing_privileges_are_blockers_with_the_grant_statements(self) -> None:
-        """Each missing privilege: FAIL and the exact GRANT for this account."""
+        """Each missing privilege: FAIL and the exact GRANT for this account (the whole database)."""
         grants = (
             Grant(frozenset({"REPLICATION SLAVE"})),
             Grant(frozenset({"SELECT"}), DB, "vicidial_list"),
@@ -414,9 +432,34 @@ class TestPrivileges:
         assert client.fix == "GRANT REPLICATION CLIENT ON *.* TO 'cdc'@'10.0.0.%';"
         select = results["grant.select"]
         assert select.status is Status.FAIL
-        assert select.fix.splitlines() == [
-            f"GRANT SELECT ON `asterisk`.`{t}` TO 'cdc'@'10.0.0.%';" for t in tables if t != "vicidial_list"
-        ]
+        for t in tables[1:]:
+            assert t in select.message
+        assert select.fix.splitlines()[0] == "GRANT SELECT ON `asterisk`.* TO 'cdc'@'10.0.0.%';"
+        assert "REPLICATION SLAVE already shows this account every row" in select.fix
+
+    def test_per_table_select_is_a_fragile_warning(self) -> None:
+        """Every table granted one by one: WARN naming the new-list risk; the fix is SELECT on db.*."""
+        tables = (*READ_TABLES, "custom_101")
+        select = by_name(check_privileges(make_facts(grants=per_table(tables)), tables))["grant.select"]
+        assert select.status is Status.WARN
+        assert "custom_<list_id>" in select.message and "new list" in select.message
+        assert select.fix.splitlines()[0] == "GRANT SELECT ON `asterisk`.* TO 'vicidial_cdc'@'%';"
+
+    @pytest.mark.parametrize(
+        "grant",
+        [
+            Grant(frozenset({"SELECT"}), DB),
+            Grant(frozenset({"SELECT"}), "aster%"),
+            Grant(frozenset({"SELECT"})),
+            Grant(frozenset({"ALL PRIVILEGES"}), DB),
+        ],
+    )
+    def test_database_wide_select_is_ok(self, grant: Grant) -> None:
+        """SELECT at database or global level covers the lists added later: OK."""
+        grants = (Grant(frozenset({"REPLICATION SLAVE", "BINLOG MONITOR"})), grant)
+        tables = (*READ_TABLES, "custom_101")
+        select = by_name(check_privileges(make_facts(grants=grants), tables))["grant.select"]
+        assert select.status is Status.OK
 
     def test_extras_of_a_dedicated_account_are_info_with_revoke_and_grants(self) -> None:
         """INFO (not a warning): REVOKE ALL, then the least-privilege GRANTs."""
@@ -425,9 +468,11 @@ class TestPrivileges:
         assert result.status is Status.INFO
         assert "INSERT, UPDATE ON `asterisk`.*" in result.message
         lines = result.fix.splitlines()
-        assert lines[1] == "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'vicidial_cdc'@'%';"
-        assert lines[2] == "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'vicidial_cdc'@'%';"
-        assert len(lines) == 3 + len(READ_TABLES)
+        assert lines[1:] == [
+            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'vicidial_cdc'@'%';",
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'vicidial_cdc'@'%';",
+            "GRANT SELECT ON `asterisk`.* TO 'vicidial_cdc'@'%';",
+        ]
 
     def test_root_gets_a_dedicated_account_instead_of_a_revoke(self) -> None:
         """Never suggest revoking root's privileges: CREATE USER a dedicated account."""
@@ -467,9 +512,9 @@ class TestTables:
         """custom_<list_id> for each list with fields: present OK, absent WARN."""
         present = make_facts(tables=frozenset({*READ_TABLES, "custom_101"}))
         assert check_custom_tables(present, [101]).status is Status.OK
-        granted = make_facts(grants=least_privilege((*READ_TABLES, "custom_101")))
-        assert check_custom_tables(granted, [101]).status is Status.WARN
-        assert check_custom_tables(make_facts(), [101]).status is Status.INFO  # hidden: no privilege
+        assert check_custom_tables(make_facts(), [101]).status is Status.WARN
+        hidden = make_facts(grants=per_table())
+        assert check_custom_tables(hidden, [101]).status is Status.INFO  # hidden: no privilege
         assert check_custom_tables(make_facts(), []).status is Status.OK
         assert check_custom_tables(make_facts(), None).status is Status.INFO
 
@@ -615,9 +660,11 @@ class TestEvaluate:
 
     def test_custom_field_lists_add_their_tables_to_the_select_check(self) -> None:
         """A list with custom fields needs SELECT on custom_<list_id>."""
-        facts = make_facts(settings=settings(fields=(field_row(101, "color"),)))
+        facts = make_facts(settings=settings(fields=(field_row(101, "color"),)), grants=per_table())
         results = by_name(evaluate(facts, overrides=UrlOverrides(system=CFG_SYS)))
-        assert results["grant.select"].fix == "GRANT SELECT ON `asterisk`.`custom_101` TO 'vicidial_cdc'@'%';"
+        assert results["grant.select"].status is Status.FAIL
+        assert "custom_101" in results["grant.select"].message
+        assert results["grant.select"].fix.startswith("GRANT SELECT ON `asterisk`.* TO 'vicidial_cdc'@'%';")
         assert results["tables.custom"].status is Status.INFO  # not visible without a privilege
 
 
@@ -698,3 +745,48 @@ class TestConnectFailure:
         """2003: host, port, bind-address, firewall."""
         result = self._failure(2003)
         assert "VICIDIAL_CDC_MYSQL_HOST" in result.fix and "bind-address" in result.fix
+
+
+class TestTls:
+    """``tls``: the session's Ssl_cipher, the ssl_mode and the host decide OK or WARN."""
+
+    def test_plaintext_on_loopback_is_ok(self) -> None:
+        """Nothing leaves the host: OK."""
+        (result,) = check_tls(make_facts(), MysqlConfig(host="127.0.0.1"))
+        assert result.status is Status.OK
+        assert "not encrypted" in result.message
+
+    def test_plaintext_to_another_host_warns_with_the_settings(self) -> None:
+        """The binlog crossing the network in plaintext: WARN, my.cnf and [mysql] lines."""
+        (result,) = check_tls(make_facts(), MysqlConfig(host="db.example.com"))
+        assert result.status is Status.WARN
+        assert "plaintext" in result.message
+        assert "ssl_cert = " in result.fix and 'ssl_ca = "' in result.fix
+
+    def test_verified_tls_is_ok_and_names_the_cipher(self) -> None:
+        """verify_identity (implied by ssl_ca) with a cipher: OK, cipher and version shown."""
+        facts = make_facts(ssl_cipher="TLS_AES_256_GCM_SHA384", ssl_version="TLSv1.3")
+        (result,) = check_tls(facts, MysqlConfig(host="db.example.com", ssl_ca="/etc/ca.pem"))
+        assert result.status is Status.OK
+        assert "TLSv1.3, TLS_AES_256_GCM_SHA384" in result.message
+        assert "name verified" in result.message
+
+    @pytest.mark.parametrize("mode", ["preferred", "required"])
+    def test_unverified_tls_to_another_host_warns(self, mode: str) -> None:
+        """Encrypted but not verified: anyone on the path can pose as the server."""
+        facts = make_facts(ssl_cipher="TLS_AES_256_GCM_SHA384")
+        (result,) = check_tls(facts, MysqlConfig(host="10.1.2.3", ssl_mode=mode))
+        assert result.status is Status.WARN
+        assert "verify_identity" in result.fix
+
+    def test_group_readable_key_warns(self, tmp_path: Path) -> None:
+        """A client key readable by others: tls.key WARN with the chmod."""
+        key = tmp_path / "client.key"
+        key.write_text("x", encoding="ascii")
+        key.chmod(0o640)
+        mysql = MysqlConfig(ssl_cert=str(key), ssl_key=str(key))
+        results = by_name(check_tls(make_facts(ssl_cipher="X"), mysql))
+        assert results["tls.key"].status is Status.WARN
+        assert results["tls.key"].fix == f"chmod 600 {key}"
+        key.chmod(0o600)
+        assert "tls.key" not in by_name(check_tls(make_facts(ssl_cipher="X"), mysql))
