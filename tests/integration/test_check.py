@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import MariaDBFactory, wait_until
+from opstools import grants_user
 
 from cdc import cli
 from cdc.config import ENV_PREFIX
@@ -364,16 +365,10 @@ class TestPrivileges:
         assert result.status("grant.replication_slave") == "OK"
         account = f"'{user}'@'127.0.0.1'"
         assert result.fix("grant.replication_client") == f"GRANT REPLICATION CLIENT ON *.* TO {account};"
-        assert result.fix("grant.select").splitlines() == [
-            f"GRANT SELECT ON `{vicidial_db}`.`{t}` TO {account};"
-            for t in (
-                "vicidial_api_log",
-                "vicidial_url_multi",
-                "system_settings",
-                "vicidial_url_log",
-                "custom_101",
-            )
-        ]
+        message = result.results["grant.select"]["message"]
+        for table in ("vicidial_api_log", "vicidial_url_multi", "system_settings", "vicidial_url_log", "custom_101"):
+            assert table in message
+        assert fix_statements(result.fix("grant.select")) == [f"GRANT SELECT ON `{vicidial_db}`.* TO {account}"]
         assert result.status("tables") == "INFO"  # hidden tables: not reported as missing
         assert result.status("urls") == "INFO"  # settings unreadable: not checked
         assert result.status("server_id") == "INFO"  # no REPLICATION MASTER ADMIN: not verifiable
@@ -402,8 +397,8 @@ class TestPrivileges:
         extra = result.results["grant.extra"]
         assert extra["status"] == "INFO"
         assert "PROCESS ON *.*" in extra["message"]
-        assert f"INSERT, SELECT ON `{vicidial_db}`.*" in extra["message"]
-        assert "vicidial_users" in extra["message"]
+        assert f"INSERT ON `{vicidial_db}`.*" in extra["message"]  # SELECT on the database is needed
+        assert "SELECT" not in extra["message"]
 
         sql(mariadb, *fix_statements(extra["fix"]))
         fixed = check.run(mariadb, vicidial_db, user=user, password=password)
@@ -442,10 +437,69 @@ class TestPrivileges:
                 f"SET DEFAULT ROLE {role} FOR {{account}}",
             )
             result = check.run(mariadb, vicidial_db, user=user, password=password)
-            assert (result.code, result.problems()) == (0, {})
+            assert (result.code, result.problems()) == (1, {"grant.select": "WARN"})  # held, but per table
             assert result.status("grant.extra") == "OK"
+            sql(mariadb, f"GRANT SELECT ON `{vicidial_db}`.* TO {role}")
+            database_wide = check.run(mariadb, vicidial_db, user=user, password=password)
+            assert (database_wide.code, database_wide.problems()) == (0, {})
         finally:
             sql(mariadb, f"DROP ROLE IF EXISTS {role}")
+
+    def test_grants_sql_account_keeps_working_when_lists_are_added(
+        self, check: CheckRunner, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial
+    ) -> None:
+        """deploy/sql/grants.sql: all good, and still all good after a new list gets custom fields."""
+        with grants_user(mariadb, vicidial_db, "cdc_check_sqlfile", "pw-sqlfile-1"):
+            before = check.run(mariadb, vicidial_db, user="cdc_check_sqlfile", password="pw-sqlfile-1")
+            assert (before.code, before.problems()) == (0, {})
+            for name in ("grant.replication_slave", "grant.replication_client", "grant.select", "grant.extra"):
+                assert before.status(name) == "OK"
+            vicidial.add_list(4101)
+            vicidial.add_custom_fields(4101, [("color", False)])
+            after = check.run(mariadb, vicidial_db, user="cdc_check_sqlfile", password="pw-sqlfile-1")
+            assert (after.code, after.problems()) == (0, {})
+            assert after.status("tables.custom") == "OK"
+            assert "custom_4101" in after.results["tables.custom"]["message"]
+
+    def test_per_table_grants_warn_then_fail_when_a_list_is_added(
+        self,
+        check: CheckRunner,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        make_user: Callable[..., tuple[str, str]],
+    ) -> None:
+        """The old per-table advice: WARN (fragile); a new list's custom table: FAIL; the fix: db.*."""
+        vicidial.add_list(101)
+        vicidial.add_custom_fields(101, [("color", False)])
+        tables = (
+            "vicidial_list",
+            "vicidial_api_log",
+            "vicidial_url_multi",
+            "vicidial_lists",
+            "vicidial_lists_fields",
+            "system_settings",
+            "vicidial_url_log",
+            "custom_101",
+        )
+        user, password = make_user(
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}",
+            *(f"GRANT SELECT ON `{vicidial_db}`.`{t}` TO {{account}}" for t in tables),
+        )
+        fragile = check.run(mariadb, vicidial_db, user=user, password=password)
+        assert (fragile.code, fragile.problems()) == (1, {"grant.select": "WARN"})
+        assert "custom_<list_id>" in fragile.results["grant.select"]["message"]
+
+        vicidial.add_list(102)
+        vicidial.add_custom_fields(102, [("size", False)])
+        broken = check.run(mariadb, vicidial_db, user=user, password=password)
+        assert broken.code == 2
+        assert broken.status("grant.select") == "FAIL"
+        assert "custom_102" in broken.results["grant.select"]["message"]
+
+        sql(mariadb, *fix_statements(broken.fix("grant.select")))
+        fixed = check.run(mariadb, vicidial_db, user=user, password=password)
+        assert (fixed.code, fixed.problems()) == (0, {})
 
 
 class TestConnection:

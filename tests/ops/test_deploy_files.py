@@ -336,23 +336,27 @@ class TestMariaDBSnippet:
 
 
 class TestGrants:
-    """grants.sql runs on a real MariaDB and grants reading, never the API password tables."""
+    """grants.sql runs on a real MariaDB: reading VICIdial's database (lists added later too), nothing else."""
 
-    def test_least_privilege(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
-        """The account can SELECT settings and read binlog positions, but not vicidial_users."""
+    def test_reads_the_database_writes_nothing(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
+        """SELECT settings and a custom table created after the grants, binlog positions; no write, no mysql.*."""
         with grants_user(mariadb, vicidial_db, "cdc_grants_test", "pw-grants-test"):
+            with contextlib.closing(mariadb.connect(db=vicidial_db)) as root, root.cursor() as cur:
+                cur.execute("CREATE TABLE custom_4242 (lead_id INT UNSIGNED PRIMARY KEY, color VARCHAR(9))")
             conn = pymysql.connect(
                 host=mariadb.host, port=mariadb.port, user="cdc_grants_test", password="pw-grants-test"
             )
             with contextlib.closing(conn), conn.cursor() as cur:
                 cur.execute(f"SELECT COUNT(*) FROM `{vicidial_db}`.system_settings")
+                cur.execute(f"SELECT COUNT(*) FROM `{vicidial_db}`.custom_4242")
                 cur.execute("SHOW MASTER STATUS")
                 assert cur.fetchone() is not None
-                for table in ("vicidial_users", "vicidial_api_urls"):
-                    with pytest.raises(pymysql.err.OperationalError):
-                        cur.execute(f"SELECT * FROM `{vicidial_db}`.{table}")
+                cur.execute("SHOW BINARY LOGS")
+                assert cur.fetchall()
                 with pytest.raises(pymysql.err.OperationalError):
                     cur.execute(f"UPDATE `{vicidial_db}`.vicidial_list SET status='X' WHERE lead_id=0")
+                with pytest.raises(pymysql.err.OperationalError):
+                    cur.execute("SELECT COUNT(*) FROM mysql.global_priv")
 
 
 def _config_keys(cls: type[Any]) -> set[str]:
