@@ -336,10 +336,10 @@ class TestMariaDBSnippet:
 
 
 class TestGrants:
-    """grants.sql runs on a real MariaDB: reading VICIdial's database (lists added later too), nothing else."""
+    """grants.sql runs on a real MariaDB: it reads VICIdial's database (later lists too), nothing else."""
 
     def test_reads_the_database_writes_nothing(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
-        """SELECT settings and a custom table created after the grants, binlog positions; no write, no mysql.*."""
+        """Settings, a custom table created after the grants, binlog positions; no write, no mysql.*."""
         with grants_user(mariadb, vicidial_db, "cdc_grants_test", "pw-grants-test"):
             with contextlib.closing(mariadb.connect(db=vicidial_db)) as root, root.cursor() as cur:
                 cur.execute("CREATE TABLE custom_4242 (lead_id INT UNSIGNED PRIMARY KEY, color VARCHAR(9))")
