@@ -492,7 +492,7 @@ class _Range:
 
     def __str__(self) -> str:
         if self.high != math.inf:
-            return f"between {self.low:g} and {self.high:g}"
+            return f"between {int(self.low)} and {int(self.high)}"
         return f"{'>' if self.open_low else '>='} {self.low:g}"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import ssl
 from pathlib import Path
 
 import pytest
 
 from cdc import config
 from cdc.errors import ConfigError
+from cdc.mariadb import TlsFiles, make_tls_files
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -112,3 +115,193 @@ class TestSecrets:
         path = write(tmp_path, f'[mysql]\npassword_file = "{tmp_path / "nope"}"\n')
         with pytest.raises(ConfigError, match="password_file"):
             config.load(path, env={})
+
+
+class TestValuesValidated:
+    """Each bad value is a ConfigError naming the key and what it may be."""
+
+    @pytest.mark.parametrize(
+        ("text", "key", "allowed"),
+        [
+            ("[mysql]\nport = 0\n", "mysql.port", "between 1 and 65535"),
+            ("[mysql]\nport = 70000\n", "mysql.port", "between 1 and 65535"),
+            ("[mysql]\nserver_id = 0\n", "mysql.server_id", "between 1 and 4294967295"),
+            ("[mysql]\nconnect_timeout_s = 0\n", "mysql.connect_timeout_s", "> 0"),
+            ("[mysql]\nread_timeout_s = -1\n", "mysql.read_timeout_s", "> 0"),
+            ("[mysql]\nheartbeat_s = nan\n", "mysql.heartbeat_s", "> 0"),
+            ("[mysql]\nhost = ''\n", "mysql.host", "not be empty"),
+            ("[mysql]\ndatabase = ' '\n", "mysql.database", "not be empty"),
+            ("[mysql]\nssl_mode = 'on'\n", "mysql.ssl_mode", "disabled, preferred, required, verify_ca"),
+            ("[reader]\nbatch_rows = 0\n", "reader.batch_rows", ">= 1"),
+            ("[reader]\nqueue_batches = 0\n", "reader.queue_batches", ">= 1"),
+            ("[reader]\nmax_pending = -5\n", "reader.max_pending", ">= 1"),
+            ("[reader]\nmatch_window_s = 0\n", "reader.match_window_s", "> 0"),
+            ("[reader]\ncustom_wait_s = -1\n", "reader.custom_wait_s", ">= 0"),
+            ("[reader]\nreconnect_initial_s = 0\n", "reader.reconnect_initial_s", "> 0"),
+            ("[reader]\nmax_downtime_s = inf\n", "reader.max_downtime_s", "> 0"),
+            (
+                "[reader]\nreconnect_initial_s = 5\nreconnect_max_s = 1\n",
+                "reader.reconnect_max_s",
+                ">= reader.reconnect_initial_s",
+            ),
+            ("[reader]\nserver_charset = 'klingon'\n", "reader.server_charset", "latin1, latin2"),
+            ("[reader]\nserver_charset = 'swe7'\n", "reader.server_charset", "utf8mb4"),
+            ("[reader]\nstart = 'yesterday'\n", "reader.start", "'current', 'earliest'"),
+            ("[state]\nretention_s = 0\n", "state.retention_s", "> 0"),
+            ("[state]\npath = ''\n", "state.path", "path of the state file"),
+            ("[http]\nlisten = '9108'\n", "http.listen", "HOST:PORT"),
+            ("[http]\nlisten = 'localhost:99999'\n", "http.listen", "0-65535"),
+            ("[http]\nlisten = 'bad host!:80'\n", "http.listen", "host name"),
+            ("[http]\nlisten = ':9108'\n", "http.listen", "HOST:PORT"),
+            ("[delivery]\nmax_in_flight = 0\n", "delivery.max_in_flight", ">= 1"),
+            ("[delivery]\nconnect_timeout_s = 0\n", "delivery.connect_timeout_s", "> 0"),
+            ("[delivery]\nmax_response_bytes = -1\n", "delivery.max_response_bytes", ">= 0"),
+            ("[delivery]\nshutdown_grace_s = -1\n", "delivery.shutdown_grace_s", ">= 0"),
+            ("[delivery]\nvicidial_attempt_timeout_s = 0\n", "delivery.vicidial_attempt_timeout_s", "> 0"),
+            ("[delivery]\nretry_base_s = 0\n", "delivery.retry_base_s", "> 0"),
+            ("[delivery]\nretry_factor = 0.5\n", "delivery.retry_factor", ">= 1"),
+            (
+                "[delivery]\nretry_base_s = 10\nretry_cap_s = 5\n",
+                "delivery.retry_cap_s",
+                ">= delivery.retry_base_s",
+            ),
+            ("[delivery]\nmax_attempts = 0\n", "delivery.max_attempts", ">= 1"),
+            ("[delivery]\nmax_age_s = 0\n", "delivery.max_age_s", "> 0"),
+            ("[delivery]\nbreaker_failures = 0\n", "delivery.breaker_failures", ">= 1"),
+            ("[delivery]\nbreaker_cooldown_s = -1\n", "delivery.breaker_cooldown_s", "> 0"),
+            (
+                "[delivery]\nbreaker_cooldown_s = 60\nbreaker_max_cooldown_s = 30\n",
+                "delivery.breaker_max_cooldown_s",
+                ">= delivery.breaker_cooldown_s",
+            ),
+            (
+                '[delivery.endpoints."crm:443"]\nconnect_timeout_s = 0\n',
+                "delivery.endpoints.crm:443.connect_timeout_s",
+                "> 0",
+            ),
+            ("[log]\nlevel = 'LOUD'\n", "log.level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+            ("[log]\nformat = 'xml'\n", "log.format", "json, text"),
+            ("[urls]\nsystem = 'ftp://crm.example.com/x'\n", "urls.system", "http:// or https://"),
+            ("[urls.lists]\n101 = 'crm.example.com/x'\n", "urls.lists.101", "---DISABLED---"),
+        ],
+    )
+    def test_bad_value(self, tmp_path: Path, text: str, key: str, allowed: str) -> None:
+        """The message names the key and the allowed values."""
+        with pytest.raises(ConfigError) as caught:
+            config.load(write(tmp_path, text), env={})
+        assert key in str(caught.value)
+        assert allowed in str(caught.value)
+
+    def test_env_value_is_validated_too(self) -> None:
+        """An override from the environment is held to the same rule."""
+        with pytest.raises(ConfigError, match=r"reader\.batch_rows must be >= 1, got 0"):
+            config.load(None, env={"VICIDIAL_CDC_READER_BATCH_ROWS": "0"})
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "[http]\nlisten = '[::1]:9108'\n",
+            "[http]\nlisten = '0.0.0.0:0'\n",
+            "[http]\nlisten = 'metrics.internal:9108'\n",
+            "[reader]\nserver_charset = 'LATIN1'\n",
+            "[reader]\nserver_charset = 'utf8mb4'\ncustom_wait_s = 0\nstart = 'mysql-bin.000002:4'\n",
+            "[urls]\nsystem = 'VARhttps://crm.example.com/x?id=--A--lead_id--B--'\n"
+            "[urls.lists]\n101 = '---DISABLED---'\n",
+            "[log]\nlevel = 'debug'\nformat = 'text'\n",
+        ],
+    )
+    def test_good_values_load(self, tmp_path: Path, text: str) -> None:
+        """Edge values that are fine stay fine."""
+        config.load(write(tmp_path, text), env={})
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+class TestTlsSettings:
+    """[mysql] ssl_mode, ssl_ca, ssl_cert, ssl_key: the mode they imply and what is refused."""
+
+    def test_default_is_preferred_without_a_context(self) -> None:
+        """No TLS files: preferred (PyMySQL's default), no context of ours."""
+        mysql = config.load(None, env={}).mysql
+        assert mysql.tls_mode is config.SslMode.PREFERRED
+        assert mysql.ssl_context() is None
+
+    def test_ssl_ca_implies_verify_identity(self, tmp_path: Path, tls_files: TlsFiles) -> None:
+        """Verified by default when TLS is on: the certificate and the host name."""
+        mysql = config.load(write(tmp_path, f'[mysql]\nssl_ca = "{tls_files.ca}"\n'), env={}).mysql
+        assert mysql.tls_mode is config.SslMode.VERIFY_IDENTITY
+        ctx = mysql.ssl_context()
+        assert ctx is not None
+        assert (ctx.verify_mode, ctx.check_hostname) == (ssl.CERT_REQUIRED, True)
+        assert ctx.minimum_version is ssl.TLSVersion.TLSv1_2
+
+    @pytest.mark.parametrize(
+        ("mode", "verify_mode", "check_hostname"),
+        [("verify_ca", ssl.CERT_REQUIRED, False), ("required", ssl.CERT_NONE, False)],
+    )
+    def test_weaker_modes(
+        self,
+        tmp_path: Path,
+        tls_files: TlsFiles,
+        mode: str,
+        verify_mode: ssl.VerifyMode,
+        check_hostname: bool,
+    ) -> None:
+        """verify_ca skips the name; required verifies nothing (and loads the client certificate)."""
+        text = (
+            f'[mysql]\nssl_mode = "{mode}"\nssl_cert = "{tls_files.client_cert}"\n'
+            f'ssl_key = "{tls_files.client_key}"\n'
+        )
+        ctx = config.load(write(tmp_path, text), env={}).mysql.ssl_context()
+        assert ctx is not None
+        assert (ctx.verify_mode, ctx.check_hostname) == (verify_mode, check_hostname)
+
+    @pytest.mark.parametrize(
+        ("lines", "match"),
+        [
+            ('ssl_mode = "disabled"\nssl_ca = "{ca}"', r"ssl_mode = 'disabled' uses no TLS files"),
+            ('ssl_mode = "preferred"\nssl_cert = "{cert}"\nssl_key = "{key}"', r"'preferred' uses no TLS"),
+            ('ssl_mode = "required"\nssl_ca = "{ca}"', r"ssl_ca is set but ssl_mode = 'required'"),
+            ('ssl_cert = "{cert}"', r"ssl_cert and mysql\.ssl_key go together"),
+            ('ssl_ca = "{missing}"', r"cannot read mysql\.ssl_ca .*No such file"),
+            ('ssl_ca = "{notpem}"', r"TLS files of \[mysql\] cannot be used"),
+            ('ssl_cert = "{cert}"\nssl_key = "{ca_key}"', r"TLS files of \[mysql\] cannot be used"),
+        ],
+    )
+    def test_refused(self, tmp_path: Path, tls_files: TlsFiles, lines: str, match: str) -> None:
+        """Contradictions, missing or unusable files: errors naming the [mysql] key."""
+        notpem = tmp_path / "notpem.pem"
+        notpem.write_text("not a certificate\n", encoding="ascii")
+        text = "[mysql]\n" + lines.format(
+            ca=tls_files.ca,
+            cert=tls_files.client_cert,
+            key=tls_files.client_key,
+            ca_key=tls_files.ca.with_suffix(".key"),
+            missing=tmp_path / "missing.pem",
+            notpem=notpem,
+        )
+        with pytest.raises(ConfigError, match=match):
+            config.load(write(tmp_path, text + "\n"), env={})
+
+    def test_readable_key_is_a_warning(
+        self, tmp_path: Path, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client key readable by group or others loads, with a warning naming chmod 600."""
+        key = tmp_path / "client.key"
+        key.write_bytes(tls_files.client_key.read_bytes())
+        key.chmod(0o644)
+        text = (
+            f'[mysql]\nssl_ca = "{tls_files.ca}"\n'
+            f'ssl_cert = "{tls_files.client_cert}"\nssl_key = "{key}"\n'
+        )
+        with caplog.at_level(logging.WARNING, logger="cdc.config"):
+            config.load(write(tmp_path, text), env={})
+        assert [r.getMessage() for r in caplog.records if "chmod 600" in r.getMessage()]
+        caplog.clear()
+        key.chmod(0o600)
+        with caplog.at_level(logging.WARNING, logger="cdc.config"):
+            config.load(write(tmp_path, text), env={})
+        assert not caplog.records
