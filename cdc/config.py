@@ -615,7 +615,7 @@ def _validate_reader(reader: ReaderConfig) -> None:
 def _validate_listen(listen: str) -> None:
     host, sep, port = listen.rpartition(":")
     host = host.strip("[]")
-    valid_host = bool(host) and (_is_ip(host) or _HOSTNAME.fullmatch(host) is not None)
+    valid_host = bool(host) and (is_ip_address(host) or _HOSTNAME.fullmatch(host) is not None)
     if not sep or not port.isdigit() or int(port) > 65535 or not valid_host:
         raise ConfigError(
             f"http.listen must be HOST:PORT (an IP address or host name, a port 0-65535, "
@@ -623,7 +623,8 @@ def _validate_listen(listen: str) -> None:
         )
 
 
-def _is_ip(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address (not a host name)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

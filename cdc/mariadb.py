@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import os
 import shutil
 import signal
@@ -40,6 +39,7 @@ from typing import Any, Literal, Self
 
 import pymysql
 
+from .config import is_ip_address
 from .errors import CdcError
 
 __all__ = [
@@ -176,7 +176,7 @@ def make_tls_files(
         "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(ca),
     )  # fmt: skip
-    alt_names = ",".join(f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in server_names)
+    alt_names = ",".join(f"IP:{n}" if is_ip_address(n) else f"DNS:{n}" for n in server_names)
     server_cert, server_key = issue(
         "server",
         f"/CN={server_names[0]}",
@@ -189,14 +189,6 @@ def make_tls_files(
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     return TlsFiles(ca, server_cert, server_key, client_cert, client_key)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _free_port() -> int:

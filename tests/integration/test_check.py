@@ -23,6 +23,7 @@ from helpers import MariaDBFactory, wait_until
 from opstools import grants_user
 
 from cdc import cli
+from cdc.check import READ_TABLES
 from cdc.config import ENV_PREFIX
 from cdc.mariadb import OptionValue, PrivateMariaDB
 from cdc.schema import create_vicidial_schema
@@ -474,16 +475,7 @@ class TestPrivileges:
         """The old per-table advice: WARN (fragile); a new list's custom table: FAIL; the fix: db.*."""
         vicidial.add_list(101)
         vicidial.add_custom_fields(101, [("color", False)])
-        tables = (
-            "vicidial_list",
-            "vicidial_api_log",
-            "vicidial_url_multi",
-            "vicidial_lists",
-            "vicidial_lists_fields",
-            "system_settings",
-            "vicidial_url_log",
-            "custom_101",
-        )
+        tables = (*READ_TABLES, "custom_101")
         user, password = make_user(
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}",
             *(f"GRANT SELECT ON `{vicidial_db}`.`{t}` TO {{account}}" for t in tables),
