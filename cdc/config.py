@@ -92,7 +92,7 @@ class MysqlConfig:
     def tls_mode(self) -> SslMode:
         """The effective mode: ``ssl_mode``, or what the TLS files imply when it is empty."""
         if self.ssl_mode:
-            return SslMode(self.ssl_mode)
+            return SslMode(self.ssl_mode.lower())  # MySQL writes them upper case
         return SslMode.VERIFY_IDENTITY if self.ssl_ca or self.ssl_cert else SslMode.PREFERRED
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -637,7 +637,7 @@ def _validate_mysql(mysql: MysqlConfig) -> None:
         if not getattr(mysql, key).strip():
             raise ConfigError(f"mysql.{key} must not be empty")
     if mysql.ssl_mode:
-        _check_choice("mysql.ssl_mode", mysql.ssl_mode, tuple(m.value for m in SslMode))
+        _check_choice("mysql.ssl_mode", mysql.ssl_mode.lower(), tuple(m.value for m in SslMode))
     mode = mysql.tls_mode
     files = {k: getattr(mysql, k) for k in ("ssl_ca", "ssl_cert", "ssl_key") if getattr(mysql, k)}
     if mode in (SslMode.DISABLED, SslMode.PREFERRED) and files:

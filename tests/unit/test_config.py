@@ -240,7 +240,11 @@ class TestTlsSettings:
 
     @pytest.mark.parametrize(
         ("mode", "verify_mode", "check_hostname"),
-        [("verify_ca", ssl.CERT_REQUIRED, False), ("required", ssl.CERT_NONE, False)],
+        [
+            ("verify_ca", ssl.CERT_REQUIRED, False),
+            ("VERIFY_CA", ssl.CERT_REQUIRED, False),
+            ("required", ssl.CERT_NONE, False),
+        ],
     )
     def test_weaker_modes(
         self,
