@@ -451,6 +451,8 @@ class PrivateMariaDB:
     def _initialise(self, installer: str) -> None:
         if (self.datadir / "mysql").is_dir():
             return
+        tmpdir = self._base / "tmp"
+        tmpdir.mkdir(exist_ok=True)
         argv = [
             installer,
             "--no-defaults",
@@ -458,6 +460,9 @@ class PrivateMariaDB:
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
+            # Passed on to the bootstrap mariadbd: its temporary tables stay out of a shared
+            # /tmp, where another process's clean-up made the install fail now and then.
+            f"--tmpdir={tmpdir}",
         ]
         if os.geteuid() == 0:
             argv.append("--user=root")
