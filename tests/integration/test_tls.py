@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from helpers import MariaDBFactory  # type: ignore[import-not-found]
 from opstools import apply_grants
 
-from cdc import binlog, check, config
+from cdc import binlog, check, config, operator, replay
 from cdc.config import DECODERS, Config, MysqlConfig
 from cdc.errors import SourceError
 from cdc.mariadb import PrivateMariaDB, TlsFiles, ensure_installed, make_tls_files
@@ -136,6 +138,24 @@ class TestPipelineOverTls:
             await run.stop()
         assert "Binlog Dump" in {command for command, _ in sessions}, sessions
         assert all(cipher for _, cipher in sessions), sessions
+
+
+class TestOperatorCommandsOverTls:
+    """``replay`` and ``status`` read the server with the same TLS settings."""
+
+    def test_replay_and_status_server_read(self, tls_site: TlsSite, tmp_path: Path) -> None:
+        """As the X509 account: replay finds the add_lead; status reads positions and binlogs."""
+        with Vicidial.connect(tls_site.server, database=DATABASE, seed=4) as vici:
+            vici.add_list(7200, "Replayed", "TLSCAMP", "")
+            lead_id = vici.add_lead(phone_number="3125550777", list_id=7200)
+        cfg = _config(tls_site, tmp_path, "fast")
+        out = io.StringIO()
+        code = replay.replay_command(cfg, lead_ids=[str(lead_id)], dry_run=True, as_json=True, out=out)
+        assert code == 0
+        assert json.loads(out.getvalue())["found"] == 1
+        state = operator.read_server(cfg)
+        assert state.reachable, state.error
+        assert state.binlogs
 
 
 class TestCheckOverTls:
