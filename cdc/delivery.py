@@ -257,6 +257,12 @@ class Sender:
         #: slots per claim instead of one claim (a SQLite transaction) per finished request.
         self._refill_at = config.max_in_flight - max(1, config.max_in_flight // 4)
         self._sent = 0
+        #: Caps of endpoints not seen yet (no row claimed): what a fresh endpoint with
+        #: its configured limits may claim; "scheme://host:port" overrides by "host:port".
+        self._fresh_caps = {
+            key.partition("://")[2] or key: _fresh_cap(limits) for key, limits in config.endpoints.items()
+        }
+        self._default_cap = _fresh_cap(config.defaults)
 
     def notify(self) -> None:
         """New deliveries are due: look at the outbox now instead of at the next tick."""
@@ -326,7 +332,7 @@ class Sender:
                     continue
             self._claims += 1
             claimed = await self._outbox.claim_due(
-                now, capacity, caps=caps, default_cap=self._config.defaults.concurrency
+                now, capacity, caps=caps, default_cap=self._default_cap
             )
             for item in claimed:
                 self._dispatch(tg, item)
@@ -336,7 +342,7 @@ class Sender:
 
     def _plan(self, now: float) -> tuple[dict[str, int], float | None]:
         """Each known endpoint's claim cap now, and the earliest time a zero cap can grow."""
-        caps: dict[str, int] = {}
+        caps = dict(self._fresh_caps)
         recheck_at: float | None = None
         for ep in self._endpoints.values():
             allowance = claim_allowance(ep.gate(now), now)
@@ -583,6 +589,21 @@ class Sender:
                 await self._outbox.record_attempts(results, self._clock())
             if stop.is_set() and not self._results:
                 return
+
+
+def _fresh_cap(limits: EndpointLimits) -> int:
+    """What an endpoint not seen yet may claim: its concurrency, and its burst's worth."""
+    fresh = Gate(
+        concurrency=limits.concurrency,
+        claimed=0,
+        tokens=float(limits.burst),
+        rate_per_s=limits.rate_per_s,
+        paused_until=0.0,
+        circuit=BreakerState.CLOSED,
+        probing=False,
+        reopen_at=None,
+    )
+    return claim_allowance(fresh, 0.0).count
 
 
 def _earliest(*times: float | None) -> float | None:
