@@ -331,6 +331,7 @@ class Sender:
                     await self._sleep_until(stop, _earliest(due_at, recheck_at))
                     continue
             self._claims += 1
+            self._metrics.outbox_claims.inc()
             claimed = await self._outbox.claim_due(
                 now, capacity, caps=caps, default_cap=self._default_cap
             )
