@@ -150,6 +150,11 @@ class TokenBucket:
         """Take a token (booking ahead when there is none); return how long to wait for it."""
         return self._take()
 
+    def give_back(self) -> None:
+        """Return a token taken for a request that was not sent (its endpoint got blocked)."""
+        self._refill()
+        self._tokens = min(self._burst, self._tokens + 1.0)
+
     def _take(self) -> float:
         self._refill()
         self._tokens -= 1.0
@@ -411,6 +416,7 @@ class Sender:
                 until = ep.blocked_until(now)
                 if until is not None or not ep.breaker.allow(now):
                     # Paused or breaker open since this row was claimed: hand it back unsent.
+                    ep.bucket.give_back()
                     await self._outbox.release([item.id], until or now + 1.0, now)
                     return
                 ep.in_flight += 1
@@ -536,7 +542,10 @@ class Sender:
             # It answered and asked us to wait: pause it, but it is not broken.
             ep.paused_until = max(ep.paused_until, now + min(retry_after, self._policy.cap_s))
         # Every outcome reaches the breaker (delivered, retried or dead), probes included.
+        before = ep.breaker.state(now)
         ep.breaker.record(verdict(attempt.status or None, paused=paused, request_broken=broken), now)
+        if ep.breaker.state(now) is not before:
+            self._wake.set()  # closed (its backlog may go) or re-opened (recheck at its cool-down)
         if outcome is Outcome.RETRY:
             delay = next_delay(
                 item.attempts + 1, retry_after, self._policy, self._rng, age_s=now - item.created_at

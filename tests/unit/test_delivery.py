@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from cdc.breaker import BreakerState
-from cdc.delivery import Allowance, Gate, claim_allowance
+from cdc.delivery import Allowance, Gate, TokenBucket, claim_allowance
 
 NOW = 1_700_000_000.0
 CLOSED = Gate(
@@ -57,3 +57,18 @@ class TestClaimAllowance:
     def test_blocked_states(self, gate: Gate, expected: Allowance) -> None:
         """Paused/open: none until they end; half-open: one probe, none while it is out."""
         assert claim_allowance(gate, NOW) == expected
+
+
+class TestTokenBucket:
+    """Tokens are booked ahead at claim time and given back when a request is not sent."""
+
+    def test_book_ahead_and_give_back(self) -> None:
+        """Past the burst a token is booked (a wait); giving it back cancels the booking."""
+        now = [0.0]
+        bucket = TokenBucket(rate_per_s=5.0, burst=1, clock=lambda: now[0])
+        assert bucket.delay_for_one() == 0.0
+        assert bucket.delay_for_one() == pytest.approx(0.2)
+        bucket.give_back()
+        assert bucket.delay_for_one() == pytest.approx(0.2)
+        now[0] = 10.0
+        assert bucket.tokens == 1.0  # never more than the burst
