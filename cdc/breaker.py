@@ -4,7 +4,10 @@ Closed: requests flow; ``failure_threshold`` consecutive failures open it. Open:
 nothing is sent for ``cooldown_s`` (doubling on every re-open, up to
 ``max_cooldown_s``); the endpoint's deliveries wait in the outbox. Half-open: exactly
 one probe is let through; its success closes the breaker, its failure opens it again.
-Pure and clock-injected, so it is unit-tested without time passing.
+Every attempt reports a :class:`Verdict` (:meth:`CircuitBreaker.record`), whatever its
+outcome (delivered, retried or dead), so a probe never leaves the breaker half-open for
+good: a NEUTRAL probe (the request could not even be made) hands the probe to the next
+request. Pure and clock-injected, so it is unit-tested without time passing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ class BreakerState(enum.IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
+
+
+class Verdict(enum.StrEnum):
+    """What one attempt says about its endpoint (decided by :func:`cdc.retry.verdict`)."""
+
+    HEALTHY = "healthy"  # it answered as a working endpoint: closes, resets the count
+    FAILING = "failing"  # no answer, 5xx, 401, a redirect...: counts, re-opens a probe
+    NEUTRAL = "neutral"  # says nothing about the endpoint (invalid URL): frees the probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,19 @@ class CircuitBreaker:
             return False
         self._probing = True
         return True
+
+    def is_probing(self) -> bool:
+        """True while the half-open probe is out (its verdict will unblock the endpoint)."""
+        return self._probing
+
+    def record(self, verdict: Verdict, now: float) -> None:
+        """Apply one attempt's verdict; every attempt reports one, probes included."""
+        if verdict is Verdict.HEALTHY:
+            self.record_success()
+        elif verdict is Verdict.FAILING:
+            self.record_failure(now)
+        else:
+            self._probing = False  # half-open still: the next request probes
 
     def record_success(self) -> None:
         self._failures = 0

@@ -6,6 +6,14 @@ its own concurrency cap, token bucket, circuit breaker and ``Retry-After`` pause
 slow or dead CRM only holds back its own deliveries, which wait in the outbox. URLs go
 out as ``yarl.URL(url, encoded=True)``: the bytes we rendered are the bytes sent. What
 happens after an attempt is decided by the pure functions in :mod:`cdc.retry`.
+
+Fair claiming: the claim loop asks the outbox for at most what each endpoint can send
+soon (:func:`claim_allowance`: its free concurrency, the tokens its bucket releases
+within :data:`CLAIM_HORIZON_S`, one probe when half-open, none when open or paused), so
+a throttled endpoint's backlog stays in the outbox instead of holding the slots another
+endpoint's new leads need. When nothing can be claimed the loop sleeps until the
+earliest moment something can be due (a row's due time, a cool-down or ``Retry-After``
+end, a token) or until it is notified (new rows, a finished request, a probe's verdict).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +35,7 @@ from .metrics import Metrics, status_class
 from .outbox import StoredDelivery
 from .records import Attempt, Outcome
 from .resolve import origin_of, origin_refusal
-from .retry import RetryPolicy, classify, next_delay, parse_retry_after
+from .retry import RetryPolicy, classify, next_delay, parse_retry_after, redirect_reason, verdict
 from .signing import webhook_headers
 
 log = logging.getLogger(__name__)
@@ -36,13 +44,25 @@ log = logging.getLogger(__name__)
 SENDER = "cdc"
 #: Headers aiohttp would add that VICIdial's PHP request does not carry.
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
+#: How far ahead an endpoint's token bucket is booked when claiming: rows that would not
+#: get a token within this long stay pending in the outbox, where they hold no slot.
+CLAIM_HORIZON_S = 1.0
+#: Longest sleep of the claim loop without a notification: rows another process makes
+#: due (``dlq retry``, ``replay``) are seen within this long.
+IDLE_POLL_S = 1.0
 
 
 class Outbox(Protocol):
     """The async face of the state store that the sender uses."""
 
     async def claim_due(
-        self, now: float, limit: int, exclude_endpoints: Collection[str] = ()
+        self,
+        now: float,
+        limit: int,
+        exclude_endpoints: Collection[str] = (),
+        *,
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
     ) -> Sequence[StoredDelivery]: ...
     async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int: ...
     async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None: ...
@@ -58,6 +78,55 @@ class EndpointStatistics:
     circuit: BreakerState
     paused_until: float
     opened_at: float | None
+    #: Rows claimed and not finished (waiting for a slot or a token, or in flight).
+    claimed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One endpoint's limits and state as the claim loop sees them (input of :func:`claim_allowance`)."""
+
+    concurrency: int
+    claimed: int  # rows claimed and not finished
+    tokens: float  # in the bucket now; negative while tokens are booked ahead
+    rate_per_s: float
+    paused_until: float  # Retry-After (wall clock)
+    circuit: BreakerState
+    probing: bool  # the half-open probe is out
+    reopen_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """How many rows an endpoint may claim now, and when to look again if none."""
+
+    count: int
+    #: When ``count`` can grow with no event (pause or cool-down over, a token refilled);
+    #: ``None``: only an event can (a finished request, a probe's verdict).
+    recheck_at: float | None
+
+
+def claim_allowance(gate: Gate, now: float, horizon_s: float = CLAIM_HORIZON_S) -> Allowance:
+    """Rows an endpoint may claim now: never more than it can start within ``horizon_s``.
+
+    Paused or open: none, until the pause or cool-down ends. Half-open: one probe, none
+    while it (or a row claimed before) is out. Closed: its free concurrency, and no more
+    than the tokens its bucket holds or refills within ``horizon_s``. Pure.
+    """
+    if gate.paused_until > now:
+        return Allowance(0, gate.paused_until)
+    if gate.circuit is BreakerState.OPEN:
+        return Allowance(0, gate.reopen_at)
+    if gate.circuit is BreakerState.HALF_OPEN:
+        room = 0 if gate.probing or gate.claimed else 1
+    else:
+        room = gate.concurrency - gate.claimed
+    if room <= 0:
+        return Allowance(0, None)
+    soon = gate.tokens + gate.rate_per_s * horizon_s
+    if soon < 1.0:
+        return Allowance(0, now + (1.0 - soon) / gate.rate_per_s)
+    return Allowance(min(room, int(soon)), None)
 
 
 class TokenBucket:
@@ -78,7 +147,15 @@ class TokenBucket:
         self._updated = now
 
     def delay_for_one(self) -> float:
-        """Take a token; return how long to wait before using it (0 when one was there)."""
+        """Take a token (booking ahead when there is none); return how long to wait for it."""
+        return self._take()
+
+    def give_back(self) -> None:
+        """Return a token taken for a request that was not sent (its endpoint got blocked)."""
+        self._refill()
+        self._tokens = min(self._burst, self._tokens + 1.0)
+
+    def _take(self) -> float:
         self._refill()
         self._tokens -= 1.0
         if self._tokens >= 0:
@@ -95,6 +172,7 @@ class _Endpoint:
     __slots__ = (
         "breaker",
         "bucket",
+        "claimed",
         "endpoint_id",
         "in_flight",
         "limits",
@@ -102,6 +180,7 @@ class _Endpoint:
         "semaphore",
         "timeout",
         "waiting",
+        "wake_at_claimed",
     )
 
     def __init__(self, endpoint_id: str, limits: EndpointLimits, breaker: CircuitBreaker) -> None:
@@ -114,6 +193,22 @@ class _Endpoint:
         self.paused_until = 0.0  # wall clock; Retry-After
         self.waiting = 0
         self.in_flight = 0
+        self.claimed = 0
+        #: A full endpoint wakes the claim loop when its claimed rows fall to this: a
+        #: quarter of its slots per claim, not one claim transaction per finished request.
+        self.wake_at_claimed = limits.concurrency - max(1, limits.concurrency // 4)
+
+    def gate(self, now: float) -> Gate:
+        return Gate(
+            concurrency=self.limits.concurrency,
+            claimed=self.claimed,
+            tokens=self.bucket.tokens,
+            rate_per_s=self.limits.rate_per_s,
+            paused_until=self.paused_until,
+            circuit=self.breaker.state(now),
+            probing=self.breaker.is_probing(),
+            reopen_at=self.breaker.unblocks_at(),
+        )
 
     def blocked_until(self, now: float) -> float | None:
         """When this endpoint may take new requests again, or None when it may now."""
@@ -158,6 +253,8 @@ class Sender:
         self._clock = clock
         self._endpoints: dict[str, _Endpoint] = {}
         self._wake = asyncio.Event()
+        self._rows_added = False
+        self._claims = 0
         self._results: list[tuple[Attempt, float | None]] = []
         self._results_ready = asyncio.Event()
         self._in_flight = 0
@@ -165,9 +262,16 @@ class Sender:
         #: slots per claim instead of one claim (a SQLite transaction) per finished request.
         self._refill_at = config.max_in_flight - max(1, config.max_in_flight // 4)
         self._sent = 0
+        #: Caps of endpoints not seen yet (no row claimed): what a fresh endpoint with
+        #: its configured limits may claim; "scheme://host:port" overrides by "host:port".
+        self._fresh_caps = {
+            key.partition("://")[2] or key: _fresh_cap(limits) for key, limits in config.endpoints.items()
+        }
+        self._default_cap = _fresh_cap(config.defaults)
 
     def notify(self) -> None:
         """New deliveries are due: look at the outbox now instead of at the next tick."""
+        self._rows_added = True
         self._wake.set()
 
     def statistics(self) -> list[EndpointStatistics]:
@@ -181,6 +285,7 @@ class Sender:
                 circuit=e.breaker.state(now),
                 paused_until=e.paused_until,
                 opened_at=e.breaker.statistics(now).opened_at,
+                claimed=e.claimed,
             )
             for e in self._endpoints.values()
         ]
@@ -192,6 +297,11 @@ class Sender:
     @property
     def sent(self) -> int:
         return self._sent
+
+    @property
+    def claims(self) -> int:
+        """Claim transactions (``claim_due`` calls, each one ``BEGIN IMMEDIATE``) since start."""
+        return self._claims
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until ``stop`` is set, then let requests in flight finish."""
@@ -206,31 +316,59 @@ class Sender:
                 self._results_ready.set()
 
     async def _claim_loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        # Read before claiming unless rows were just added or the last claim was full:
+        # a claim is a write transaction, the read is not.
+        check_first = True
         while not stop.is_set():
             self._wake.clear()
+            rows_added, self._rows_added = self._rows_added, False
             now = self._clock()
-            blocked: dict[str, float] = {}
-            for ep in self._endpoints.values():
-                until = ep.blocked_until(now)
-                if until is not None:
-                    blocked[ep.endpoint_id] = until
+            caps, recheck_at = self._plan(now)
             capacity = self._config.max_in_flight - self._in_flight
-            claimed: Sequence[StoredDelivery] = ()
-            if capacity > 0:
-                claimed = await self._outbox.claim_due(now, capacity, blocked)
-                for item in claimed:
-                    self._in_flight += 1
-                    tg.create_task(self._deliver(item))
-            if capacity <= 0 or len(claimed) == capacity:
-                await self._wait(stop, 1.0)  # full: finishing requests wake us at _refill_at
+            if capacity <= 0:
+                await self._wait(stop, IDLE_POLL_S)  # full: finishing requests wake us at _refill_at
+                check_first = False
                 continue
-            # Fewer than asked: nothing else is due now (new rows set _wake, cleared above).
-            wake_at = await self._outbox.next_due_at(blocked)
-            if blocked:
-                first_unblock = min(blocked.values())
-                wake_at = first_unblock if wake_at is None else min(wake_at, first_unblock)
-            wait_s = 1.0 if wake_at is None else min(1.0, max(0.0, wake_at - self._clock()))
-            await self._wait(stop, max(wait_s, 0.005))
+            if check_first and not rows_added:
+                excluded = [endpoint_id for endpoint_id, cap in caps.items() if cap <= 0]
+                due_at = await self._outbox.next_due_at(excluded)
+                if due_at is None or due_at > now:
+                    await self._sleep_until(stop, _earliest(due_at, recheck_at))
+                    continue
+            self._claims += 1
+            self._metrics.outbox_claims.inc()
+            claimed = await self._outbox.claim_due(
+                now, capacity, caps=caps, default_cap=self._default_cap
+            )
+            for item in claimed:
+                self._dispatch(tg, item)
+            check_first = len(claimed) < capacity
+            if not check_first:
+                await self._wait(stop, IDLE_POLL_S)  # full: finishing requests wake us at _refill_at
+
+    def _plan(self, now: float) -> tuple[dict[str, int], float | None]:
+        """Each known endpoint's claim cap now, and the earliest time a zero cap can grow."""
+        caps = dict(self._fresh_caps)
+        recheck_at: float | None = None
+        for ep in self._endpoints.values():
+            allowance = claim_allowance(ep.gate(now), now)
+            caps[ep.endpoint_id] = allowance.count
+            if allowance.count == 0 and allowance.recheck_at is not None:
+                recheck_at = _earliest(recheck_at, allowance.recheck_at)
+        return caps, recheck_at
+
+    def _dispatch(self, tg: asyncio.TaskGroup, item: StoredDelivery) -> None:
+        """Start one claimed row: it holds a slot of its endpoint and books its token now."""
+        ep = self._endpoint(item)
+        ep.claimed += 1
+        self._in_flight += 1
+        ready_at = time.monotonic() + ep.bucket.delay_for_one()
+        tg.create_task(self._deliver(item, ep, ready_at))
+
+    async def _sleep_until(self, stop: asyncio.Event, wake_at: float | None) -> None:
+        """Sleep until ``wake_at`` (at most :data:`IDLE_POLL_S`) or a notification."""
+        wait_s = IDLE_POLL_S if wake_at is None else min(IDLE_POLL_S, wake_at - self._clock())
+        await self._wait(stop, max(wait_s, 0.005))
 
     async def _wait(self, stop: asyncio.Event, timeout_s: float) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -257,41 +395,46 @@ class Sender:
             m = self._metrics
             for outcome in Outcome:
                 m.deliveries.labels(endpoint_id, outcome.value, SENDER)
-            for klass in ("2xx", "4xx", "5xx", "error"):
+            for klass in ("2xx", "3xx", "4xx", "5xx", "error"):
                 m.requests.labels(endpoint_id, klass, SENDER)
             m.rate_limited.labels(endpoint_id)
         return ep
 
-    async def _deliver(self, item: StoredDelivery) -> None:
+    async def _deliver(self, item: StoredDelivery, ep: _Endpoint, ready_at: float) -> None:
         try:
-            ep = self._endpoint(item)
             ep.waiting += 1
             try:
                 await ep.semaphore.acquire()
             finally:
                 ep.waiting -= 1
             try:
+                delay = ready_at - time.monotonic()
+                if delay > 0:
+                    self._metrics.rate_limited.labels(ep.endpoint_id).inc()
+                    await asyncio.sleep(delay)
                 now = self._clock()
                 until = ep.blocked_until(now)
                 if until is not None or not ep.breaker.allow(now):
                     # Paused or breaker open since this row was claimed: hand it back unsent.
+                    ep.bucket.give_back()
                     await self._outbox.release([item.id], until or now + 1.0, now)
                     return
-                delay = ep.bucket.delay_for_one()
-                if delay > 0:
-                    self._metrics.rate_limited.labels(ep.endpoint_id).inc()
-                    await asyncio.sleep(delay)
                 ep.in_flight += 1
                 try:
-                    attempt, retry_after = await self._send_once(item, ep)
+                    attempt, retry_after, broken = await self._send_once(item, ep)
                 finally:
                     ep.in_flight -= 1
             finally:
                 ep.semaphore.release()
-            self._record(item, ep, attempt, retry_after)
+            self._record(item, ep, attempt, retry_after, broken)
         finally:
             self._in_flight -= 1
-            if self._in_flight <= self._refill_at:
+            ep.claimed -= 1
+            if (
+                self._in_flight <= self._refill_at
+                or ep.claimed == ep.wake_at_claimed
+                or ep.breaker.state(self._clock()) is not BreakerState.CLOSED
+            ):
                 self._wake.set()
 
     def _headers(self, item: StoredDelivery) -> dict[str, str]:
@@ -336,15 +479,18 @@ class Sender:
         )
         return Attempt(delivery_id=item.id, outcome=Outcome.DEAD, status=0, error=reason, duration_s=0.0)
 
-    async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None]:
+    async def _send_once(self, item: StoredDelivery, ep: _Endpoint) -> tuple[Attempt, float | None, bool]:
+        """One request: its attempt, its ``Retry-After`` (seconds) and whether the request
+        itself was broken (an invalid URL, an origin refused: no endpoint was asked)."""
         refused = self._refused(item)
         if refused is not None:
-            return refused, None
+            return refused, None, True
         d = item.delivery
         started = time.monotonic()
         status: int | None = None
         error: BaseException | None = None
         retry_after: float | None = None
+        location: str | None = None
         try:
             async with self._session.request(
                 d.method,
@@ -356,37 +502,50 @@ class Sender:
                 ssl=self._config.verify_tls,
             ) as response:
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+                if status in (429, 503):
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+                elif 300 <= status < 400:
+                    location = response.headers.get("Location")
                 await response.content.read(self._config.max_response_bytes)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             error = exc
         duration = time.monotonic() - started
         outcome = classify(status, error, self._policy)
-        if isinstance(error, aiohttp.InvalidURL) or type(error) is ValueError:
+        broken = isinstance(error, aiohttp.InvalidURL) or type(error) is ValueError
+        if broken:
             outcome = Outcome.DEAD  # the URL itself is broken: no retry will fix it
+        reason = _error_class(error, status)
+        if error is None and status is not None and 300 <= status < 400:
+            reason = redirect_reason(location, d.url)
         attempt = Attempt(
             delivery_id=item.id,
             outcome=outcome,
             status=status or 0,
-            error=_error_class(error, status),
+            error=reason,
             duration_s=duration,
         )
-        return attempt, retry_after
+        return attempt, retry_after, broken
 
     def _record(
-        self, item: StoredDelivery, ep: _Endpoint, attempt: Attempt, retry_after: float | None
+        self,
+        item: StoredDelivery,
+        ep: _Endpoint,
+        attempt: Attempt,
+        retry_after: float | None,
+        broken: bool = False,
     ) -> None:
         now = self._clock()
         next_at: float | None = None
         outcome = attempt.outcome
-        if outcome is Outcome.DELIVERED:
-            ep.breaker.record_success()
-        elif attempt.status in (429, 503) and retry_after is not None:
+        paused = attempt.status in (429, 503) and retry_after is not None
+        if paused and retry_after is not None:
             # It answered and asked us to wait: pause it, but it is not broken.
             ep.paused_until = max(ep.paused_until, now + min(retry_after, self._policy.cap_s))
-            ep.breaker.record_success()
-        elif outcome is Outcome.RETRY:
-            ep.breaker.record_failure(now)
+        # Every outcome reaches the breaker (delivered, retried or dead), probes included.
+        before = ep.breaker.state(now)
+        ep.breaker.record(verdict(attempt.status or None, paused=paused, request_broken=broken), now)
+        if ep.breaker.state(now) is not before:
+            self._wake.set()  # closed (its backlog may go) or re-opened (recheck at its cool-down)
         if outcome is Outcome.RETRY:
             delay = next_delay(
                 item.attempts + 1, retry_after, self._policy, self._rng, age_s=now - item.created_at
@@ -440,6 +599,27 @@ class Sender:
                 await self._outbox.record_attempts(results, self._clock())
             if stop.is_set() and not self._results:
                 return
+
+
+def _fresh_cap(limits: EndpointLimits) -> int:
+    """What an endpoint not seen yet may claim: its concurrency, and its burst's worth."""
+    fresh = Gate(
+        concurrency=limits.concurrency,
+        claimed=0,
+        tokens=float(limits.burst),
+        rate_per_s=limits.rate_per_s,
+        paused_until=0.0,
+        circuit=BreakerState.CLOSED,
+        probing=False,
+        reopen_at=None,
+    )
+    return claim_allowance(fresh, 0.0).count
+
+
+def _earliest(*times: float | None) -> float | None:
+    """The earliest of the given times, ``None`` when none is given."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _error_class(error: BaseException | None, status: int | None) -> str:

@@ -237,6 +237,12 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        # Delivery isolation: claim transactions, to see the sender sleep while blocked.
+        self.outbox_claims = Counter(
+            "vicidial_cdc_outbox_claims",
+            "Claim transactions of the sender (one SQLite write each); near 0 while all endpoints wait.",
+            registry=r,
+        )
         self.settings_reloads = Counter(
             "vicidial_cdc_settings_reloads",
             "Settings changes applied from the binlog.",

@@ -28,7 +28,7 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "SqliteStore",
     "StateStore",
     "StoredDelivery",
+    "fair_merge",
 ]
 
 
@@ -122,9 +123,16 @@ class StateStore(Protocol):
     def load_checkpoint(self) -> Position | None: ...
 
     def claim_due(
-        self, now: float, limit: int, exclude_endpoints: Collection[str] = ()
+        self,
+        now: float,
+        limit: int,
+        exclude_endpoints: Collection[str] = (),
+        *,
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
     ) -> list[StoredDelivery]:
-        """Mark up to ``limit`` due pending rows in flight and return them, oldest first."""
+        """Mark up to ``limit`` due pending rows in flight and return them, oldest first
+        (per endpoint at most its cap, endpoints in turns, when caps are given)."""
         ...
 
     def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int:
@@ -425,27 +433,39 @@ class SqliteStore:
         return None if row is None else Position(row[0], row[1], row[2])
 
     def claim_due(
-        self, now: float, limit: int, exclude_endpoints: Collection[str] = ()
+        self,
+        now: float,
+        limit: int,
+        exclude_endpoints: Collection[str] = (),
+        *,
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
     ) -> list[StoredDelivery]:
         """Mark up to ``limit`` pending rows due at ``now`` in flight and return them.
 
         Rows come in the order they became due (``next_attempt_at``, then id). Rows of
         ``exclude_endpoints`` (open breaker, no free slot) are left alone; they are
         skipped by index, so a long backlog on one endpoint does not slow the others.
+
+        Fair claiming: with ``caps`` (endpoint id → rows it may take now; 0 excludes it)
+        or ``default_cap`` (for endpoints not in ``caps``; ``None``: no cap), no endpoint
+        gets more than its cap, and the endpoints take turns (:func:`fair_merge`), so
+        one endpoint's backlog cannot take the slots of another's new rows.
         """
         if limit <= 0:
             return []
         with self._write("claim due deliveries") as conn:
-            if exclude_endpoints:
+            if exclude_endpoints or caps is not None or default_cap is not None:
                 excluded = set(exclude_endpoints)
-                endpoints = [e for (e,) in conn.execute(_PENDING_ENDPOINTS) if e not in excluded]
-                records = [
-                    _record(row)
-                    for endpoint_id in endpoints
-                    for row in conn.execute(_SELECT_DUE_FOR_ENDPOINT, (endpoint_id, now, limit))
-                ]
-                records.sort(key=lambda r: (r.next_attempt_at, r.id))
-                del records[limit:]
+                capped = caps or {}
+                per_endpoint = []
+                for (endpoint_id,) in conn.execute(_PENDING_ENDPOINTS).fetchall():
+                    cap = min(limit, capped.get(endpoint_id, limit if default_cap is None else default_cap))
+                    if endpoint_id in excluded or cap <= 0:
+                        continue
+                    rows = conn.execute(_SELECT_DUE_FOR_ENDPOINT, (endpoint_id, now, cap)).fetchall()
+                    per_endpoint.append([_record(row) for row in rows])
+                records = fair_merge(per_endpoint, limit)
             else:
                 records = [_record(row) for row in conn.execute(_SELECT_DUE, (now, limit))]
             conn.executemany(
@@ -747,6 +767,16 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+class _Due(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def next_attempt_at(self) -> float: ...
+
+
+_R = TypeVar("_R", bound=_Due)
+
+
 class AsyncStore:
     """The event loop's face of a :class:`StateStore`: every call runs on one thread.
 
@@ -785,9 +815,17 @@ class AsyncStore:
         return await self._call(self._store.load_checkpoint)
 
     async def claim_due(
-        self, now: float, limit: int, exclude_endpoints: Collection[str] = ()
+        self,
+        now: float,
+        limit: int,
+        exclude_endpoints: Collection[str] = (),
+        *,
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
     ) -> list[StoredDelivery]:
-        return await self._call(self._store.claim_due, now, limit, exclude_endpoints)
+        return await self._call(
+            self._store.claim_due, now, limit, exclude_endpoints, caps=caps, default_cap=default_cap
+        )
 
     async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int:
         return await self._call(self._store.record_attempts, results, now)
@@ -843,6 +881,30 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def _url_origin(url: str) -> str:
     """``scheme://host:port`` of a stored URL: what a delivered row keeps of it."""
     return origin_of(url)[0]
+
+
+def fair_merge(per_endpoint: Sequence[Sequence[_R]], limit: int) -> list[_R]:
+    """At most ``limit`` rows taken in turns, one per endpoint per round.
+
+    Each inner sequence is one endpoint's due rows, oldest first; endpoints take turns
+    in the order their oldest row became due (the caller's order breaks ties), so a
+    short ``limit`` is shared instead of going to whichever backlog is oldest. Pure.
+    """
+    queues = sorted((rows for rows in per_endpoint if rows), key=lambda rows: _due_key(rows[0]))
+    merged: list[_R] = []
+    depth = 0
+    while len(merged) < limit and queues:
+        queues = [rows for rows in queues if depth < len(rows)]
+        for rows in queues:
+            if len(merged) == limit:
+                break
+            merged.append(rows[depth])
+        depth += 1
+    return merged
+
+
+def _due_key(row: _Due) -> tuple[float, int]:
+    return (row.next_attempt_at, row.id)
 
 
 def _create_private_file(path: Path) -> None:

@@ -35,7 +35,7 @@ from .records import (
     SourceItem,
     UrlSource,
 )
-from .resolve import check_url, origin_of
+from .resolve import EndpointIds, check_url
 from .settings import SETTINGS_TABLES, SettingsCache
 from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
 
@@ -101,6 +101,7 @@ class Pipeline:
             needs_custom=lambda list_id: self.router().needs_custom(settings.snapshot(), list_id),
         )
         self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
+        self._vicidial_endpoints = EndpointIds()
 
     def vicidial_sender(self) -> VicidialSender:
         return vicidial_sender(self._settings.snapshot(), self._enum_has_apinewlead)
@@ -216,7 +217,7 @@ class Pipeline:
         retry = retries_vicidial_failures(self._mode)
         m = self._metrics
         for a in attempts:
-            endpoint = origin_of(a.url)[1]
+            endpoint = self._vicidial_endpoints.of(a.url)
             m.requests.labels(endpoint, status_class(a.status), "vicidial").inc()
             m.deliveries.labels(endpoint, "delivered" if a.ok else "failed", "vicidial").inc()
             if not a.timed_out:

@@ -98,7 +98,8 @@ def resolve(
     """The request(s) VICIdial's "API New Lead URL" would make for ``lead``.
 
     ``endpoint_id`` defaults to the URL's ``host:port``: VICIdial's URLs carry no name,
-    and the sender limits, pauses and breaks per endpoint.
+    and the sender limits, pauses and breaks per endpoint. It is taken from the template
+    (:func:`endpoint_id_of`), so a host filled with lead data is one endpoint, not one a lead.
     """
     url_template, url_source, reason = snapshot.url_for(lead.list_id)
     if url_template is None or url_source is None:
@@ -112,7 +113,7 @@ def resolve(
             source=source,
             lead_id=lead.lead_id,
             list_id=lead.list_id,
-            endpoint_id=endpoint_id or origin_of(url)[1],
+            endpoint_id=endpoint_id or endpoint_id_of(url_template, url),
             method=METHOD,
             url=url,
             url_source=url_source,
@@ -139,6 +140,46 @@ def render_url(
     )
     codec = charset.connection_codec(snapshot.system.use_non_latin, server_charset)
     return template.render(url_template, tokens, codec).strip()
+
+
+def endpoint_id_of(url_template: str, url: str) -> str:
+    """The ``host:port`` endpoint id of a URL rendered from ``url_template``.
+
+    When tokens fill the template's authority (``http://--A--phone_number--B--.example/``)
+    the rendered host differs per lead; the id is then the template's own
+    ``host:port`` (``--a--phone_number--b--.example:80``): one id, one metric label value
+    and one set of limits per template. Otherwise it is the rendered URL's, as before.
+    """
+    raw = url_template[3:] if url_template.startswith("VAR") else url_template
+    match = _SCHEME_HOST.match(raw.strip())
+    if match is not None and template.token_names(match.group(2)):
+        return _origin(match.group(1), match.group(2))[1]
+    return origin_of(url)[1]
+
+
+#: The endpoint id of VICIdial-logged URLs beyond :class:`EndpointIds`' bound.
+OVERFLOW_ENDPOINT = "other"
+
+
+class EndpointIds:
+    """``host:port`` ids of URLs whose template is unknown (VICIdial's own sends, read
+    from ``vicidial_url_log``), at most ``limit`` distinct: later hosts share
+    :data:`OVERFLOW_ENDPOINT`, so lead data in a host cannot grow the label set."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def of(self, url: str) -> str:
+        host_port = origin_of(url)[1]
+        if host_port in self._seen:
+            return host_port
+        if len(self._seen) >= self._limit:
+            return OVERFLOW_ENDPOINT
+        self._seen.add(host_port)
+        return host_port
 
 
 def origin_of(url: str) -> tuple[str, str]:

@@ -121,6 +121,9 @@ class Service:
                 skip_auto_headers=SKIP_AUTO_HEADERS,
                 raise_for_status=False,
                 auto_decompress=False,
+                # No cookie jar: a receiver's Set-Cookie is never sent back (to it or to
+                # another endpoint) and cannot grow the process without bound.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             stack.push_async_callback(session.close)
             self.sender = Sender(session, store, cfg.delivery, self.metrics)

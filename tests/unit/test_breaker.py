@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdc.breaker import BreakerState, CircuitBreaker
+from cdc.breaker import BreakerState, CircuitBreaker, Verdict
 
 
 class TestCircuitBreaker:
@@ -67,3 +67,39 @@ class TestCircuitBreaker:
         """Nonsense limits are refused."""
         with pytest.raises(ValueError):
             CircuitBreaker(threshold, cooldown, cap)
+
+
+class TestVerdicts:
+    """Every attempt reports a verdict, so a probe never leaves the breaker half-open for good."""
+
+    def _half_open(self) -> CircuitBreaker:
+        b = CircuitBreaker(failure_threshold=1, cooldown_s=10, max_cooldown_s=80)
+        b.record(Verdict.FAILING, 0.0)
+        assert b.allow(10.0) and b.is_blocked(10.0)  # the probe is out
+        return b
+
+    def test_failing_probe_reopens(self) -> None:
+        """A probe answered 401 (FAILING) opens the breaker again, with a longer cool-down."""
+        b = self._half_open()
+        b.record(Verdict.FAILING, 10.5)
+        assert b.state(11.0) is BreakerState.OPEN and b.unblocks_at() == 30.5
+
+    def test_healthy_probe_closes(self) -> None:
+        """A HEALTHY probe closes it."""
+        b = self._half_open()
+        b.record(Verdict.HEALTHY, 10.5)
+        assert b.state(10.5) is BreakerState.CLOSED and not b.is_blocked(10.5)
+
+    def test_neutral_probe_frees_the_probe(self) -> None:
+        """A NEUTRAL probe (invalid URL) neither closes nor opens: the next request probes."""
+        b = self._half_open()
+        b.record(Verdict.NEUTRAL, 10.5)
+        assert b.state(10.5) is BreakerState.HALF_OPEN and not b.is_blocked(10.5)
+        assert b.allow(10.6) and not b.allow(10.7)
+
+    @pytest.mark.parametrize("verdict", list(Verdict))
+    def test_no_verdict_wedges(self, verdict: Verdict) -> None:
+        """Whatever the probe's verdict, the endpoint is not blocked forever."""
+        b = self._half_open()
+        b.record(verdict, 10.5)
+        assert not b.is_blocked(10_000.0)

@@ -24,6 +24,7 @@ from cdc.outbox import (
     SqliteStore,
     StateStore,
     _store_error,
+    fair_merge,
 )
 from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
 
@@ -366,6 +367,41 @@ class TestClaimDue:
         by_endpoint = {c.endpoint_id: c for c in store.counts()}
         assert by_endpoint["down"].pending == 49
 
+    def test_caps_bound_each_endpoint(self, store: SqliteStore) -> None:
+        """A capped backlog takes only its cap; a newer row of another endpoint is claimed too."""
+        enqueue(store, *(make_delivery(i, "slow") for i in range(1, 1001)), now=T0)
+        enqueue(store, make_delivery(5000, "crm"), now=T0 + 5)
+        claimed = store.claim_due(T0 + 10, 200, caps={"slow": 5}, default_cap=16)
+        by_endpoint = [c.delivery.endpoint_id for c in claimed]
+        assert by_endpoint.count("slow") == 5 and by_endpoint.count("crm") == 1
+        assert store.claim_due(T0 + 10, 200, caps={"slow": 0, "crm": 16}) == []
+        assert {c.endpoint_id: c.pending for c in store.counts()}["slow"] == 995
+
+    def test_short_limit_is_shared(self, store: SqliteStore) -> None:
+        """With fewer slots than rows, endpoints take turns instead of oldest-first."""
+        enqueue(store, *(make_delivery(i, "slow") for i in range(1, 11)), now=T0)
+        enqueue(store, make_delivery(100, "crm"), now=T0 + 5)
+        claimed = store.claim_due(T0 + 10, 2, default_cap=16)
+        assert [c.delivery.lead_id for c in claimed] == [1, 100]
+
+
+class TestFairMerge:
+    """fair_merge: endpoints take turns, each keeps its own order, the limit holds. Pure."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        id: int
+        next_attempt_at: float
+
+    def test_turns(self) -> None:
+        """Round robin in the order the endpoints' oldest rows became due."""
+        r = self.Row
+        slow = [r(1, 1.0), r(2, 1.0), r(3, 1.0)]
+        crm = [r(9, 5.0)]
+        erp = [r(7, 3.0), r(8, 4.0)]
+        assert [x.id for x in fair_merge([crm, slow, erp], 10)] == [1, 7, 9, 2, 8, 3]
+        assert [x.id for x in fair_merge([crm, slow, erp], 4)] == [1, 7, 9, 2]
+        assert fair_merge([[], []], 5) == [] and fair_merge([slow], 0) == []
 
 class TestRecordAttempts:
     """Each outcome moves an in-flight row to its next state and counts the attempt."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from cdc.records import ApiLead, Delivery, Skipped, SkipReason, UrlSource, Value
-from cdc.resolve import check_url, needs_custom, resolve, sql_date
+from cdc.resolve import OVERFLOW_ENDPOINT, EndpointIds, check_url, needs_custom, resolve, sql_date
 from cdc.settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
 INSERTED_AT = 1_741_064_767
@@ -127,6 +127,16 @@ class TestResolve:
         assert (delivery.endpoint_id, delivery.url_source) == ("crm", UrlSource.VICIDIAL_LIST)
         assert delivery.url == "https://list.example.com/y"
 
+    def test_endpoint_id_bounded_when_lead_data_fills_the_host(self) -> None:
+        """A host made of lead data gives one endpoint id for the template, not one per lead."""
+        snap = snapshot(system="VARhttp://--A--phone_number--B--.example/new?id=--A--lead_id--B--")
+        first = resolve(lead(), snap, source="s")
+        second = resolve(lead(lead_id=8, phone_number="3125550199"), snap, source="s")
+        assert isinstance(first, list) and isinstance(second, list)
+        assert first[0].url.startswith("http://3125550100.example/")
+        assert first[0].endpoint_id == second[0].endpoint_id == "--a--phone_number--b--.example:80"
+        assert "3125550100" not in first[0].endpoint_id
+
     def test_config_override(self) -> None:
         snap = snapshot(
             system="http://sys.example.com/x", overrides=UrlOverrides(lists={101: "http://cfg.example.com/z"})
@@ -218,6 +228,18 @@ class TestSkips:
     def test_length_checked_after_substitution(self) -> None:
         result = resolve(lead(first_name=""), snapshot(system="http://x/--A--first_name--B--"), source="s")
         assert result == Skipped(7, 101, SkipReason.URL_TOO_SHORT)
+
+
+class TestEndpointIds:
+    """URLs with no known template: at most ``limit`` distinct ids, then ``other``."""
+
+    def test_bounded(self) -> None:
+        """Known hosts keep their id; hosts past the bound share the overflow id."""
+        ids = EndpointIds(limit=2)
+        assert ids.of("http://a.example/x") == "a.example:80"
+        assert ids.of("https://b.example/y") == "b.example:443"
+        assert ids.of("http://3125550100.example/z") == OVERFLOW_ENDPOINT
+        assert ids.of("http://a.example/again") == "a.example:80"
 
 
 class TestCheckUrl:
