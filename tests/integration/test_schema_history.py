@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import StartPipeline  # type: ignore[import-not-found]
 from helpers import MariaDBFactory  # type: ignore[import-not-found]
+from test_fastbinlog import _mysql  # type: ignore[import-not-found]
 from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
 
 from cdc.binlog import BinlogReader
-from cdc.config import DECODERS, MysqlConfig
+from cdc.config import DECODERS
 from cdc.errors import ReaderFault, ReaderFaultError
 from cdc.fastbinlog import FastBinlogReader
 from cdc.mariadb import PrivateMariaDB
@@ -200,16 +201,7 @@ class TestAmbiguousRows:
     def _reader(
         self, reader_class: type[BinlogReader], server: PrivateMariaDB, start: Position
     ) -> BinlogReader:
-        mysql = MysqlConfig(
-            host=server.host,
-            port=server.port,
-            user="root",
-            database=DATABASE,
-            source="test",
-            heartbeat_s=0.2,
-            read_timeout_s=10.0,
-        )
-        return reader_class(mysql, WATCHED, start, reconnect_initial_s=0.05, reconnect_max_s=0.1)
+        return reader_class(_mysql(server), WATCHED, start, reconnect_initial_s=0.05, reconnect_max_s=0.1)
 
     async def test_without_metadata_the_reader_stops_with_the_fix(
         self, reader_class: type[BinlogReader], mariadb_factory: MariaDBFactory
