@@ -28,9 +28,9 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
@@ -52,7 +52,7 @@ from pymysqlreplication.row_event import (
 
 from . import charset
 from .config import MysqlConfig, SslMode
-from .errors import BinlogPurgedError, SourceError
+from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
 from .records import (
     GroupEnd,
     Op,
@@ -63,6 +63,14 @@ from .records import (
     Value,
     custom_table_list_id,
     has_undecodable,
+)
+from .schemahistory import (
+    ColumnInfo,
+    SchemaHistory,
+    ambiguous_message,
+    columns_from_json,
+    columns_to_json,
+    fits,
 )
 
 log = logging.getLogger(__name__)
@@ -81,16 +89,6 @@ _NONE_AS_TEXT = {
     "datetime": "0000-00-00 00:00:00",
     "timestamp": "0000-00-00 00:00:00",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnInfo:
-    name: str
-    data_type: str  # information_schema DATA_TYPE, lower case
-    unsigned: bool
-    charset: str | None
-    #: ENUM or SET members in definition order (this reader uses the ENUM ones only).
-    enum_labels: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -247,24 +245,56 @@ def purged_message(position: Position, names: Iterable[str] = ()) -> str:
 
 
 class SchemaCache:
-    """Column definitions of watched tables from ``information_schema`` (reader thread only)."""
+    """``information_schema`` reads of the reader thread, on its own connection.
+
+    What it reads is how tables look *now*; :class:`cdc.schemahistory.SchemaHistory`
+    keeps what they looked like before.
+    """
 
     def __init__(self, mysql: MysqlConfig) -> None:
         self._mysql = mysql
         self._conn: pymysql.Connection[Any] | None = None
-        self._tables: dict[str, tuple[ColumnInfo, ...]] = {}
 
     def columns(self, table: str) -> tuple[ColumnInfo, ...]:
-        cached = self._tables.get(table)
-        if cached is None:
-            cached = self._tables[table] = self._load(table)
-        return cached
+        """The table's columns now (empty when it does not exist or cannot be seen)."""
+        return self.load([table]).get(table, ())
 
-    def invalidate(self, table: str | None = None) -> None:
-        if table is None:
-            self._tables.clear()
-        else:
-            self._tables.pop(table, None)
+    def load(self, tables: Iterable[str]) -> dict[str, tuple[ColumnInfo, ...]]:
+        """The columns of several tables now, in one query (tables not seen are absent)."""
+        names = sorted(set(tables))
+        if not names:
+            return {}
+        rows = self._query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME IN "
+            f"({', '.join(['%s'] * len(names))}) ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (self._mysql.database, *names),
+        )
+        out: dict[str, list[ColumnInfo]] = {}
+        for table, name, data_type, column_type, cs in rows:
+            kind = str(data_type).lower()
+            out.setdefault(str(table), []).append(
+                ColumnInfo(
+                    name=str(name),
+                    data_type=kind,
+                    unsigned="unsigned" in str(column_type).lower(),
+                    charset=str(cs) if cs else None,
+                    enum_labels=_enum_labels(str(column_type)) if kind in ("enum", "set") else (),
+                )
+            )
+        return {table: tuple(columns) for table, columns in out.items()}
+
+    def position(self) -> Position:
+        """The server's current binlog position."""
+        rows = self._query("SHOW MASTER STATUS", ())
+        if not rows:
+            raise SourceError("the server has no binary log (log_bin=OFF)")
+        return Position(str(rows[0][0]), int(rows[0][1]))
+
+    def server_time(self, timestamp: int) -> str:
+        """A binlog timestamp as the server's local time (what ``replay --since`` takes)."""
+        rows = self._query("SELECT CAST(FROM_UNIXTIME(%s) AS CHAR)", (timestamp,))
+        return str(rows[0][0])[:19]
 
     def close(self) -> None:
         if self._conn is not None:
@@ -272,33 +302,36 @@ class SchemaCache:
                 self._conn.close()
             self._conn = None
 
-    def _load(self, table: str) -> tuple[ColumnInfo, ...]:
+    def _query(self, sql: str, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
         if self._conn is None:
             self._conn = connect(self._mysql, autocommit=True)
         try:
             with self._conn.cursor() as cur:
-                cur.execute(
-                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME "
-                    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s "
-                    "ORDER BY ORDINAL_POSITION",
-                    (self._mysql.database, table),
-                )
-                rows = cur.fetchall()
+                cur.execute(sql, args)
+                return tuple(cur.fetchall())
         except pymysql.MySQLError:
             self.close()
             raise
-        return tuple(
-            ColumnInfo(
-                name=str(name),
-                data_type=str(data_type).lower(),
-                unsigned="unsigned" in str(column_type).lower(),
-                charset=str(cs) if cs else None,
-                enum_labels=_enum_labels(str(column_type))
-                if str(data_type).lower() in ("enum", "set")
-                else (),
-            )
-            for name, data_type, column_type, cs in rows
-        )
+
+
+class SchemaHistoryStore(Protocol):
+    """Where the reader keeps its schema history: the state store, on the reader's own connection.
+
+    :class:`cdc.outbox.SqliteStore` implements it; the reader opens it in its thread, so
+    it never shares the service's connection.
+    """
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def schema_history(self, database: str) -> list[tuple[str, Position, str]]: ...
+
+    def add_schema_history(
+        self, database: str, entries: Sequence[tuple[str, Position, str]], now: float
+    ) -> None: ...
+
+    def prune_schema_history(self, database: str, keep_from: Position) -> int: ...
 
 
 def _enum_labels(column_type: str) -> tuple[str, ...]:
@@ -362,7 +395,10 @@ class BinlogReader:
         flush_interval_s: float = 0.2,
         on_event: Callable[[str, str, int], None] | None = None,
         on_decode_error: Callable[[str, Value], None] | None = None,
+        schema_store: SchemaHistoryStore | None = None,
     ) -> None:
+        """``schema_store``: where the schema history is kept (unopened; the reader thread
+        opens it). Without one the history lives in memory: learned at start and at DDL."""
         self._mysql = mysql
         self._tables: set[str] = WatchedTables(tables)
         self._start = start
@@ -378,6 +414,10 @@ class BinlogReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._schema = SchemaCache(mysql)
+        self._history = SchemaHistory()
+        self._history_store = schema_store
+        self._history_opened = False
+        self._history_learned = False
         self._stats = ReaderStatistics()
         self._last_end: Position | None = start if isinstance(start, Position) else None
         self._gtid_start = start if isinstance(start, str) else None
@@ -438,7 +478,7 @@ class BinlogReader:
                 try:
                     self._stream()
                     delay = self._reconnect_initial_s
-                except BinlogPurgedError:
+                except (BinlogPurgedError, ReaderFaultError):
                     raise
                 except (_Reconnect, pymysql.MySQLError, OSError, SourceError) as exc:
                     if isinstance(exc, pymysql.MySQLError) and _is_purged(exc):
@@ -460,7 +500,7 @@ class BinlogReader:
             self._send_error(exc)
         finally:
             self._stats.connected = False
-            self._schema.close()
+            self._close_schema()
 
     def _send_error(self, exc: BaseException) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -479,6 +519,7 @@ class BinlogReader:
         return True
 
     def _make_stream(self) -> BinLogStreamReader:
+        self._learn_schema()
         settings = _conn_settings(self._mysql)
         common: dict[str, Any] = {
             "connection_settings": settings,
@@ -535,7 +576,7 @@ class BinlogReader:
                 stats.events += 1
                 end: Position | None = None
                 if isinstance(event, TableMapEvent):
-                    self._enrich(event)
+                    self._enrich(event, stream.log_file)
                     continue
                 if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
                     group.extend(self._changes(event, stream.log_file))
@@ -559,7 +600,7 @@ class BinlogReader:
                         group_thread = int(event.slave_proxy_id)
                         end = Position(stream.log_file, stream.log_pos, group_gtid)
                         if query != b"COMMIT":
-                            batch.extend(self._ddl(event, query))
+                            batch.extend(self._ddl(event, query, end))
                 elif isinstance(event, XidEvent):
                     end = Position(stream.log_file, stream.log_pos, group_gtid)
                     stats.last_event_ts = event.timestamp
@@ -598,12 +639,14 @@ class BinlogReader:
             with contextlib.suppress(Exception):
                 stream.close()
 
-    def _ddl(self, event: QueryEvent, query: bytes) -> list[SchemaChange]:
+    def _ddl(self, event: QueryEvent, query: bytes, position: Position) -> list[SchemaChange]:
         schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
-        return self._schema_changes(schema, query, event.timestamp)
+        return self._schema_changes(schema, query, event.timestamp, position)
 
-    def _schema_changes(self, schema: str, query: bytes, timestamp: int) -> list[SchemaChange]:
-        """The watched tables a statement's DDL touches (their cached columns are dropped).
+    def _schema_changes(
+        self, schema: str, query: bytes, timestamp: int, position: Position
+    ) -> list[SchemaChange]:
+        """The watched tables a statement's DDL touches; their columns from ``position`` on are learned.
 
         Shared with :class:`cdc.fastbinlog.FastBinlogReader`, which has no event objects.
         """
@@ -611,26 +654,120 @@ class BinlogReader:
             return []
         touched = [name.decode() for name in _NAME_RE.findall(query) if name.decode() in self._tables]
         out: list[SchemaChange] = []
-        for table in dict.fromkeys(touched):
-            self._schema.invalidate(table)
+        tables = list(dict.fromkeys(touched))
+        if tables:
+            now = self._schema.load(tables)  # read after the DDL: never older than it
+            self._remember([(table, position, now.get(table, ())) for table in tables])
+        for table in tables:
             out.append(SchemaChange(schema or self._mysql.database, table, timestamp))
             log.info("binlog.schema_change table=%s", table)
         return out
 
-    def _enrich(self, event: TableMapEvent) -> None:
-        """Fill what the table map lacks (names, signedness, ENUM labels, charsets)."""
-        columns = event.columns
-        info = self._schema.columns(event.table)
-        if len(info) != len(columns):
-            self._schema.invalidate(event.table)
-            info = self._schema.columns(event.table)
-        full_names = all(c.name for c in columns)
-        if len(info) != len(columns) and not full_names:
-            raise SourceError(
-                f"table {event.schema}.{event.table} has {len(columns)} columns in the binlog but "
-                f"{len(info)} in information_schema, and the server does not log column names: "
-                "set binlog_row_metadata=FULL so old events decode after a schema change"
+    # -- schema history (cdc.schemahistory) --------------------------------------------
+
+    def _learn_schema(self) -> None:
+        """At the first connect: the stored history, then every watched table as it is now."""
+        if self._history_learned:
+            return
+        store = self._history_store
+        database = self._mysql.database
+        if store is not None and not self._history_opened:
+            store.open()
+            self._history_opened = True
+            if self._last_end is not None:
+                store.prune_schema_history(database, self._last_end)
+            for table, position, columns in store.schema_history(database):
+                self._history.add(table, position, columns_from_json(columns))
+        position = self._schema.position()  # first: what is read next holds from here on
+        now = self._schema.load(set(self._tables))
+        self._remember([(table, position, columns) for table, columns in now.items()])
+        self._history_learned = True
+        log.info("binlog.schema_history tables=%d definitions=%d", len(now), len(self._history))
+
+    def _remember(self, learned: Iterable[tuple[str, Position, Sequence[ColumnInfo]]]) -> None:
+        """Add definitions to the history; new ones are durable before this returns.
+
+        The reader hands over the group that passes their position only after this, so
+        the checkpoint never passes a position whose definition is not stored.
+        """
+        added = (self._history.add(table, position, columns) for table, position, columns in learned)
+        new = [d for d in added if d is not None]
+        if not new:
+            return
+        for d in new:
+            log.info(
+                "binlog.schema_learned table=%s position=%s columns=%d", d.table, d.position, len(d.columns)
             )
+        if self._history_store is not None:
+            self._history_store.add_schema_history(
+                self._mysql.database,
+                [(d.table, d.position, columns_to_json(d.columns)) for d in new],
+                time.time(),
+            )
+
+    def _columns_at(
+        self, table: str, position: Position, types: Sequence[int]
+    ) -> tuple[ColumnInfo, ...] | None:
+        """The definition the rows of a table map at ``position`` were written with.
+
+        ``None`` when no known definition fits their column ``types`` (see
+        :meth:`cdc.schemahistory.SchemaHistory.choose`), even after a fresh look at
+        ``information_schema``. Callers that have no column names in the binlog then
+        raise :meth:`_ambiguous`.
+        """
+        if not self._history.has(table):
+            self._remember([(table, position, self._schema.columns(table))])
+        chosen = self._history.choose(table, position, types)
+        if chosen is None:
+            fresh = self._schema.columns(table)
+            if fits(types, fresh):
+                self._remember([(table, position, fresh)])
+                chosen = self._history.choose(table, position, types)
+        return chosen.columns if chosen is not None else None
+
+    def _ambiguous(
+        self, schema: str, table: str, position: Position, types: Sequence[int], timestamp: int
+    ) -> SourceError:
+        """The error for rows no definition fits (a plain SourceError when none is known at all)."""
+        known = self._history.definitions(table)
+        if not known:
+            return SourceError(
+                f"table {schema}.{table} has {len(types)} columns in the binlog but none in "
+                "information_schema, and the server does not log column names: grant SELECT on it "
+                "or set binlog_row_metadata=FULL"
+            )
+        try:
+            since = self._schema.server_time(timestamp)
+            resume: Position | None = self._schema.position()
+        except (pymysql.MySQLError, OSError, SourceError):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp)) + " (UTC: use server time)"
+            resume = None
+        message = ambiguous_message(schema, table, position, types, known, since=since, resume=resume)
+        log.error("binlog.schema_ambiguous table=%s position=%s %s", table, position, message)
+        return ReaderFaultError(ReaderFault.SCHEMA_AMBIGUOUS, message)
+
+    def _close_schema(self) -> None:
+        self._schema.close()
+        if self._history_store is not None and self._history_opened:
+            self._history_store.close()
+
+    def _enrich(self, event: TableMapEvent, log_file: str) -> None:
+        """Fill what the table map lacks (names, signedness, ENUM labels, charsets).
+
+        From the table's definition when the rows were written (the schema history),
+        or by name when the binlog carries names (``binlog_row_metadata=FULL``).
+        """
+        columns = event.columns
+        full_names = all(c.name for c in columns)
+        position = Position(log_file, event.packet.log_pos)
+        types = [c.type for c in columns]
+        found = self._columns_at(event.table, position, types)
+        if found is None and not full_names:
+            raise self._ambiguous(event.schema, event.table, position, types, event.timestamp)
+        info: Sequence[ColumnInfo | None] = found or ()
+        if full_names:
+            by_name = {c.name: c for c in (found or self._schema.columns(event.table))}
+            info = [by_name.get(c.name) for c in columns]
         for i, col in enumerate(columns):
             ci = info[i] if i < len(info) else None
             if ci is not None and not full_names:

@@ -57,6 +57,7 @@ from .binlog import BinlogReader, always_watched, check_position_available, conn
 from .config import MysqlConfig
 from .errors import SourceError
 from .records import GroupEnd, Op, Position, RowChange, SourceItem, Value
+from .schemahistory import ColumnInfo
 
 __all__ = ["FastBinlogReader"]
 
@@ -154,7 +155,7 @@ class FastBinlogReader(BinlogReader):
         super().__init__(mysql, tables, start, **kwargs)
         self._linger_s = linger_s
         #: Decoders by table-map signature (the TABLE_MAP body after the table id).
-        self._decoders: dict[bytes, rowdecode.RowDecoder] = {}
+        self._decoders: dict[bytes, tuple[rowdecode.RowDecoder, tuple[ColumnInfo, ...] | None]] = {}
         self._tables_version = 0
 
     def watch_table(self, table: str) -> None:
@@ -363,7 +364,7 @@ class FastBinlogReader(BinlogReader):
             return
         _verify(st, buf, e, ee)
         schema = buf[db_start : db_start + db_len].decode("utf-8", "surrogateescape")
-        changes = self._schema_changes(schema, query, ts)
+        changes = self._schema_changes(schema, query, ts, Position(st.file, log_pos))
         if changes:
             self._materialize(st, batch)
             for change in changes:
@@ -386,31 +387,39 @@ class FastBinlogReader(BinlogReader):
             return
         _verify(st, buf, e, ee)
         signature = buf[pos:ee]
-        decoder = self._decoders.get(signature)
-        if decoder is None:
-            decoder = self._build_decoder(rowdecode.parse_table_map(buf, body, ee, ph))
+        ts, log_pos = _HEAD(buf, e)
+        position = Position(st.file, log_pos)
+        cached = self._decoders.get(signature)
+        if cached is not None and cached[1] is not None:
+            # Built from the schema history: still the definition for this position?
+            types = tuple(spec.type for spec in cached[0].specs)
+            if self._columns_at(cached[0].table, position, types) is not cached[1]:
+                cached = None
+        if cached is None:
+            cached = self._build_decoder(rowdecode.parse_table_map(buf, body, ee, ph), position, ts)
             if len(self._decoders) >= 256:
                 self._decoders.clear()
-            self._decoders[signature] = decoder
-        st.by_id[table_id] = decoder
+            self._decoders[signature] = cached
+        st.by_id[table_id] = cached[0]
 
-    def _build_decoder(self, tmap: rowdecode.TableMap) -> rowdecode.RowDecoder:
-        """Like ``BinlogReader._enrich``: information_schema fills what the binlog lacks."""
+    def _build_decoder(
+        self, tmap: rowdecode.TableMap, position: Position, timestamp: int
+    ) -> tuple[rowdecode.RowDecoder, tuple[ColumnInfo, ...] | None]:
+        """Like ``BinlogReader._enrich``: the schema history fills what the binlog lacks.
+
+        Returns the decoder and the definition it was built from (``None``: the binlog's
+        own metadata sufficed).
+        """
         info = None
         if rowdecode.needs_schema(tmap):
-            count = len(tmap.types)
-            info = self._schema.columns(tmap.table)
-            if len(info) != count:
-                self._schema.invalidate(tmap.table)
-                info = self._schema.columns(tmap.table)
-            if len(info) != count and tmap.names is None:
-                raise SourceError(
-                    f"table {tmap.schema}.{tmap.table} has {count} columns in the binlog but "
-                    f"{len(info)} in information_schema, and the server does not log column names: "
-                    "set binlog_row_metadata=FULL so old events decode after a schema change"
-                )
+            info = self._columns_at(tmap.table, position, tmap.types)
+            if info is None:
+                if tmap.names is None:
+                    raise self._ambiguous(tmap.schema, tmap.table, position, tmap.types, timestamp)
+                in_force = self._history.at(tmap.table, position)  # names come from the binlog
+                info = in_force.columns if in_force is not None else None
         try:
-            return rowdecode.build_decoder(tmap, info)
+            return rowdecode.build_decoder(tmap, info), info
         except rowdecode.UnsupportedColumnError as exc:
             raise SourceError(f"table {tmap.schema}.{tmap.table}: {exc}") from exc
 
@@ -535,7 +544,7 @@ class FastBinlogReader(BinlogReader):
 
     def _forget_table(self, st: _State, table: str) -> None:
         """A DDL statement touched ``table``: rebuild its decoder at its next table map."""
-        for signature in [s for s, d in self._decoders.items() if d.table == table]:
+        for signature in [s for s, (d, _) in self._decoders.items() if d.table == table]:
             del self._decoders[signature]
         for table_id in [i for i, d in st.by_id.items() if d.table == table]:
             del st.by_id[table_id]

@@ -189,6 +189,14 @@ class StateStore(Protocol):
 
     def meta_set(self, key: str, value: str) -> None: ...
 
+    def schema_history(self, database: str) -> list[tuple[str, Position, str]]: ...
+
+    def add_schema_history(
+        self, database: str, entries: Sequence[tuple[str, Position, str]], now: float
+    ) -> None: ...
+
+    def prune_schema_history(self, database: str, keep_from: Position) -> int: ...
+
 
 # -- schema ---------------------------------------------------------------------------
 
@@ -234,6 +242,18 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             updated_at REAL NOT NULL
         )""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
+    # 2: the schema history of watched tables (cdc.schemahistory), written by the reader.
+    (
+        """CREATE TABLE schema_history (
+            db TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            file TEXT NOT NULL,  -- the columns hold from this binlog position on
+            pos INTEGER NOT NULL,
+            columns TEXT NOT NULL,  -- JSON (cdc.schemahistory.columns_to_json)
+            learned_at REAL NOT NULL,
+            PRIMARY KEY (db, table_name, file, pos)
+        ) WITHOUT ROWID""",
     ),
 )
 
@@ -720,6 +740,45 @@ class SqliteStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # -- schema history (cdc.schemahistory) -----------------------------------------------
+
+    def schema_history(self, database: str) -> list[tuple[str, Position, str]]:
+        """Every stored (table, position, columns JSON) of ``database``, in binlog order."""
+        with self._use("read the schema history") as conn:
+            rows = conn.execute(
+                "SELECT table_name, file, pos, columns FROM schema_history WHERE db = ? ORDER BY file, pos",
+                (database,),
+            ).fetchall()
+        return [(table, Position(file, pos), columns) for table, file, pos, columns in rows]
+
+    def add_schema_history(
+        self, database: str, entries: Sequence[tuple[str, Position, str]], now: float
+    ) -> None:
+        """Store definitions (table, position from which they hold, columns JSON) at once."""
+        if not entries:
+            return
+        with self._write("save the schema history") as conn:
+            conn.executemany(
+                "INSERT INTO schema_history (db, table_name, file, pos, columns, learned_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (db, table_name, file, pos)"
+                " DO UPDATE SET columns = excluded.columns, learned_at = excluded.learned_at",
+                [(database, table, p.file, p.pos, columns, now) for table, p, columns in entries],
+            )
+
+    def prune_schema_history(self, database: str, keep_from: Position) -> int:
+        """Delete definitions no restart from ``keep_from`` (the checkpoint) or later can need.
+
+        Per table, everything before the definition in force at ``keep_from`` goes.
+        """
+        with self._write("prune the schema history") as conn:
+            return conn.execute(
+                "DELETE FROM schema_history AS h WHERE db = ? AND (file, pos) < ("
+                " SELECT k.file, k.pos FROM schema_history AS k"
+                " WHERE k.db = h.db AND k.table_name = h.table_name AND (k.file, k.pos) <= (?, ?)"
+                " ORDER BY k.file DESC, k.pos DESC LIMIT 1)",
+                (database, keep_from.file, keep_from.pos),
+            ).rowcount
 
     # -- internals ------------------------------------------------------------------------
 

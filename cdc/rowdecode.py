@@ -133,7 +133,7 @@ class TableMap:
 
 
 class ColumnFacts(Protocol):
-    """What the decoder reads of :class:`cdc.binlog.ColumnInfo` (``information_schema``)."""
+    """What the decoder reads of :class:`cdc.schemahistory.ColumnInfo` (``information_schema``)."""
 
     @property
     def name(self) -> str: ...

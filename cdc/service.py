@@ -113,6 +113,8 @@ class Service:
                 reconnect_max_s=cfg.reader.reconnect_max_s,
                 on_event=lambda table, op, n: self.metrics.child(self.metrics.binlog_rows, table, op).inc(n),
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
+                # Its own connection to the state file, opened in the reader thread.
+                schema_store=SqliteStore(cfg.state.path),
             )
 
             connector = aiohttp.TCPConnector(limit=cfg.delivery.max_in_flight, limit_per_host=0)

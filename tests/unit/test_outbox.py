@@ -832,3 +832,41 @@ class TestAsyncStore:
         await store.close()
         assert len(threads) == 1
         assert threads.pop().startswith("cdc-store")
+
+
+class TestSchemaHistory:
+    """The reader's schema history (migration 2): stored per database, pruned at the checkpoint."""
+
+    def test_added_entries_come_back_in_binlog_order(self, store: SqliteStore) -> None:
+        """Entries round-trip; the same (table, position) is replaced, not duplicated."""
+        store.add_schema_history("asterisk", [("t", P2, "[2]"), ("t", P1, "[1]")], T0)
+        store.add_schema_history("asterisk", [("t", P2, "[2b]")], T0 + 1)
+        store.add_schema_history("other", [("t", P1, "[x]")], T0)
+        assert store.schema_history("asterisk") == [
+            ("t", Position(P1.file, P1.pos), "[1]"),
+            ("t", Position(P2.file, P2.pos), "[2b]"),
+        ]
+
+    def test_prune_keeps_the_definition_in_force_at_the_checkpoint(self, store: SqliteStore) -> None:
+        """What a restart from the checkpoint or later can need stays; older entries go."""
+        p0 = Position("mysql-bin.000006", 100)
+        store.add_schema_history("asterisk", [("t", p0, "[0]"), ("t", P1, "[1]"), ("t", P2, "[2]")], T0)
+        store.add_schema_history("asterisk", [("u", p0, "[u]")], T0)
+        assert store.prune_schema_history("asterisk", Position(P1.file, P1.pos + 10)) == 1
+        assert [(t, p.pos) for t, p, _ in store.schema_history("asterisk")] == [
+            ("u", 100),
+            ("t", P1.pos),
+            ("t", P2.pos),
+        ]
+
+    def test_a_second_connection_writes_beside_the_service(self, store: SqliteStore, db_path: Path) -> None:
+        """The reader's own store on the same file: history and outbox both durable."""
+        reader_side = SqliteStore(db_path)
+        reader_side.open()
+        try:
+            reader_side.add_schema_history("asterisk", [("t", P1, "[1]")], T0)
+            store.commit_batch([make_delivery()], P2, T0)
+        finally:
+            reader_side.close()
+        assert [t for t, _, _ in store.schema_history("asterisk")] == ["t"]
+        assert store.load_checkpoint() == P2
