@@ -50,7 +50,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from . import charset
+from . import charset, faults, serverinfo
 from .config import MysqlConfig, SslMode
 from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
 from .records import (
@@ -107,6 +107,12 @@ class ReaderStatistics:
     last_heartbeat_monotonic: float = 0.0
     position: Position | None = None
     binlog_file: str = ""
+    #: The standing fault (``None`` while the reader reads or retries a transient error).
+    fault: faults.FaultReport | None = None
+    #: Transient reconnects by :class:`cdc.faults.TransientCause`.
+    transient: dict[str, int] = field(default_factory=dict)
+    #: What the server said at the last connect.
+    server: serverinfo.ServerFacts | None = None
 
 
 def parse_start(spec: str) -> Position | str:
@@ -359,7 +365,7 @@ class WatchedTables(set[str]):
         return set.__contains__(self, table) or (isinstance(table, str) and always_watched(table))
 
 
-class _Reconnect(Exception):
+class _Reconnect(ConnectionError):
     """The library tried to reconnect by itself; we resume from the last group end."""
 
 
@@ -396,9 +402,20 @@ class BinlogReader:
         on_event: Callable[[str, str, int], None] | None = None,
         on_decode_error: Callable[[str, Value], None] | None = None,
         schema_store: SchemaHistoryStore | None = None,
+        identity: serverinfo.ServerIdentity | None = None,
+        on_fault: Callable[[ReaderFault, str], None] | None = None,
+        on_server: Callable[[serverinfo.ServerFacts], None] | None = None,
+        fault_recheck_s: float = faults.FAULT_RECHECK_S,
     ) -> None:
         """``schema_store``: where the schema history is kept (unopened; the reader thread
-        opens it). Without one the history lives in memory: learned at start and at DDL."""
+        opens it). Without one the history lives in memory: learned at start and at DDL.
+
+        ``identity``: the server the checkpoint was read from (``None``: not recorded).
+        ``on_fault(kind, cause)`` runs in the reader thread for every error (transient
+        ones too, kind ``connection`` and cause a :class:`cdc.faults.TransientCause`);
+        ``on_server(facts)`` runs on the loop, in stream order, after every connect,
+        before the batches read on that connection.
+        """
         self._mysql = mysql
         self._tables: set[str] = WatchedTables(tables)
         self._start = start
@@ -409,7 +426,9 @@ class BinlogReader:
         self._on_event = on_event
         self._on_decode_error = on_decode_error
         self._slots = threading.Semaphore(queue_batches)
-        self._queue: asyncio.Queue[list[SourceItem] | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[SourceItem] | serverinfo.ServerFacts | BaseException] = (
+            asyncio.Queue()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -421,6 +440,12 @@ class BinlogReader:
         self._stats = ReaderStatistics()
         self._last_end: Position | None = start if isinstance(start, Position) else None
         self._gtid_start = start if isinstance(start, str) else None
+        self._identity = identity
+        self._on_fault = on_fault
+        self._on_server = on_server
+        self._fault_recheck_s = fault_recheck_s
+        #: Server facts taken off the queue by ``get_batch_nowait``, applied before the next batch.
+        self._held_facts: serverinfo.ServerFacts | None = None
 
     # -- loop side -----------------------------------------------------------------
 
@@ -433,22 +458,39 @@ class BinlogReader:
 
     async def get_batch(self) -> list[SourceItem]:
         """The next batch, in binlog order. Raises what the reader thread died of."""
-        item = await self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        self._slots.release()
-        return item
+        while True:
+            if self._held_facts is not None:
+                self._apply_facts(self._held_facts)
+            item = await self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, serverinfo.ServerFacts):
+                self._apply_facts(item)
+                continue
+            self._slots.release()
+            return item
 
     def get_batch_nowait(self) -> list[SourceItem] | None:
-        """The next batch if one is waiting, else ``None``."""
+        """The next batch if one is waiting, else ``None`` (also before server facts:
+        the batches already taken are processed under the facts they were read with)."""
+        if self._held_facts is not None:
+            return None
         try:
             item = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, serverinfo.ServerFacts):
+            self._held_facts = item
+            return None
         self._slots.release()
         return item
+
+    def _apply_facts(self, facts: serverinfo.ServerFacts) -> None:
+        self._held_facts = None
+        if self._on_server is not None:
+            self._on_server(facts)
 
     def queued(self) -> int:
         return self._queue.qsize()
@@ -478,29 +520,123 @@ class BinlogReader:
                 try:
                     self._stream()
                     delay = self._reconnect_initial_s
-                except (BinlogPurgedError, ReaderFaultError):
+                except BinlogPurgedError:
                     raise
-                except (_Reconnect, pymysql.MySQLError, OSError, SourceError) as exc:
+                except Exception as exc:  # classified: transient, fault, or purged
                     if isinstance(exc, pymysql.MySQLError) and _is_purged(exc):
                         assert self._last_end is not None
                         raise BinlogPurgedError(purged_message(self._last_end)) from exc
                     self._stats.connected = False
                     if self._stop.is_set():
                         break
-                    self._stats.reconnects += 1
-                    log.warning(
-                        "binlog.disconnected error=%s retry_in_s=%.1f position=%s",
-                        type(exc).__name__,
-                        delay,
-                        self._last_end,
-                    )
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self._reconnect_max_s)
+                    kind = faults.classify(exc)
+                    if kind is ReaderFault.BINLOG_PURGED:
+                        raise
+                    if kind is ReaderFault.CONNECTION:
+                        self._transient(exc, delay)
+                        self._stop.wait(delay)
+                        delay = min(delay * 2, self._reconnect_max_s)
+                    else:
+                        self._fault(kind, exc)
+                        self._stop.wait(self._fault_recheck_s)
+                        delay = self._reconnect_initial_s
         except BaseException as exc:  # hand the failure to the loop, which owns the task
             self._send_error(exc)
         finally:
             self._stats.connected = False
             self._close_schema()
+
+    def _transient(self, exc: BaseException, delay: float) -> None:
+        """A connection error reconnecting heals: logged with its message, counted by cause."""
+        cause = faults.transient_cause(exc)
+        stats = self._stats
+        stats.reconnects += 1
+        stats.transient[cause.value] = stats.transient.get(cause.value, 0) + 1
+        log.warning(
+            "binlog.disconnected cause=%s error=%s message=%r retry_in_s=%.1f position=%s",
+            cause.value,
+            type(exc).__name__,
+            faults.error_text(exc),
+            delay,
+            self._last_end or self._gtid_start,
+        )
+        if self._on_fault is not None:
+            self._on_fault(ReaderFault.CONNECTION, cause.value)
+
+    def _fault(self, kind: ReaderFault, exc: BaseException) -> None:
+        """A fault reconnecting cannot heal: reported loudly, re-checked slowly."""
+        message = faults.explain(
+            kind, exc, user=self._mysql.user, database=self._mysql.database, position=self._last_end
+        )
+        previous = self._stats.fault
+        since = previous.since if previous is not None and previous.kind is kind else time.time()
+        position = str(self._last_end or self._gtid_start or "")
+        self._stats.fault = faults.FaultReport(kind, message, since, position)
+        log.error(
+            "binlog.fault kind=%s position=%s recheck_in_s=%.0f %s",
+            kind.value,
+            position,
+            self._fault_recheck_s,
+            message,
+        )
+        if self._on_fault is not None:
+            self._on_fault(kind, "")
+
+    def _progress(self, *, caught_up: bool) -> None:
+        """The stream moved past a standing fault (or reached the server's end): clear it."""
+        fault = self._stats.fault
+        if fault is None:
+            return
+        if caught_up or str(self._last_end or self._gtid_start or "") != fault.position:
+            self._stats.fault = None
+            log.warning("binlog.fault_cleared kind=%s position=%s", fault.kind.value, self._last_end)
+            if self._on_fault is not None:
+                self._on_fault(fault.kind, "cleared")
+
+    def _prepare(self) -> None:
+        """Before each connection: the checkpoint's file is there, the server is the same
+        one, and what a restart may change (charset, binlog settings) is re-read."""
+        with contextlib.closing(connect(self._mysql)) as conn:
+            facts = serverinfo.read_facts(conn)
+            self._check_server(facts)  # a different server is not a purge: checked first
+            if self._last_end is not None:
+                check_position_available(conn, self._last_end)
+        problems = []
+        if facts.binlog_format != "ROW":
+            problems.append(f"binlog_format={facts.binlog_format or 'unknown'}")
+        if facts.binlog_row_image != "FULL":
+            problems.append(f"binlog_row_image={facts.binlog_row_image or 'unknown'}")
+        if problems:
+            raise ReaderFaultError(
+                ReaderFault.BINLOG_SETTINGS,
+                f"{', '.join(problems)}: lead inserts are not logged as full rows",
+            )
+        previous = self._stats.server
+        self._stats.server = facts
+        if previous is None or _settings_key(previous) != _settings_key(facts):
+            log.info("binlog.server %s %s", facts.identity, facts.settings_summary())
+            self._send_facts(facts)
+
+    def _check_server(self, facts: serverinfo.ServerFacts) -> None:
+        verdict = serverinfo.continuity(self._identity, self._last_end, facts)
+        if verdict.verdict is serverinfo.Verdict.CHANGED:
+            raise ReaderFaultError(
+                ReaderFault.SERVER_CHANGED,
+                serverinfo.changed_message(verdict.reason, self._last_end, "the state file"),
+            )
+        if verdict.verdict is serverinfo.Verdict.GTID:
+            assert self._last_end is not None
+            log.warning(
+                "binlog.server_changed_gtid_continue gtid=%s reason=%s", self._last_end.gtid, verdict.reason
+            )
+            self._gtid_start = self._last_end.gtid
+            self._last_end = None
+        self._identity = facts.identity
+
+    def _send_facts(self, facts: serverinfo.ServerFacts) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, facts)
 
     def _send_error(self, exc: BaseException) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -554,9 +690,7 @@ class BinlogReader:
         return BinLogStreamReader(is_mariadb=True, auto_position=self._gtid_start, **common)
 
     def _stream(self) -> None:
-        if self._last_end is not None:
-            with contextlib.closing(connect(self._mysql)) as conn:
-                check_position_available(conn, self._last_end)
+        self._prepare()
         stream = self._make_stream()
         batch: list[SourceItem] = []
         group: list[RowChange] = []
@@ -586,6 +720,7 @@ class BinlogReader:
                     continue
                 if isinstance(event, HeartbeatLogEvent):
                     stats.last_heartbeat_monotonic = now_mono
+                    self._progress(caught_up=True)
                 elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
                     group_gtid = str(event.gtid)
                     group = []
@@ -621,6 +756,7 @@ class BinlogReader:
                     batch.append(GroupEnd(end, stats.last_event_ts, group_thread))
                     self._last_end = end
                     stats.position = end
+                    self._progress(caught_up=False)
                     group_gtid = ""
                     group_thread = 0
                 has_rows = any(isinstance(i, RowChange) for i in batch[-3:])
@@ -849,6 +985,18 @@ class BinlogReader:
                     self._on_decode_error(table, lead_id)
             out[name] = value
         return out
+
+
+def _settings_key(facts: serverinfo.ServerFacts) -> tuple[object, ...]:
+    """What of the server's facts, when it changes, the service must hear about."""
+    return (
+        facts.identity,
+        facts.character_set_server,
+        facts.binlog_format,
+        facts.binlog_row_image,
+        facts.binlog_row_metadata,
+        facts.compression,
+    )
 
 
 def _with_thread(change: RowChange, thread_id: int) -> RowChange:

@@ -71,6 +71,7 @@ class ReaderFault(enum.StrEnum):
     BINLOG_FATAL = "binlog_fatal"  # other error 1236 variants
     MALFORMED_EVENT = "malformed_event"  # an event that does not parse
     SERVER_CHANGED = "server_changed"  # reconnected to a different server (restore, promotion)
+    BINLOG_SETTINGS = "binlog_settings"  # binlog_format / binlog_row_image no longer ROW / FULL
 
 
 class ReaderFaultError(SourceError):

@@ -46,14 +46,14 @@ import logging
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
 import pymysql
 
 from . import rowdecode
-from .binlog import BinlogReader, always_watched, check_position_available, connect
+from .binlog import BinlogReader, always_watched
 from .config import MysqlConfig
 from .errors import SourceError
 from .records import GroupEnd, Op, Position, RowChange, SourceItem, Value
@@ -86,6 +86,7 @@ _DEFAULT_POST_HEADER: Final = {_QUERY: 13, _TABLE_MAP: 8, 23: 8, 24: 8, 25: 8, 3
 _CHUNK_BYTES: Final = 1 << 16  # socket read size: also bounds the rows one batch holds
 _LONG_PACKET: Final = 0xFFFFFF
 _CRC_LEN: Final = 4
+_DISCARD_BYTES: Final = 1 << 20  # read size while dropping a large event of an unwatched table
 #: Events at most this old (server clock) mean the reader follows the server live; a
 #: short read then means "caught up" rather than "the server has not sent more yet".
 _LIVE_S: Final = 2.0
@@ -165,9 +166,7 @@ class FastBinlogReader(BinlogReader):
     # -- reader thread -------------------------------------------------------------
 
     def _stream(self) -> None:
-        if self._last_end is not None:
-            with contextlib.closing(connect(self._mysql)) as conn:
-                check_position_available(conn, self._last_end)
+        self._prepare()
         stream = self._make_stream()
         # The library's own connect step (handshake, checksum, heartbeat, dump command).
         connect_to_stream = getattr(stream, "_BinLogStreamReader__connect_to_stream", None)
@@ -189,6 +188,7 @@ class FastBinlogReader(BinlogReader):
         """Read packets until stopped; raises what ends the connection."""
         conn._sock.settimeout(self._mysql.read_timeout_s)
         read1 = conn._rfile.read1
+        read = conn._rfile.read
         stats = self._stats
         stop = self._stop
         st = _State(
@@ -217,18 +217,20 @@ class FastBinlogReader(BinlogReader):
             while n - p >= 4:
                 plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
                 q = p + 4 + plen
-                if plen == _LONG_PACKET:
-                    joined = _join_long_packet(buf, p, n)
-                    if joined is None:
-                        break
-                    payload, q = joined
+                if plen == _LONG_PACKET or q - n > _CHUNK_BYTES:
+                    # A large event: read exactly what it lacks (linear, not a buffer
+                    # copy per socket read), and skip an unwatched table's without keeping it.
+                    payload, buf = _read_packet(read, buf, p, n, by_id)
+                    p = 0
+                    n = len(buf)
+                    events += 1
+                    if payload is None:
+                        continue
                     if payload[0]:
                         _packet_error(payload)
-                    events += 1
                     self._event(st, payload, 1, len(payload), payload[5], batch)
                     crc = st.crc
                     query_post_header = st.post_header[_QUERY]
-                    p = q
                     continue
                 if q > n:
                     break
@@ -281,6 +283,8 @@ class FastBinlogReader(BinlogReader):
                 log.info("binlog.connected position=%s", self._last_end or self._gtid_start)
             if st.heartbeat:
                 stats.last_heartbeat_monotonic = now
+            if stats.fault is not None:
+                self._progress(caught_up=st.heartbeat)
             if events > (1 if st.heartbeat else 0):
                 stats.last_event_monotonic = now
                 stats.last_event_wall = time.time()
@@ -550,19 +554,55 @@ class FastBinlogReader(BinlogReader):
             del st.by_id[table_id]
 
 
-def _join_long_packet(buf: bytes, p: int, n: int) -> tuple[bytes, int] | None:
-    """A payload split over several 16 MB protocol packets, or ``None`` if not all read yet."""
-    parts = []
+def _read_packet(
+    read: Callable[[int], bytes], buf: bytes, p: int, n: int, watched: Mapping[int, object]
+) -> tuple[bytes | None, bytes]:
+    """The packet starting at ``buf[p]`` (``buf[p:n]`` read so far), reading what is missing.
+
+    Returns its payload (the parts of a payload split over 16 MB protocol packets
+    joined), or ``None`` for a rows event of an unwatched table, which is read and
+    dropped in ``_DISCARD_BYTES`` pieces; and the bytes read past its end. Reads exactly
+    the missing lengths, so time and memory are linear in the event's size.
+    """
+    pending = memoryview(buf)[p:n]
+
+    def take(count: int) -> bytes:
+        """``count`` bytes: what was read already first, then exactly the rest."""
+        nonlocal pending
+        have = min(len(pending), count)
+        out = bytes(pending[:have])
+        pending = pending[have:]
+        if have < count:
+            more = read(count - have)
+            if len(more) < count - have:
+                raise ConnectionError("the server closed the binlog stream inside an event")
+            out = out + more if out else more
+        return out
+
+    parts: list[bytes] | None = []
+    head = take(4)
+    plen = head[0] | head[1] << 8 | head[2] << 16
+    start = take(min(plen, 32))
+    if (
+        len(start) >= 26
+        and start[0] == 0
+        and start[5] in _OPS
+        and int.from_bytes(start[20:26], "little") not in watched
+    ):
+        parts = None
+    rest = plen - len(start)
+    if parts is not None:
+        parts.append(start)
     while True:
-        if n - p < 4:
-            return None
-        plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
-        if p + 4 + plen > n:
-            return None
-        parts.append(buf[p + 4 : p + 4 + plen])
-        p += 4 + plen
+        while rest:
+            piece = take(rest if parts is not None else min(rest, _DISCARD_BYTES))
+            rest -= len(piece)
+            if parts is not None:
+                parts.append(piece)
         if plen < _LONG_PACKET:
-            return b"".join(parts), p
+            return (b"".join(parts) if parts is not None else None), bytes(pending)
+        head = take(4)
+        plen = rest = head[0] | head[1] << 8 | head[2] << 16
 
 
 def _packet_error(payload: bytes) -> NoReturn:
