@@ -1,7 +1,8 @@
 """``vicidial-cdc``: argparse subcommands, each a ``cmd_x(args) -> int`` exit code.
 
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error, 3 the binlog the
-checkpoint needs was purged (see the message for the recovery).
+checkpoint needs was purged (see the message for the recovery), 4 start refused: another
+streamer holds the state file, or the state follows another database server.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, config, logs, runtime
-from .errors import BinlogPurgedError, CdcError, ConfigError
+from .errors import BinlogPurgedError, CdcError, ConfigError, ReaderFault, ReaderFaultError, StateLockedError
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PURGED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PURGED, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BinlogPurgedError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
         return EXIT_PURGED
+    except StateLockedError as exc:
+        print(f"vicidial-cdc: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except ReaderFaultError as exc:
+        print(f"vicidial-cdc: {exc}", file=sys.stderr)
+        return EXIT_REFUSED if exc.kind is ReaderFault.SERVER_CHANGED else EXIT_ERROR
     except CdcError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -47,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vicidial-cdc",
         description="VICIdial's API New Lead URL, sent from the binlog. Exit codes: 0 ok, "
-        "1 runtime error, 2 usage or configuration error, 3 the binlog the checkpoint needs was purged.",
+        "1 runtime error, 2 usage or configuration error, 3 the binlog the checkpoint needs was purged, "
+        "4 start refused (state file in use, or it follows another database server).",
     )
     p.add_argument("--version", action="version", version=f"vicidial-cdc {__version__}")
     sub = p.add_subparsers(metavar="COMMAND")
@@ -121,7 +129,7 @@ def _primary_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    for kind in (BinlogPurgedError, CdcError):
+    for kind in (BinlogPurgedError, StateLockedError, ReaderFaultError, CdcError):
         for exc in leaves:
             if isinstance(exc, kind):
                 return exc

@@ -7,6 +7,7 @@
     │   ├── SchemaError        a watched table is missing or has an unexpected shape
     │   └── ReaderFaultError   a reader fault reconnecting cannot heal (``kind``: ReaderFault)
     ├── StoreError             the local state store
+    │   └── StateLockedError   another streamer runs on the same state file
     └── DeliveryError          one HTTP delivery
         ├── RetryableDeliveryError
         └── PermanentDeliveryError
@@ -40,6 +41,10 @@ class SchemaError(SourceError):
 
 class StoreError(CdcError):
     """The local state store failed."""
+
+
+class StateLockedError(StoreError):
+    """Another streamer holds the state file's lock: two would send every lead twice."""
 
 
 class DeliveryError(CdcError):

@@ -55,7 +55,7 @@ import pymysql
 from . import rowdecode
 from .binlog import BinlogReader, always_watched
 from .config import MysqlConfig
-from .errors import SourceError
+from .errors import ReaderFault, ReaderFaultError, SourceError
 from .records import GroupEnd, Op, Position, RowChange, SourceItem, Value
 from .schemahistory import ColumnInfo
 
@@ -71,6 +71,7 @@ _TABLE_MAP: Final = 19
 _HEARTBEAT: Final = 27
 _MYSQL_GTID: Final = 33
 _MARIADB_GTID: Final = 162
+_MYSQL_TRANSACTION_PAYLOAD: Final = 40
 _MARIADB_QUERY_COMPRESSED: Final = 165
 _MARIADB_ROWS_COMPRESSED: Final = range(166, 172)
 _OPS: Final[Mapping[int, Op]] = {
@@ -344,14 +345,16 @@ class FastBinlogReader(BinlogReader):
             st.gtid = ("mysql", buf[e + 20 : e + 36], int.from_bytes(buf[e + 36 : e + 44], "little"))
             st.thread = 0
             st.rows = []
-        elif etype == _MARIADB_QUERY_COMPRESSED or (
-            etype in _MARIADB_ROWS_COMPRESSED and int.from_bytes(buf[e + 19 : e + 25], "little") in st.by_id
+        elif (
+            etype in (_MARIADB_QUERY_COMPRESSED, _MYSQL_TRANSACTION_PAYLOAD)
+            or (etype in _MARIADB_ROWS_COMPRESSED and _u48(buf, e + 19) in st.by_id)
         ):
             # A compressed statement may be a DDL we must see; compressed rows of a
-            # watched table we cannot decode. Both need log_bin_compress=OFF.
-            raise SourceError(
-                "the binlog holds compressed events (log_bin_compress=ON), which this reader "
-                "cannot read: set log_bin_compress=OFF on the server"
+            # watched table we cannot decode; a MySQL payload may hold anything.
+            raise ReaderFaultError(
+                ReaderFault.COMPRESSED_EVENTS,
+                f"event type {etype} in {st.file} before position {_HEAD(buf, e)[1]} is compressed "
+                "(MariaDB log_bin_compress=ON or MySQL binlog_transaction_compression=ON)",
             )
 
     def _query(self, st: _State, buf: bytes, e: int, ee: int, batch: list[SourceItem]) -> None:
@@ -611,15 +614,22 @@ def _packet_error(payload: bytes) -> NoReturn:
         pymysql.err.raise_mysql_exception(payload)
     if payload[0] == 0xFE and len(payload) < 9:
         raise ConnectionError("the server ended the binlog stream (EOF packet)")
-    raise SourceError(f"unexpected binlog packet starting with {payload[0]:#x}")
+    raise ReaderFaultError(
+        ReaderFault.MALFORMED_EVENT, f"unexpected binlog packet starting with {payload[0]:#x}"
+    )
+
+
+def _u48(buf: bytes, at: int) -> int:
+    return int.from_bytes(buf[at : at + 6], "little")
 
 
 def _verify(st: _State, buf: bytes, e: int, ee: int) -> None:
     """Check the CRC32 of an event we are about to decode."""
     if st.crc and zlib.crc32(buf[e:ee]) != _U32(buf, ee)[0]:
-        raise SourceError(
+        raise ReaderFaultError(
+            ReaderFault.MALFORMED_EVENT,
             f"binlog event checksum mismatch in {st.file} before position {_HEAD(buf, e)[1]}: "
-            "the stream is corrupt; the reader reconnects from the last group end"
+            "the stream is corrupt"
         )
 
 

@@ -101,7 +101,11 @@ def classify(exc: BaseException) -> ReaderFault:
                 return ReaderFault.MALFORMED_EVENT
         if isinstance(err, (struct.error, IndexError, UnicodeError)):
             return ReaderFault.MALFORMED_EVENT
-    return ReaderFault.CONNECTION
+    if isinstance(exc, (OSError, SourceError, pymysql.MySQLError)):
+        return ReaderFault.CONNECTION
+    # Anything else came out of parsing an event (a ValueError, KeyError, ...): re-reading
+    # the same bytes fails the same way, so it is not retried fast.
+    return ReaderFault.MALFORMED_EVENT
 
 
 def transient_cause(exc: BaseException) -> TransientCause:

@@ -250,6 +250,31 @@ class Metrics:
             registry=r,
         )
 
+        # -- reader health (issue 11: faults, reconnect causes, fresh starts) ----------
+        self.reader_errors = Counter(
+            "vicidial_cdc_reader_errors",
+            "Reader errors by kind: connection (healed by reconnecting) or a fault that is not.",
+            ["kind"],
+            registry=r,
+        )
+        self.reader_fault = Gauge(
+            "vicidial_cdc_reader_fault",
+            "1 for the kind of the reader fault that stands now (the reader waits, re-checking).",
+            ["kind"],
+            registry=r,
+        )
+        self.reader_disconnects = Counter(
+            "vicidial_cdc_reader_disconnects",
+            "Transient binlog disconnects (retried with backoff), by cause.",
+            ["cause"],
+            registry=r,
+        )
+        self.state_fresh_start = Gauge(
+            "vicidial_cdc_state_fresh_start",
+            "1 when this process started without a stored checkpoint (first install or a lost state file).",
+            registry=r,
+        )
+
     def child(self, metric: _M, *labels: str) -> _M:
         """``metric.labels(*labels)``, kept: ``labels()`` validates and locks on every call,
         which costs more than the increment on the per-request path."""

@@ -103,6 +103,14 @@ class Pipeline:
         self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
         self._vicidial_endpoints = EndpointIds()
 
+    @property
+    def server_charset(self) -> str:
+        return self._server_charset
+
+    def set_server_charset(self, charset: str) -> None:
+        """The server restarted with another ``character_set_server``: render with it from now."""
+        self._server_charset = charset
+
     def vicidial_sender(self) -> VicidialSender:
         return vicidial_sender(self._settings.snapshot(), self._enum_has_apinewlead)
 

@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 class Readiness:
     ready: bool
     checks: dict[str, bool] = field(default_factory=dict)
+    #: Why not ready, one line each with the fix (empty when ready).
+    reasons: tuple[str, ...] = ()
 
 
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -53,7 +55,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     r = request.app[_READY]()
-    body = orjson.dumps({"ready": r.ready, "checks": r.checks})
+    body = orjson.dumps({"ready": r.ready, "checks": r.checks, "reasons": list(r.reasons)})
     return web.Response(body=body, status=200 if r.ready else 503, content_type="application/json")
 
 

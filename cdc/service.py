@@ -25,22 +25,25 @@ from typing import Any
 import aiohttp
 import pymysql
 
-from . import binlog, fastbinlog, server, vicidb
+from . import binlog, fastbinlog, faults, server, serverinfo, vicidb
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
-from .errors import CdcError
+from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
 from .modes import Mode
 from .outbox import AsyncStore, SqliteStore
 from .pipeline import Pipeline, PipelineStatistics
 from .records import Position, SourceItem
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
+from .statelock import StateLock
 from .urllog import URL_LOG_TABLE, UrlLogTracker
 
 log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
+#: ``meta`` key of the identity of the database server the state follows.
+META_SERVER_IDENTITY = "server_identity"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +76,11 @@ class Service:
         self._retention = Retention(float("inf"), float("inf"))
         self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
         self._mode = Mode(config.delivery.mode)
+        #: The server the state follows (recorded in ``meta``); saved again when it changes.
+        self._identity: serverinfo.ServerIdentity | None = None
+        self._identity_unsaved = False
+        #: Set when the state held no checkpoint: where this start chose to begin.
+        self._fresh_start: Position | str | None = None
 
     @property
     def detector(self) -> Detector | None:
@@ -87,6 +95,8 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
+            # One streamer per state file, for the life of the process (cdc.statelock).
+            stack.enter_context(StateLock(cfg.state.path))
             store = AsyncStore(SqliteStore(cfg.state.path))
             await store.open()
             stack.push_async_callback(store.close)
@@ -103,6 +113,11 @@ class Service:
             for name, endpoint in cfg.delivery.named_endpoints.items():
                 if endpoint.allowed_origins:
                     self.metrics.secret_origin_refused.labels(name)
+            for kind in ReaderFault:
+                self.metrics.reader_errors.labels(kind.value)
+                self.metrics.reader_fault.labels(kind.value).set(0)
+            for cause in faults.TransientCause:
+                self.metrics.reader_disconnects.labels(cause.value)
             self.reader = self._reader_class()(
                 cfg.mysql,
                 self._watched_tables(),
@@ -115,6 +130,10 @@ class Service:
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
                 # Its own connection to the state file, opened in the reader thread.
                 schema_store=SqliteStore(cfg.state.path),
+
+                identity=self._identity,
+                on_fault=self._on_reader_error,
+                on_server=self._on_server_facts,
             )
 
             connector = aiohttp.TCPConnector(limit=cfg.delivery.max_in_flight, limit_per_host=0)
@@ -171,6 +190,9 @@ class Service:
         assert self.store is not None
         last_prune = last_erase = 0.0
         while not stop.is_set():
+            if self._identity_unsaved and self._identity is not None:
+                self._identity_unsaved = False
+                await self.store.meta_set(META_SERVER_IDENTITY, self._identity.to_json())
             counts = await self.store.counts(delivered=False)
             now = time.time()
             self._counts = {
@@ -247,15 +269,16 @@ class Service:
         """Load settings by SELECT and decide where the binlog starts."""
         cfg = self.config
 
-        def load() -> tuple[vicidb.SettingsRows, bool, str, Position | str]:
+        def load() -> tuple[vicidb.SettingsRows, bool, str, Position | str, serverinfo.ServerFacts]:
             with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
                 has_enum = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
                 charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
                 start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
-            return rows, has_enum, charset, start
+                facts = serverinfo.read_facts(conn)
+            return rows, has_enum, charset, start, facts
 
-        rows, has_enum, charset, configured = await asyncio.to_thread(load)
+        rows, has_enum, charset, configured, facts = await asyncio.to_thread(load)
         self.settings.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
         self.settings.set_overrides(self._overrides)
         for line in self.settings.snapshot().sources():
@@ -279,19 +302,88 @@ class Service:
             charset,
         )
         checkpoint = await store.load_checkpoint()
-        if checkpoint is not None and self._replace_checkpoint:
+        recorded_text = await store.meta_get(META_SERVER_IDENTITY)
+        recorded = serverinfo.ServerIdentity.from_json(recorded_text) if recorded_text else None
+        self._identity = facts.identity
+        replaced = checkpoint is not None and self._replace_checkpoint
+        if replaced:
             log.warning("binlog.checkpoint_replaced old=%s start=%s", checkpoint, cfg.reader.start)
             checkpoint = None
         if checkpoint is not None:
-            log.info("binlog.resume position=%s", checkpoint)
+            verdict = serverinfo.continuity(recorded, checkpoint, facts)
+            if verdict.verdict is serverinfo.Verdict.CHANGED:
+                raise ReaderFaultError(
+                    ReaderFault.SERVER_CHANGED,
+                    serverinfo.changed_message(verdict.reason, checkpoint, cfg.state.path),
+                )
+            if verdict.verdict is serverinfo.Verdict.GTID:
+                log.warning(
+                    "binlog.server_changed_gtid_continue gtid=%s reason=%s", checkpoint.gtid, verdict.reason
+                )
+            # The reader re-checks against the recorded server at its first connect.
+            self._identity = recorded or facts.identity
+            if recorded is None:
+                await store.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
+            log.info("binlog.resume position=%s server=%s", checkpoint, facts.identity)
             self.stats.checkpoint = checkpoint
+            self.metrics.state_fresh_start.set(0)
             return checkpoint
+        await store.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
         if isinstance(configured, Position):
             # Remember the first position now, so a restart never jumps to "current" again.
             await store.commit_batch([], configured, time.time())
             self.stats.checkpoint = configured
-        log.info("binlog.first_start position=%s", configured)
+        if replaced:
+            self.metrics.state_fresh_start.set(0)
+            log.info("binlog.start position=%s (run --start)", configured)
+            return configured
+        self._fresh_start = configured
+        self.metrics.state_fresh_start.set(1)
+        log.warning(
+            "state.fresh_start position=%s reader.start=%s state=%s server=%s: no checkpoint in the state "
+            "file, leads are read from this position on. Normal on a first install; otherwise the state "
+            "file or its volume was lost and leads written since the last run are not sent: replay them "
+            "with 'vicidial-cdc replay --since <time of the last delivered lead>'",
+            configured,
+            cfg.reader.start,
+            cfg.state.path,
+            facts.identity,
+        )
         return configured
+
+    # -- reader health -------------------------------------------------------------------
+
+    def _on_reader_error(self, kind: ReaderFault, cause: str) -> None:
+        """Reader thread: count an error; a fault's gauge stands until it is cleared."""
+        m = self.metrics
+        if kind is ReaderFault.CONNECTION:
+            m.reader_errors.labels(kind.value).inc()
+            m.reader_disconnects.labels(cause).inc()
+            return
+        if cause == "cleared":
+            m.reader_fault.labels(kind.value).set(0)
+            return
+        m.reader_errors.labels(kind.value).inc()
+        for other in ReaderFault:
+            m.reader_fault.labels(other.value).set(1 if other is kind else 0)
+
+    def _on_server_facts(self, facts: serverinfo.ServerFacts) -> None:
+        """Loop, in stream order: the server (re)connected; apply what it may have changed."""
+        cfg = self.config
+        if self.pipeline is not None:
+            charset = vicidb.effective_charset(cfg.reader.server_charset, facts.character_set_server)
+            if charset != self.pipeline.server_charset:
+                log.warning(
+                    "binlog.server_charset_changed old=%s new=%s: URLs are rendered in the new "
+                    "connection charset from now on",
+                    self.pipeline.server_charset,
+                    charset,
+                )
+                self.pipeline.set_server_charset(charset)
+        if facts.identity != self._identity:
+            log.warning("binlog.server_identity_changed old=%s new=%s", self._identity, facts.identity)
+            self._identity = facts.identity
+            self._identity_unsaved = True
 
     def _reader_class(self) -> type[binlog.BinlogReader]:
         """The fast reader unless the config asks for the library's (``reader.decoder``)."""
@@ -393,8 +485,12 @@ class Service:
             "binlog_connected": rs.connected,
             "store_open": self.store is not None,
             "sender_running": self.sender is not None,
+            "reader_no_fault": rs.fault is None,
         }
-        return server.Readiness(ready=all(checks.values()), checks=checks)
+        reasons = []
+        if rs.fault is not None:
+            reasons.append(f"reader_fault {rs.fault.kind.value}: {rs.fault.message}")
+        return server.Readiness(ready=all(checks.values()), checks=checks, reasons=tuple(reasons))
 
     def status(self) -> dict[str, Any]:
         sample = self._sample()
@@ -408,6 +504,39 @@ class Service:
             "skipped": dict(self.stats.skipped),
             "outbox": self._counts,
             "queue_depths": sample.queue_depths,
+            **self._health_status(),
+        }
+
+    def _health_status(self) -> dict[str, Any]:
+        """Reader faults, reconnect causes, the server followed, and how this start began."""
+        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        fault = rs.fault
+        facts = rs.server
+        return {
+            "reader_fault": None
+            if fault is None
+            else {
+                "kind": fault.kind.value,
+                "message": fault.message,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fault.since)),
+                "position": fault.position,
+            },
+            "reader_disconnects": dict(rs.transient),
+            "server": None
+            if facts is None
+            else {
+                "server_id": facts.identity.server_id,
+                "server_uuid": facts.identity.server_uuid,
+                "version": facts.version,
+                "character_set_server": facts.character_set_server,
+                "binlog_format": facts.binlog_format,
+                "binlog_row_image": facts.binlog_row_image,
+                "binlog_row_metadata": facts.binlog_row_metadata,
+                "first_binlog": facts.first_binlog,
+            },
+            "connection_charset": self.pipeline.server_charset if self.pipeline else None,
+            "started_without_state": self._fresh_start is not None,
+            "start_position": str(self._fresh_start) if self._fresh_start is not None else None,
         }
 
 

@@ -75,7 +75,12 @@ def connection_charset(conn: pymysql.Connection[Any], configured: str) -> str:
     if configured:
         return configured
     rows = select(conn, "SELECT @@global.character_set_server AS cs")
-    return str(rows[0]["cs"]) if rows and rows[0]["cs"] else "latin1"
+    return effective_charset(configured, str(rows[0]["cs"] or "") if rows else "")
+
+
+def effective_charset(configured: str, character_set_server: str) -> str:
+    """``reader.server_charset`` when set, else the server's default (latin1 when unknown)."""
+    return configured or character_set_server or "latin1"
 
 
 def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> bool:
