@@ -132,6 +132,8 @@ class ReaderConfig:
     max_pending: int = 100_000
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
+    #: While a fault that reconnecting cannot heal stands (cdc.faults): re-check this often.
+    fault_recheck_s: float = 60.0
     #: Charset of VICIdial's PHP connection when use_non_latin=0: the server's default
     #: (``@@character_set_server``, read at start) unless set here.
     server_charset: str = ""

@@ -24,7 +24,7 @@ from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SchemaErro
 from .records import Position
 from .rowdecode import UnsupportedColumnError
 
-#: Seconds between re-checks while a fault stands (a reconnect that reads up to it again).
+#: Seconds between re-checks while a fault stands (``reader.fault_recheck_s``).
 FAULT_RECHECK_S = 60.0
 
 _ACCESS_DENIED = frozenset({1045, 1227, 1044, 1698})  # login, REPLICATION privileges, database, plugin
@@ -151,13 +151,14 @@ def explain(
             f"the server refuses the replication account: {cause}. Fix on the database server: "
             f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}; (MariaDB 10.5+: "
             "BINLOG MONITOR instead of REPLICATION CLIENT), or correct [mysql] user / the password. "
-            "The streamer re-checks every minute and resumes by itself"
+            "The streamer re-checks every reader.fault_recheck_s and resumes by itself"
         )
     if kind is ReaderFault.TABLE_UNREADABLE:
         return (
             f"a watched table cannot be read{at}: {cause}. Fix: GRANT SELECT ON `{database}`.* TO {account}; "
             "(or GRANT SELECT on that table), or set binlog_row_metadata=FULL in my.cnf so the binlog "
-            "carries the column names. The streamer re-checks every minute and resumes by itself"
+            "carries the column names. The streamer re-checks every reader.fault_recheck_s and "
+            "resumes by itself"
         )
     if kind is ReaderFault.UNSUPPORTED_COLUMN:
         return (
@@ -181,9 +182,10 @@ def explain(
         )
     if kind is ReaderFault.MALFORMED_EVENT:
         return (
-            f"a binlog event does not parse{at}: {cause}. The reader re-reads it every minute (a transfer "
-            "error heals); if it stays, inspect it with 'mysqlbinlog --start-position' at that position, "
-            'report it, and try reader.decoder = "library"'
+            f"a binlog event does not parse{at}: {cause}. The reader re-reads it every "
+            "reader.fault_recheck_s (a transfer error heals); if it stays, inspect it with "
+            "'mysqlbinlog --start-position' at that position, report it, and try "
+            'reader.decoder = "library"'
         )
     if kind is ReaderFault.SCHEMA_AMBIGUOUS:
         return (
@@ -195,6 +197,7 @@ def explain(
         return (
             f"the server's binlog settings changed: {cause}. Fix in my.cnf: binlog_format = ROW and "
             "binlog_row_image = FULL, restart the server, then replay what was written meanwhile "
-            "('vicidial-cdc replay --since <time of the restart>'). The streamer re-checks every minute"
+            "('vicidial-cdc replay --since <time of the restart>'). The streamer re-checks every "
+            "reader.fault_recheck_s"
         )
     return cause

@@ -223,6 +223,7 @@ class PrivateMariaDB:
         server_id: int = 1,
         options: Mapping[str, OptionValue] | None = None,
         max_binlog_size: int | None = None,
+        port: int | None = None,
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
         tls: TlsFiles | None = None,
@@ -252,7 +253,8 @@ class PrivateMariaDB:
             _option_key(k): (k, v) for k, v in (options or {}).items()
         }
         self._socket_dir: Path | None = None
-        self._port: int | None = None
+        #: A fixed port (another server taking over a stopped one's address), else chosen at start.
+        self._port: int | None = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
 

@@ -126,6 +126,7 @@ class Service:
                 batch_rows=cfg.reader.batch_rows,
                 reconnect_initial_s=cfg.reader.reconnect_initial_s,
                 reconnect_max_s=cfg.reader.reconnect_max_s,
+                fault_recheck_s=cfg.reader.fault_recheck_s,
                 on_event=lambda table, op, n: self.metrics.child(self.metrics.binlog_rows, table, op).inc(n),
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
                 # Its own connection to the state file, opened in the reader thread.
