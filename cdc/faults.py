@@ -126,6 +126,8 @@ def error_text(exc: BaseException) -> str:
     """The error's own message, one line (server messages name no row values)."""
     if isinstance(exc, pymysql.MySQLError) and exc.args:
         text = f"({exc.args[0]}) {exc.args[-1]}" if len(exc.args) > 1 else str(exc.args[0])
+    elif isinstance(exc, SourceError):
+        return " ".join(str(exc).split())  # ours: written to be shown whole
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())[:500]

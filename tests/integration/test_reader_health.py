@@ -1,0 +1,315 @@
+"""Reader health on a private MariaDB: faults told apart, server changes, state safety.
+
+Each scenario is one an operator meets: a grant missing, MariaDB restarted with
+another ``character_set_server``, another server answering on the same address, two
+streamers on one state file, a start without state. Expected URLs are computed from
+the request VICIdial's PHP sends (``urlencode`` of the UTF-8 bytes the API received).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from helpers import MariaDBFactory, wait_until_async
+
+from cdc.config import Secret
+from cdc.errors import ReaderFault, ReaderFaultError, StateLockedError
+from cdc.mariadb import PrivateMariaDB
+from cdc.metrics import Metrics
+from cdc.receiver import Receiver
+from cdc.schema import create_vicidial_schema
+from cdc.service import Service
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+FENCE_LIST = 999
+WAIT_S = 60.0
+
+
+def _targets(receiver: Receiver, prefix: str) -> list[str]:
+    return [r.target for r in receiver.requests if r.target.startswith(prefix)]
+
+
+async def _wait_count(receiver: Receiver, prefix: str, count: int) -> list[str]:
+    async with asyncio.timeout(WAIT_S):
+        while len(_targets(receiver, prefix)) < count:
+            await asyncio.sleep(0.05)
+    return _targets(receiver, prefix)
+
+
+def php_urlencode(text: str, charset: str = "utf-8") -> str:
+    """PHP ``urlencode``: RFC 1738 with ``+`` for space; ``~`` encoded too."""
+    return urllib.parse.quote_plus(text.encode(charset), safe="").replace("~", "%7E")
+
+
+async def _get(port: int, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as resp:
+        body = await resp.read()
+        return resp.status, json.loads(body) if path != "/metrics" else body.decode()
+
+
+def _metric(text: str, name: str, label: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{label}}} not exported")
+
+
+class TestFaults:
+    """A fault reconnecting cannot heal is reported (log, /readyz, /status, metric) and heals by its fix."""
+
+    async def test_missing_replication_grant(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """No REPLICATION SLAVE: access_denied with the GRANT in every report; the GRANT heals it."""
+        user = f"cdc_norepl_{os.getpid()}"
+        with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'")
+            cur.execute(f"GRANT SELECT ON `{vicidial_db}`.* TO '{user}'@'127.0.0.1'")
+            cur.execute(f"GRANT BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'")
+        try:
+            vicidial.add_list(101, "L", "C", "")
+            vicidial.set_system_url(f"{receiver.url}/g?id=--A--lead_id--B--")
+            cfg = make_config(mariadb, vicidial_db, tmp_path / "g.db", fault_recheck_s=0.5)
+            cfg = dataclasses.replace(
+                cfg, mysql=dataclasses.replace(cfg.mysql, user=user, password=Secret("pw"))
+            )
+            caplog.set_level(logging.ERROR, logger="cdc.binlog")
+            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            reader = run.service.reader
+            assert reader is not None
+            await wait_until_async(lambda: reader.statistics().fault is not None, WAIT_S)
+            fault = reader.statistics().fault
+            assert fault is not None and fault.kind is ReaderFault.ACCESS_DENIED
+            fix = "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*"
+            assert fix in fault.message
+            status, ready = await _get(run.service.http_port, "/readyz")
+            assert status == 503 and ready["checks"]["reader_no_fault"] is False
+            assert any("access_denied" in r and fix in r for r in ready["reasons"])
+            _, body = await _get(run.service.http_port, "/status")
+            assert body["reader_fault"]["kind"] == "access_denied" and body["reader_fault"]["since"]
+            _, metrics = await _get(run.service.http_port, "/metrics")
+            assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="access_denied"') >= 1
+            assert _metric(metrics, "vicidial_cdc_reader_fault", 'kind="access_denied"') == 1
+            assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="compressed_events"') == 0
+            assert any("binlog.fault kind=access_denied" in r.getMessage() and fix in r.getMessage()
+                       for r in caplog.records)  # fmt: skip
+            lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
+            with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+                cur.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1'")
+            assert await _wait_count(receiver, "/g", 1) == [f"/g?id={lead}"]
+            await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)
+            status, ready = await _get(run.service.http_port, "/readyz")
+            assert status == 200 and ready["reasons"] == []
+            _, metrics = await _get(run.service.http_port, "/metrics")
+            assert _metric(metrics, "vicidial_cdc_reader_fault", 'kind="access_denied"') == 0
+        finally:
+            with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+                cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+    async def test_transient_disconnect_names_its_cause(
+        self,
+        mariadb_factory: MariaDBFactory,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A server restart is retried, logged with the server's message, counted by cause; no fault."""
+        server = mariadb_factory()
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        caplog.set_level(logging.WARNING, logger="cdc.binlog")
+        run = await start_pipeline(server, "asterisk")
+        reader = run.service.reader
+        assert reader is not None
+        await wait_until_async(lambda: reader.statistics().connected, WAIT_S)
+        await asyncio.to_thread(server.restart)
+        stats = reader.statistics()
+        await wait_until_async(lambda: stats.connected and stats.transient, WAIT_S)
+        lines = [r.getMessage() for r in caplog.records if "binlog.disconnected" in r.getMessage()]
+        assert lines and all("message=" in line and "cause=" in line for line in lines)
+        assert reader.statistics().fault is None
+        _, body = await _get(run.service.http_port, "/status")
+        assert sum(body["reader_disconnects"].values()) >= 1
+
+
+class TestServerRestart:
+    """What a restart can change is re-read at every reconnect."""
+
+    async def test_character_set_server_changed(
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline
+    ) -> None:
+        """utf8mb4 → latin1 across a restart: José is sent as VICIdial sends it, before and after.
+
+        VICIdial's tables are latin1 (its installer's default). Before: PHP talks utf8mb4,
+        José is stored as latin1 ``é``. After: PHP talks latin1 and stores its UTF-8 bytes
+        as ``JosÃ©``; rendered in the old charset that was ``Jos%C3%83%C2%A9``.
+        """
+        server = mariadb_factory(charset="utf8mb4")
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk", charset="latin1")
+        expected = f"/c?fn={php_urlencode('José')}"  # what the API got, urlencoded by PHP
+        with Vicidial.connect(server, database="asterisk", seed=11) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/c?fn=--A--first_name--B--")
+            run = await start_pipeline(server, "asterisk")
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101, first_name="José")
+            assert await _wait_count(receiver, "/c", 1) == [expected]
+        server.charset = "latin1"
+        await asyncio.to_thread(server.restart)
+        # VICIdial's PHP (use_non_latin=0) now talks latin1: the UTF-8 bytes it received
+        # are stored as two latin1 characters each (JosÃ©).
+        with Vicidial.connect(server, database="asterisk", connection_charset="latin1", seed=12) as vici:
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550002", list_id=101, first_name="José")
+            assert await _wait_count(receiver, "/c", 2) == [expected, expected]
+        assert expected == "/c?fn=Jos%C3%A9"
+        _, body = await _get(run.service.http_port, "/status")
+        assert body["connection_charset"] == "latin1"
+        assert body["server"]["character_set_server"] == "latin1"
+
+    async def test_different_server_on_the_same_port(
+        self,
+        mariadb_factory: MariaDBFactory,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """Server A stops, server B (another datadir, same port and server_id) answers: detected,
+        reported, nothing read from B; a restart on that state is refused with the recovery steps."""
+        a = mariadb_factory()
+        with contextlib.closing(a.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        state = tmp_path / "a.db"
+        with Vicidial.connect(a, database="asterisk", seed=13) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/s?id=--A--lead_id--B--")
+            run = await start_pipeline(a, "asterisk", state=state, fault_recheck_s=0.5)
+            await asyncio.to_thread(vici.noise, 300)
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
+            await _wait_count(receiver, "/s", 1)
+        port = a.port
+        await asyncio.to_thread(a.stop)
+        b = mariadb_factory(port=port)
+        with contextlib.closing(b.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        with Vicidial.connect(b, database="asterisk", seed=14) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/s?id=--A--lead_id--B--")
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550002", list_id=101)
+        reader = run.service.reader
+        assert reader is not None
+        await wait_until_async(lambda: reader.statistics().fault is not None, WAIT_S)
+        fault = reader.statistics().fault
+        assert fault is not None and fault.kind is ReaderFault.SERVER_CHANGED
+        assert "replay --since" in fault.message and "--start current" in fault.message
+        status, ready = await _get(run.service.http_port, "/readyz")
+        assert status == 503 and any("server_changed" in r for r in ready["reasons"])
+        await run.stop()
+        assert len(_targets(receiver, "/s")) == 1  # nothing of B's was sent
+        with pytest.raises(ReaderFaultError) as refused:
+            await start_pipeline(b, "asterisk", state=state)
+        assert refused.value.kind is ReaderFault.SERVER_CHANGED
+        assert str(state) in str(refused.value)
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+
+class TestStateSafety:
+    """One streamer per state file; a start without state is loud."""
+
+    async def test_fresh_start_is_loud(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """No state: warning with the position, /status and the gauge say so; with state: they do not."""
+        caplog.set_level(logging.WARNING, logger="cdc.service")
+        state = tmp_path / "fresh.db"
+        first = await start_pipeline(mariadb, vicidial_db, state=state)
+        _, body = await _get(first.service.http_port, "/status")
+        assert body["started_without_state"] is True and body["start_position"]
+        _, metrics = await _get(first.service.http_port, "/metrics")
+        assert "vicidial_cdc_state_fresh_start 1.0" in metrics
+        assert any("state.fresh_start" in r.getMessage() and body["start_position"] in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
+        with pytest.raises(StateLockedError, match=f"pid {os.getpid()}"):
+            await Service(first.config, Metrics()).run(asyncio.Event())
+        await first.stop()
+        second = await start_pipeline(mariadb, vicidial_db, state=state)
+        _, body = await _get(second.service.http_port, "/status")
+        assert body["started_without_state"] is False and body["start_position"] is None
+        _, metrics = await _get(second.service.http_port, "/metrics")
+        assert "vicidial_cdc_state_fresh_start 0.0" in metrics
+
+    async def test_second_process_on_the_same_state_is_refused(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, tmp_path: Path
+    ) -> None:
+        """Two real `vicidial-cdc run` on one state file: the second exits 4 naming the first's pid."""
+        state = tmp_path / "two.db"
+        config = tmp_path / "two.toml"
+        config.write_text(
+            "\n".join(
+                [
+                    "[mysql]",
+                    f'host = "{mariadb.host}"',
+                    f"port = {mariadb.port}",
+                    'user = "root"',
+                    f'database = "{vicidial_db}"',
+                    "heartbeat_s = 1",
+                    "[state]",
+                    f'path = "{state}"',
+                    "[http]",
+                    'listen = "127.0.0.1:0"',
+                    "[delivery]",
+                    'mode = "send"',
+                ]
+            )
+            + "\n"
+        )
+        env = {**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""}
+        argv = [sys.executable, "-m", "cdc.cli", "run", "--config", str(config)]
+        log = tmp_path / "first.log"
+        first = _spawn(argv, log, env)
+        try:
+            lock = Path(f"{state}.lock")
+            await wait_until_async(
+                lambda: lock.exists() and f'"pid": {first.pid}' in lock.read_text(), WAIT_S
+            )
+            second = await asyncio.to_thread(
+                subprocess.run, argv, capture_output=True, timeout=60, env=env
+            )
+            assert second.returncode == 4, second.stderr.decode()[-2000:]
+            assert f"pid {first.pid}" in second.stderr.decode()
+            assert first.poll() is None  # the first one runs on
+        finally:
+            first.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(first.wait, 60)
+        assert code == 0, log.read_text()[-2000:]
