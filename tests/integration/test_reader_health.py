@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pymysql
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from helpers import MariaDBFactory, wait_until_async
@@ -313,3 +314,45 @@ class TestStateSafety:
             first.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(first.wait, 60)
         assert code == 0, log.read_text()[-2000:]
+
+
+BIG = 64 * 1024 * 1024  # 64 MiB
+
+
+class TestLargeEvents:
+    """Events of 64 MiB (split over several 16 MB protocol packets) are read and the stream goes on."""
+
+    async def test_64_mib_rows_skipped_and_decoded(
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline
+    ) -> None:
+        """A 64 MiB row of an unwatched table (skipped) and of a watched one (decoded), then a lead."""
+        server = mariadb_factory(options={"max_allowed_packet": "512M"})
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+            with conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TABLE asterisk.big_noise (id INT PRIMARY KEY, data LONGBLOB) ENGINE=MyISAM"
+                )
+                cur.execute(
+                    "CREATE TABLE asterisk.custom_777 (lead_id INT UNSIGNED PRIMARY KEY, notes LONGTEXT)"
+                    " ENGINE=MyISAM"
+                )
+        with Vicidial.connect(server, database="asterisk", seed=21) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/big?id=--A--lead_id--B--")
+            run = await start_pipeline(server, "asterisk")
+            reader = run.service.reader
+            assert reader is not None
+            big = pymysql.connect(
+                host=server.host, port=server.port, user="root", password="", database="asterisk",
+                autocommit=True, max_allowed_packet=4 * BIG,
+            )  # fmt: skip
+            with contextlib.closing(big), big.cursor() as cur:
+                await asyncio.to_thread(cur.execute, "INSERT INTO big_noise VALUES (1, %s)", (b"\x01" * BIG,))
+                await asyncio.to_thread(cur.execute, "INSERT INTO custom_777 VALUES (1, %s)", ("n" * BIG,))
+            lead = await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
+            assert await _wait_count(receiver, "/big", 1) == [f"/big?id={lead}"]
+        stats = reader.statistics()
+        assert stats.rows.get(("custom_777", "insert")) == 1  # decoded
+        assert ("big_noise", "insert") not in stats.rows  # skipped undecoded
+        assert stats.fault is None and stats.reconnects == 0
