@@ -1,0 +1,231 @@
+"""Pure parts of reader health: error classes, server continuity, large packets, the state lock."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from cdc.errors import (
+    BinlogPurgedError,
+    ReaderFault,
+    ReaderFaultError,
+    SourceError,
+    StateLockedError,
+)
+from cdc.fastbinlog import _LONG_PACKET, _read_packet
+from cdc.faults import TransientCause, classify, explain, transient_cause
+from cdc.records import Position
+from cdc.rowdecode import UnsupportedColumnError
+from cdc.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
+from cdc.statelock import StateLock
+
+
+def _wrapped(inner: BaseException) -> SourceError:
+    """As ``binlog.connect`` raises it: our error, the driver's as its cause."""
+    try:
+        raise SourceError("cannot connect to MySQL") from inner
+    except SourceError as exc:
+        return exc
+
+
+class TestClassify:
+    """Every error gets a kind; only connection trouble is retried fast."""
+
+    @pytest.mark.parametrize(
+        ("error", "kind"),
+        [
+            (
+                pymysql.err.OperationalError(1045, "Access denied for user 'cdc'@'10.0.0.5'"),
+                ReaderFault.ACCESS_DENIED,
+            ),
+            (
+                pymysql.err.OperationalError(1227, "you need the REPLICATION SLAVE privilege"),
+                ReaderFault.ACCESS_DENIED,
+            ),
+            (pymysql.err.OperationalError(1142, "SELECT command denied"), ReaderFault.TABLE_UNREADABLE),
+            (
+                pymysql.err.OperationalError(1236, "binlog truncated in the middle of event"),
+                ReaderFault.BINLOG_FATAL,
+            ),
+            (
+                pymysql.err.OperationalError(2013, "Lost connection to server during query"),
+                ReaderFault.CONNECTION,
+            ),
+            (_wrapped(pymysql.err.OperationalError(2003, "Can't connect")), ReaderFault.CONNECTION),
+            (_wrapped(pymysql.err.OperationalError(1045, "Access denied")), ReaderFault.ACCESS_DENIED),
+            (ConnectionError("the server closed the binlog stream"), ReaderFault.CONNECTION),
+            (TimeoutError("timed out"), ReaderFault.CONNECTION),
+            (ReaderFaultError(ReaderFault.SCHEMA_AMBIGUOUS, "x"), ReaderFault.SCHEMA_AMBIGUOUS),
+            (BinlogPurgedError("gone"), ReaderFault.BINLOG_PURGED),
+            (
+                SourceError("t has 5 columns in the binlog but 0 in information_schema"),
+                ReaderFault.TABLE_UNREADABLE,
+            ),
+            (
+                SourceError("t has 5 columns in the binlog but 4 in information_schema"),
+                ReaderFault.SCHEMA_AMBIGUOUS,
+            ),
+            (struct.error("unpack requires a buffer of 4 bytes"), ReaderFault.MALFORMED_EVENT),
+            (KeyError(7), ReaderFault.MALFORMED_EVENT),
+        ],
+    )
+    def test_kinds(self, error: BaseException, kind: ReaderFault) -> None:
+        assert classify(error) is kind
+
+    def test_unsupported_column_through_its_cause(self) -> None:
+        try:
+            raise SourceError("table t: geometry") from UnsupportedColumnError("geometry")
+        except SourceError as exc:
+            assert classify(exc) is ReaderFault.UNSUPPORTED_COLUMN
+
+    @pytest.mark.parametrize(
+        ("error", "cause"),
+        [
+            (pymysql.err.OperationalError(2013, "Lost connection"), TransientCause.SERVER_GONE),
+            (_wrapped(pymysql.err.OperationalError(2003, "Can't connect")), TransientCause.REFUSED),
+            (TimeoutError(), TransientCause.TIMEOUT),
+            (ConnectionError("closed"), TransientCause.CLOSED),
+        ],
+    )
+    def test_transient_causes(self, error: BaseException, cause: TransientCause) -> None:
+        assert transient_cause(error) is cause
+
+    def test_access_denied_names_the_grant_for_the_account_the_server_saw(self) -> None:
+        error = pymysql.err.OperationalError(
+            1045, "Access denied for user 'cdc'@'10.0.0.5' (using password: YES)"
+        )
+        text = explain(ReaderFault.ACCESS_DENIED, error, user="cdc", database="asterisk", position=None)
+        assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'10.0.0.5'" in text
+        assert "(1045) Access denied" in text
+
+    def test_every_fault_kind_has_a_fix(self) -> None:
+        error = RuntimeError("boom")
+        for kind in ReaderFault:
+            if kind in (ReaderFault.CONNECTION, ReaderFault.BINLOG_PURGED, ReaderFault.SERVER_CHANGED):
+                continue  # retried / own message (purged_message, serverinfo.changed_message)
+            text = explain(
+                kind, error, user="cdc", database="asterisk", position=Position("binlog.000001", 4)
+            )
+            assert "boom" in text and any(w in text for w in ("Fix", "fix", "Check", "report")), kind
+
+
+def _facts(server_id: int = 1, uuid: str = "", logs: tuple[tuple[str, int], ...] = (), gtid_pos: str = "",
+           gtid_state: str = "") -> object:  # fmt: skip
+    return facts_from_variables(
+        {"server_id": str(server_id), "server_uuid": uuid, "gtid_binlog_pos": gtid_pos,
+         "gtid_binlog_state": gtid_state, "binlog_format": "ROW", "binlog_row_image": "FULL"},
+        logs,
+    )  # fmt: skip
+
+
+class TestContinuity:
+    """The same server, a replica holding our GTIDs, or another server."""
+
+    A = ServerIdentity(1)
+    CHECKPOINT = Position("binlog.000003", 5000, "0-1-500")
+
+    def test_same_server_after_restart(self) -> None:
+        facts = _facts(logs=(("binlog.000003", 9000), ("binlog.000004", 300)), gtid_pos="0-1-520")
+        assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.SAME  # type: ignore[arg-type]
+
+    def test_purge_is_not_a_server_change(self) -> None:
+        facts = _facts(logs=(("binlog.000009", 300),), gtid_pos="0-1-900")
+        assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.SAME  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        "facts",
+        [
+            _facts(logs=(("binlog.000003", 4000),), gtid_pos="0-1-900"),  # file shorter than the checkpoint
+            _facts(logs=(("binlog.000001", 90000),), gtid_pos="0-1-900"),  # only older files
+            _facts(logs=(("binlog.000003", 9000),), gtid_pos="0-1-20"),  # GTIDs behind ours
+            _facts(server_id=2, logs=(("binlog.000003", 9000),), gtid_pos="0-2-20", gtid_state="0-2-20"),
+            _facts(uuid="b", logs=(("binlog.000003", 9000),)),
+        ],
+    )
+    def test_another_server(self, facts: object) -> None:
+        recorded = ServerIdentity(1, "a")
+        result = continuity(recorded, self.CHECKPOINT, facts)  # type: ignore[arg-type]
+        assert result.verdict is Verdict.CHANGED and result.reason
+
+    def test_promoted_replica_continues_by_gtid(self) -> None:
+        facts = _facts(server_id=2, logs=(("replica-bin.000001", 100),), gtid_pos="0-2-510",
+                       gtid_state="0-1-505,0-2-510")  # fmt: skip
+        result = continuity(self.A, self.CHECKPOINT, facts)  # type: ignore[arg-type]
+        assert result.verdict is Verdict.GTID and "server_id is 2" in result.reason
+
+    def test_a_clone_with_our_server_id_never_continues_by_gtid(self) -> None:
+        facts = _facts(logs=(("binlog.000003", 100),), gtid_pos="0-1-900", gtid_state="0-1-900")
+        assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.CHANGED  # type: ignore[arg-type]
+
+
+def _packet(payload: bytes, seq: int = 0) -> bytes:
+    return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
+
+
+def _event(etype: int, table_id: int, size: int) -> bytes:
+    """An OK byte, a 19-byte event header, a 6-byte table id, then filler."""
+    header = bytes(4) + bytes([etype]) + bytes(14)
+    return b"\x00" + header + table_id.to_bytes(6, "little") + b"x" * size
+
+
+def _split(payload: bytes) -> bytes:
+    """The protocol's framing of a payload of 16 MB or more: full parts, then the rest."""
+    out = b""
+    while True:
+        part, payload = payload[:_LONG_PACKET], payload[_LONG_PACKET:]
+        out += _packet(part)
+        if len(part) < _LONG_PACKET:
+            return out
+
+
+class TestReadPacket:
+    """A large packet is read exactly (parts joined), or dropped in pieces when unwatched."""
+
+    def _read(self, wire: bytes, have: int, watched: set[int]) -> tuple[bytes | None, bytes, int]:
+        """(payload, what the socket still holds after it, the largest single read)."""
+        stream = io.BytesIO(wire[have:])
+        calls = []
+
+        def read(n: int) -> bytes:
+            calls.append(n)
+            return stream.read(n)
+
+        payload, rest = _read_packet(read, wire[:have], 0, have, dict.fromkeys(watched))
+        return payload, rest + stream.read(), max(calls)
+
+    def test_multi_part_payload_joined(self) -> None:
+        event = _event(30, 7, _LONG_PACKET + 1000)
+        wire = _split(event) + _packet(b"next")
+        payload, after, _ = self._read(wire, 70_000, {7})
+        assert payload == event and after == _packet(b"next")
+
+    def test_unwatched_rows_dropped_in_small_reads(self) -> None:
+        event = _event(30, 8, 2 * _LONG_PACKET)
+        payload, after, biggest = self._read(_split(event) + b"\x01\x00", 65_536, {7})
+        assert payload is None and after == b"\x01\x00"
+        assert biggest <= 1 << 20
+
+    def test_exact_part_boundary(self) -> None:
+        event = _event(19, 7, _LONG_PACKET - 26)  # exactly one full part, then an empty one
+        assert len(event) == _LONG_PACKET
+        payload, rest, _ = self._read(_split(event), 10, {7})
+        assert payload == event and rest == b""
+
+    def test_stream_ending_inside_an_event(self) -> None:
+        wire = _split(_event(30, 7, 100_000))[:90_000]
+        with pytest.raises(ConnectionError):
+            self._read(wire, 100, {7})
+
+
+class TestStateLock:
+    def test_second_holder_refused_with_the_first_ones_pid(self, tmp_path: Path) -> None:
+        path = str(tmp_path / "state.db")
+        with StateLock(path), pytest.raises(StateLockedError, match=r"pid \d+ on host"):
+            StateLock(path).acquire()
+        with StateLock(path):  # released: free again
+            pass
+        assert (tmp_path / "state.db.lock").stat().st_mode & 0o777 == 0o600
