@@ -167,7 +167,9 @@ class TestDashboardShape:
                 continue
             for target in panel.get("targets", []):
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
-        assert list(rows) == ["Overview", "Per endpoint", "Binlog", "Process", "Sending mode"]
+        assert list(rows) == [
+            "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health"
+        ]  # fmt: skip
         expected = {
             "Overview": {
                 "vicidial_cdc_leads_detected_total",
@@ -195,6 +197,12 @@ class TestDashboardShape:
                 "vicidial_cdc_mode",
                 "vicidial_cdc_vicidial_sender_active",
                 "vicidial_cdc_requests_total",
+            },
+            "Reader health": {
+                "vicidial_cdc_reader_fault",
+                "vicidial_cdc_reader_errors_total",
+                "vicidial_cdc_reader_disconnects_total",
+                "vicidial_cdc_state_fresh_start",
             },
         }
         for row, needed in expected.items():
