@@ -30,13 +30,14 @@ import ssl
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pymysql
 
 from . import binlog, vicidb
 from .config import DEFAULT_SERVER_ID, DISABLED, Config, MysqlConfig, SslMode, tls_warnings
-from .errors import ConfigError, SchemaError, SourceError
+from .errors import CdcError, ConfigError, SchemaError, SourceError
 from .records import UrlSource
 from .resolve import check_url
 from .schema import APINEWLEAD_SCHEMA_VERSION
@@ -96,6 +97,8 @@ _VARIABLES = (
     "expire_logs_days",
     "max_binlog_total_size",
     "server_id",
+    "log_bin_compress",
+    "binlog_transaction_compression",
 )
 _REPLICATION_CLIENT = frozenset({"REPLICATION CLIENT", "BINLOG MONITOR"})  # 10.5.2+ renamed it
 _NEEDED_GLOBAL = frozenset({"USAGE", "REPLICATION SLAVE"}) | _REPLICATION_CLIENT
@@ -553,6 +556,7 @@ def evaluate(
         check_binlog_format(facts),
         check_row_image(facts),
         check_row_metadata(facts),
+        check_compression(facts),
         check_retention(facts, max_downtime_s),
         check_server_id(facts, server_id),
         *check_privileges(facts, read_tables, custom_known=custom_lists is not None),
@@ -676,6 +680,82 @@ def check_row_metadata(facts: ServerFacts) -> CheckResult:
         "come from information_schema and are re-read after DDL; FULL is recommended",
         _my_cnf_fix("binlog_row_metadata", "FULL", dynamic=True),
     )
+
+
+def check_compression(facts: ServerFacts) -> CheckResult:
+    """Compressed binlog events cannot be read (the reader stops at the first one)."""
+    for name in ("log_bin_compress", "binlog_transaction_compression"):
+        if _variable_is_on(facts.variables.get(name, "")):
+            return CheckResult(
+                "binlog_compression",
+                Status.FAIL,
+                f"{name} is ON: compressed binlog events cannot be read; the reader stops at the first "
+                "one of a watched table (reader fault compressed_events)",
+                _my_cnf_fix(name, "OFF", dynamic=True),
+            )
+    return CheckResult("binlog_compression", Status.OK, "binlog events are not compressed")
+
+
+def check_state(cfg: Config) -> list[CheckResult]:
+    """The state file: which server it follows (vs the one answering), who runs on it."""
+    from . import serverinfo, statelock
+    from .outbox import SqliteStore
+
+    path = Path(cfg.state.path)
+    if not path.exists():
+        return [
+            CheckResult(
+                "state",
+                Status.INFO,
+                f"no state file at {path} yet: the first start begins at reader.start "
+                f"({cfg.reader.start}) and says so (state.fresh_start)",
+            )
+        ]
+    results = []
+    holder = statelock.held_by(str(path))
+    if holder is not None:
+        results.append(CheckResult("state_lock", Status.INFO, f"a streamer runs on {path} ({holder})"))
+    try:
+        store = SqliteStore(path)
+        store.open()
+        try:
+            checkpoint = store.load_checkpoint()
+            recorded_text = store.meta_get("server_identity")
+        finally:
+            store.close()
+        with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
+            facts = serverinfo.read_facts(conn)
+    except (CdcError, pymysql.MySQLError, OSError) as exc:
+        return [*results, CheckResult("state_server", Status.INFO, f"not checked: {exc}")]
+    recorded = serverinfo.ServerIdentity.from_json(recorded_text) if recorded_text else None
+    verdict = serverinfo.continuity(recorded, checkpoint, facts)
+    if verdict.verdict is serverinfo.Verdict.CHANGED:
+        results.append(
+            CheckResult(
+                "state_server",
+                Status.FAIL,
+                f"the state file follows another server: {verdict.reason}",
+                serverinfo.changed_message(verdict.reason, checkpoint, str(path)),
+            )
+        )
+    elif verdict.verdict is serverinfo.Verdict.GTID:
+        results.append(
+            CheckResult(
+                "state_server",
+                Status.WARN,
+                f"another server holding the checkpoint's GTID ({verdict.reason}): the stream goes on "
+                "from that GTID",
+            )
+        )
+    else:
+        results.append(
+            CheckResult(
+                "state_server",
+                Status.OK,
+                f"the state follows this server ({facts.identity}), checkpoint {checkpoint or 'none yet'}",
+            )
+        )
+    return results
 
 
 def retention_s(variables: Mapping[str, str]) -> float | None:
@@ -1303,6 +1383,7 @@ def run_checks(cfg: Config, *, max_downtime_s: float = DEFAULT_MAX_DOWNTIME_S) -
         connected,
         *check_tls(facts, mysql),
         *evaluate(facts, server_id=mysql.server_id, overrides=overrides, max_downtime_s=max_downtime_s),
+        *check_state(cfg),
     ]
 
 

@@ -69,6 +69,23 @@ class StateLock:
         self.release()
 
 
+def held_by(state_path: str) -> str | None:
+    """Who holds the state file's lock now (``None``: nobody), without keeping it."""
+    path = lock_path(state_path)
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_holder(fd: int) -> str:
     """Who holds the lock, as its holder wrote it (best effort)."""
     try:

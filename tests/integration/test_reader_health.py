@@ -27,6 +27,7 @@ import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from helpers import MariaDBFactory, wait_until_async
 
+from cdc import check
 from cdc.config import Secret
 from cdc.errors import ReaderFault, ReaderFaultError, StateLockedError
 from cdc.mariadb import PrivateMariaDB
@@ -233,6 +234,10 @@ class TestServerRestart:
             await start_pipeline(b, "asterisk", state=state)
         assert refused.value.kind is ReaderFault.SERVER_CHANGED
         assert str(state) in str(refused.value)
+        # `vicidial-cdc check` sees the same up front.
+        results = {r.name: r for r in await asyncio.to_thread(check.run_checks, run.config)}
+        assert results["state_server"].status is check.Status.FAIL
+        assert "replay --since" in results["state_server"].fix
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -263,6 +268,9 @@ class TestStateSafety:
                    for r in caplog.records)  # fmt: skip
         with pytest.raises(StateLockedError, match=f"pid {os.getpid()}"):
             await Service(first.config, Metrics()).run(asyncio.Event())
+        results = {r.name: r for r in await asyncio.to_thread(check.run_checks, first.config)}
+        assert f"pid {os.getpid()}" in results["state_lock"].message
+        assert results["state_server"].status is check.Status.OK
         await first.stop()
         second = await start_pipeline(mariadb, vicidial_db, state=state)
         _, body = await _get(second.service.http_port, "/status")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from cdc import check
 from cdc.errors import (
     BinlogPurgedError,
     ReaderFault,
@@ -21,7 +22,7 @@ from cdc.faults import TransientCause, classify, explain, transient_cause
 from cdc.records import Position
 from cdc.rowdecode import UnsupportedColumnError
 from cdc.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
-from cdc.statelock import StateLock
+from cdc.statelock import StateLock, held_by
 
 
 def _wrapped(inner: BaseException) -> SourceError:
@@ -221,11 +222,39 @@ class TestReadPacket:
             self._read(wire, 100, {7})
 
 
+class TestCheckCompression:
+    @pytest.mark.parametrize("name", ["log_bin_compress", "binlog_transaction_compression"])
+    def test_compression_on_is_a_blocker_with_the_my_cnf_line(self, name: str) -> None:
+        facts = _check_facts({name: "ON"})
+        result = check.check_compression(facts)
+        assert result.status is check.Status.FAIL and f"{name} = OFF" in result.fix
+
+    def test_off(self) -> None:
+        facts = _check_facts({"log_bin_compress": "OFF"})
+        assert check.check_compression(facts).status is check.Status.OK
+
+
+def _check_facts(variables: dict[str, str]) -> check.ServerFacts:
+    return check.ServerFacts(
+        account="cdc@%",
+        variables=variables,
+        grants=(),
+        replica_server_ids=(),
+        database="asterisk",
+        tables=frozenset(),
+        url_type_labels=None,
+        settings=None,
+    )
+
+
 class TestStateLock:
     def test_second_holder_refused_with_the_first_ones_pid(self, tmp_path: Path) -> None:
         path = str(tmp_path / "state.db")
-        with StateLock(path), pytest.raises(StateLockedError, match=r"pid \d+ on host"):
-            StateLock(path).acquire()
+        with StateLock(path):
+            with pytest.raises(StateLockedError, match=r"pid \d+ on host"):
+                StateLock(path).acquire()
+            assert held_by(path) is not None
+        assert held_by(path) is None
         with StateLock(path):  # released: free again
             pass
         assert (tmp_path / "state.db.lock").stat().st_mode & 0o777 == 0o600
