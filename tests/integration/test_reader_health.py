@@ -364,3 +364,106 @@ class TestLargeEvents:
         assert stats.rows.get(("custom_777", "insert")) == 1  # decoded
         assert ("big_noise", "insert") not in stats.rows  # skipped undecoded
         assert stats.fault is None and stats.reconnects == 0
+
+
+class TestCompressedAndMalformed:
+    """Events the reader cannot read are faults with their fix, never a silent skip or a traceback loop."""
+
+    async def test_compressed_binlog_is_a_fault(
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline
+    ) -> None:
+        """log_bin_compress=ON: the first compressed rows event of a watched table stops the reader, named."""
+        server = mariadb_factory(options={"log_bin_compress": "ON", "log_bin_compress_min_len": 10})
+        with contextlib.closing(server.connect()) as conn:
+            create_vicidial_schema(conn, "asterisk")
+        with Vicidial.connect(server, database="asterisk", seed=31) as vici:
+            vici.add_list(101, "L", "C", "")
+            vici.set_system_url(f"{receiver.url}/z?id=--A--lead_id--B--")
+            run = await start_pipeline(server, "asterisk", fault_recheck_s=0.5)
+            await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
+        reader = run.service.reader
+        assert reader is not None
+        await wait_until_async(lambda: reader.statistics().fault is not None, WAIT_S)
+        fault = reader.statistics().fault
+        assert fault is not None and fault.kind is ReaderFault.COMPRESSED_EVENTS
+        assert "log_bin_compress = OFF" in fault.message
+        results = {r.name: r for r in await asyncio.to_thread(check.run_checks, run.config)}
+        assert results["binlog_compression"].status is check.Status.FAIL
+        assert _targets(receiver, "/z") == []
+
+    async def test_corrupted_event_is_reported_and_re_read(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial, receiver: Receiver,
+        start_pipeline: StartPipeline, tmp_path: Path,
+    ) -> None:  # fmt: skip
+        """A byte flipped in transit (a loopback proxy): checksum mismatch → malformed_event with the
+        position, no traceback; the re-check reads the event intact and the lead goes out once."""
+        marker = b"3125557777"
+        proxy = _CorruptingProxy(mariadb.port, marker)
+        await proxy.start()
+        try:
+            vicidial.add_list(101, "L", "C", "")
+            vicidial.set_system_url(f"{receiver.url}/k?id=--A--lead_id--B--")
+            cfg = make_config(mariadb, vicidial_db, tmp_path / "k.db", fault_recheck_s=0.5)
+            cfg = dataclasses.replace(cfg, mysql=dataclasses.replace(cfg.mysql, port=proxy.port))
+            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            reader = run.service.reader
+            assert reader is not None
+            lead = await asyncio.to_thread(vicidial.add_lead, phone_number=marker.decode(), list_id=101)
+            await wait_until_async(lambda: proxy.corrupted, WAIT_S)
+            assert await _wait_count(receiver, "/k", 1) == [f"/k?id={lead}"]
+            _, metrics = await _get(run.service.http_port, "/metrics")
+            assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="malformed_event"') >= 1
+            await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)
+        finally:
+            await proxy.stop()
+
+
+class _CorruptingProxy:
+    """A loopback TCP proxy that flips the last byte of ``marker`` once, server → client."""
+
+    def __init__(self, upstream_port: int, marker: bytes) -> None:
+        self._upstream = upstream_port
+        self._marker = marker
+        self.corrupted = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer, corrupt=False)),
+            asyncio.create_task(self._pipe(up_reader, writer, corrupt=True)),
+        ):
+            self._tasks.add(task)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, corrupt: bool) -> None:
+        tail = b""
+        try:
+            while data := await src.read(65536):
+                if corrupt and not self.corrupted:
+                    window = tail + data
+                    at = window.find(self._marker)
+                    if at >= 0:
+                        flip = at + len(self._marker) - 1 - len(tail)
+                        if flip >= 0:
+                            data = data[:flip] + bytes([data[flip] ^ 0x01]) + data[flip + 1 :]
+                            self.corrupted = True
+                    tail = window[-len(self._marker) :]
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            dst.close()
