@@ -388,6 +388,9 @@ class _GuardedConnect:
 class BinlogReader:
     """Follows the binlog in a thread and hands batches of :data:`SourceItem` to the loop."""
 
+    #: Whether this reader notices a compressed event (else compression on the server is a fault).
+    _sees_compressed_events = False
+
     def __init__(
         self,
         mysql: MysqlConfig,
@@ -610,6 +613,12 @@ class BinlogReader:
             raise ReaderFaultError(
                 ReaderFault.BINLOG_SETTINGS,
                 f"{', '.join(problems)}: lead inserts are not logged as full rows",
+            )
+        if facts.compression and not self._sees_compressed_events:
+            raise ReaderFaultError(
+                ReaderFault.COMPRESSED_EVENTS,
+                "the server compresses binlog events, which mysql-replication skips without a word: "
+                "this reader (reader.decoder = \"library\") would miss leads",
             )
         previous = self._stats.server
         self._stats.server = facts

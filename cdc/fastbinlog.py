@@ -134,6 +134,8 @@ class _State:
 class FastBinlogReader(BinlogReader):
     """:class:`cdc.binlog.BinlogReader` with a reader thread that reads raw packets."""
 
+    _sees_compressed_events = True  # a compressed event of a watched table is a fault (``_event``)
+
     def __init__(
         self,
         mysql: MysqlConfig,
