@@ -30,6 +30,7 @@ FAULT_RECHECK_S = 60.0
 _ACCESS_DENIED = frozenset({1045, 1227, 1044, 1698})  # login, REPLICATION privileges, database, plugin
 _TABLE_DENIED = frozenset({1142, 1143})  # command / column denied for a table
 _MASTER_FATAL = 1236
+_NO_BINARY_LOGGING = 1381  # log_bin is off after a restart
 _SHUTDOWN = frozenset({1053, 1927, 1317, 2013, 2006, 2055})
 _REFUSED = frozenset({2003, 2002, 1040, 1129})
 _USER_AT_HOST = re.compile(r"user '([^']*)'@'([^']*)'")
@@ -90,6 +91,8 @@ def classify(exc: BaseException) -> ReaderFault:
             return ReaderFault.TABLE_UNREADABLE
         if code == _MASTER_FATAL:
             return ReaderFault.BINLOG_FATAL
+        if code == _NO_BINARY_LOGGING:
+            return ReaderFault.BINLOG_SETTINGS
         if code is not None:
             return ReaderFault.CONNECTION
         if isinstance(err, SourceError) and not isinstance(err, SchemaError):
@@ -197,8 +200,8 @@ def explain(
         )
     if kind is ReaderFault.BINLOG_SETTINGS:
         return (
-            f"the server's binlog settings changed: {cause}. Fix in my.cnf: binlog_format = ROW and "
-            "binlog_row_image = FULL, restart the server, then replay what was written meanwhile "
+            f"the server's binlog settings changed: {cause}. Fix in my.cnf: log_bin, binlog_format = ROW "
+            "and binlog_row_image = FULL, restart the server, then replay what was written meanwhile "
             "('vicidial-cdc replay --since <time of the restart>'). The streamer re-checks every "
             "reader.fault_recheck_s"
         )

@@ -57,6 +57,10 @@ class TestClassify:
                 ReaderFault.CONNECTION,
             ),
             (_wrapped(pymysql.err.OperationalError(2003, "Can't connect")), ReaderFault.CONNECTION),
+            (
+                pymysql.err.OperationalError(1381, "You are not using binary logging"),
+                ReaderFault.BINLOG_SETTINGS,
+            ),
             (_wrapped(pymysql.err.OperationalError(1045, "Access denied")), ReaderFault.ACCESS_DENIED),
             (ConnectionError("the server closed the binlog stream"), ReaderFault.CONNECTION),
             (TimeoutError("timed out"), ReaderFault.CONNECTION),
