@@ -131,7 +131,6 @@ class Service:
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
                 # Its own connection to the state file, opened in the reader thread.
                 schema_store=SqliteStore(cfg.state.path),
-
                 identity=self._identity,
                 on_fault=self._on_reader_error,
                 on_server=self._on_server_facts,
