@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import ssl
@@ -60,6 +61,7 @@ from .records import (
     RowChange,
     SchemaChange,
     SourceItem,
+    UnreadableRows,
     Value,
     custom_table_list_id,
     has_undecodable,
@@ -72,6 +74,7 @@ from .schemahistory import (
     columns_to_json,
     fits,
 )
+from .unreadable import UNREADABLE_REASON, UnreadableTables
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +412,7 @@ class BinlogReader:
         on_fault: Callable[[ReaderFault, str], None] | None = None,
         on_server: Callable[[serverinfo.ServerFacts], None] | None = None,
         fault_recheck_s: float = faults.FAULT_RECHECK_S,
+        unreadable_retry_s: float = 60.0,
     ) -> None:
         """``schema_store``: where the schema history is kept (unopened; the reader thread
         opens it). Without one the history lives in memory: learned at start and at DDL.
@@ -420,6 +424,8 @@ class BinlogReader:
         before the batches read on that connection.
         """
         self._mysql = mysql
+        #: custom_<list_id> tables whose rows are handed over as UnreadableRows (cdc.unreadable).
+        self._unreadable = UnreadableTables(mysql.database, mysql.user, unreadable_retry_s)
         self._tables: set[str] = WatchedTables(tables)
         self._start = start
         self._batch_rows = batch_rows
@@ -504,6 +510,10 @@ class BinlogReader:
 
     def statistics(self) -> ReaderStatistics:
         return self._stats
+
+    def unreadable_tables(self) -> frozenset[str]:
+        """The custom tables whose rows are handed over as unreadable now (cdc.unreadable)."""
+        return self._unreadable.tables()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -702,7 +712,7 @@ class BinlogReader:
         self._prepare()
         stream = self._make_stream()
         batch: list[SourceItem] = []
-        group: list[RowChange] = []
+        group: list[RowChange | UnreadableRows] = []
         group_thread = 0
         group_gtid = ""
         last_flush = time.monotonic()
@@ -722,6 +732,9 @@ class BinlogReader:
                     self._enrich(event, stream.log_file)
                     continue
                 if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+                    if self._unreadable and self._unreadable.retry_due(event.table, now_mono):
+                        # The library yields a table map once per table id: try again here.
+                        self._enrich(event, stream.log_file)
                     group.extend(self._changes(event, stream.log_file))
                     stats.last_event_ts = event.timestamp
                     stats.last_event_monotonic = now_mono
@@ -896,18 +909,27 @@ class BinlogReader:
         if self._history_store is not None and self._history_opened:
             self._history_store.close()
 
-    def _enrich(self, event: TableMapEvent, log_file: str) -> None:
+    def _enrich(
+        self, event: TableMapEvent | WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent, log_file: str
+    ) -> None:
         """Fill what the table map lacks (names, signedness, ENUM labels, charsets).
 
         From the table's definition when the rows were written (the schema history),
-        or by name when the binlog carries names (``binlog_row_metadata=FULL``).
+        or by name when the binlog carries names (``binlog_row_metadata=FULL``). A
+        ``custom_<list_id>`` table with neither is unreadable (:mod:`cdc.unreadable`):
+        its columns are looked up again only every ``unreadable_retry_s``.
         """
         columns = event.columns
         full_names = all(c.name for c in columns)
         position = Position(log_file, event.packet.log_pos)
         types = [c.type for c in columns]
-        found = self._columns_at(event.table, position, types)
-        if found is None and not full_names:
+        now = time.monotonic()
+        found: tuple[ColumnInfo, ...] | None = None
+        if event.table not in self._unreadable or self._unreadable.retry_due(event.table, now):
+            found = self._columns_at(event.table, position, types)
+            readable = found is not None or full_names or self._history.has(event.table)
+            self._unreadable.update(event.table, readable, now)
+        if found is None and not full_names and event.table not in self._unreadable:
             raise self._ambiguous(event.schema, event.table, position, types, event.timestamp)
         info: Sequence[ColumnInfo | None] = found or ()
         if full_names:
@@ -927,7 +949,7 @@ class BinlogReader:
 
     def _changes(
         self, event: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent, log_file: str
-    ) -> list[RowChange]:
+    ) -> list[RowChange] | list[UnreadableRows]:
         table = event.table
         columns = event.columns
         out: list[RowChange] = []
@@ -942,6 +964,19 @@ class BinlogReader:
         self._stats.rows[key] = self._stats.rows.get(key, 0) + len(rows)
         if self._on_event is not None:
             self._on_event(table, op.value, len(rows))
+        if table in self._unreadable:  # decoded with placeholder names: counted, not handed over
+            return [
+                UnreadableRows(
+                    event.schema,
+                    table,
+                    op,
+                    len(rows),
+                    UNREADABLE_REASON,
+                    event.timestamp,
+                    log_file=log_file,
+                    log_pos=event.packet.log_pos,
+                )
+            ]
         for row in rows:
             if op is Op.UPDATE:
                 before = self._normalize(table, row["before_values"], row["before_none_sources"], columns)
@@ -1008,9 +1043,11 @@ def _settings_key(facts: serverinfo.ServerFacts) -> tuple[object, ...]:
     )
 
 
-def _with_thread(change: RowChange, thread_id: int) -> RowChange:
+def _with_thread(change: RowChange | UnreadableRows, thread_id: int) -> RowChange | UnreadableRows:
     if thread_id == change.thread_id:
         return change
+    if isinstance(change, UnreadableRows):
+        return dataclasses.replace(change, thread_id=thread_id)
     return RowChange(
         schema=change.schema,
         table=change.table,

@@ -130,10 +130,18 @@ class ReaderConfig:
     #: Binlog seconds a matched lead waits for its custom_<list_id> row.
     custom_wait_s: float = 10.0
     max_pending: int = 100_000
+    #: Estimated bytes of unmatched vicidial_list inserts kept in memory (the oldest is
+    #: evicted past it; an evicted API lead is fetched when its add_lead row comes).
+    max_pending_bytes: int = 64 * 1024 * 1024
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     #: While a fault that reconnecting cannot heal stands (cdc.faults): re-check this often.
     fault_recheck_s: float = 60.0
+    #: Seconds between tries to read a custom_<list_id> table the account cannot read
+    #: (the reader re-reads its columns; the service releases the leads waiting on it).
+    unreadable_retry_s: float = 60.0
+    #: Seconds a lead waits for such a table before it becomes a dead letter naming the GRANT.
+    unreadable_max_wait_s: float = 86400.0
     #: Charset of VICIdial's PHP connection when use_non_latin=0: the server's default
     #: (``@@character_set_server``, read at start) unless set here.
     server_charset: str = ""

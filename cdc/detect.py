@@ -13,9 +13,16 @@ States of one lead::
                   └── DELETE ──► dropped (counted as ``deleted``)
 
 Matching is by the lead_id in the api_log ``data`` (``phone|list_id|lead_id|gmt``),
-never by adjacency: concurrent API calls interleave in the binlog. An ``add_lead``
-match for a lead that is not pending (inserted before our start position, or already
-expired) is counted in ``orphan_matches``; replay handles it.
+never by adjacency: concurrent API calls interleave in the binlog.
+
+Late matches
+    An ``add_lead`` SUCCESS for a lead that is neither pending nor held (its insert
+    expired as ``not_api`` or was evicted, or lies before our start position: a MyISAM
+    lock held on ``vicidial_api_log`` delays the row past ``match_window_s``) is a
+    :class:`LateMatch`, handed out by :meth:`Detector.take_late`. The detector does no
+    I/O: the caller fetches those leads by SELECT and commits their deliveries with the
+    same step's checkpoint, so the checkpoint never passes a late row whose lead is not
+    durable. Counted in ``orphan_matches``.
 
 Hold and release rule
     VICIdial sends the URL at the end of the API call, so its SELECT sees everything
@@ -37,7 +44,7 @@ Output
     :meth:`Detector.feed` returns the leads released by that change. Skips decided
     while feeding (``UPDATE_LEAD_INSERT``, ``OVERFLOW``, a reused lead_id) are kept and
     returned, with the expiry skips, by the next :meth:`Detector.expire`, which the
-    caller runs after every batch and while idle: ``expire() -> (leads, skipped)``.
+    caller runs after every batch: ``expire() -> (leads, skipped)``.
 
 Checkpoint support
     ``feed(change, resume, seen_monotonic)``: ``resume`` is the position of the last
@@ -52,16 +59,28 @@ Checkpoint support
     every insert still waiting (re-enqueueing is idempotent).
 
 Time
-    The binlog clock: ``feed`` takes ``change.timestamp`` (or ``now_binlog=``), and
-    ``expire(now_binlog)`` the newest event timestamp, or wall time while the reader
-    is caught up and idle. The detector keeps the maximum seen, so deadlines are
-    monotonic and expiry is O(expired). An entry expires once the clock is strictly
+    The binlog clock only: ``feed`` takes ``change.timestamp`` (or ``now_binlog=``),
+    and ``expire(now_binlog)`` the newest event timestamp (group ends of unwatched
+    tables included). Never the local clock: a lock that stalls the api_log stalls no
+    clock, and a stopped or lagging streamer decides exactly as a live one. So waiting
+    is bounded by binlog activity: on a quiet server an insert waits until the next
+    event (a VICIdial server writes its keepalive tables every second); while it
+    waits it holds the checkpoint (a restart re-reads it), and ``max_pending`` /
+    ``max_pending_bytes`` bound the memory. The detector keeps the maximum seen, so
+    deadlines are monotonic and expiry is O(expired). An entry expires once the clock is strictly
     past ``arrival + window``. ``max_held`` bounds the held buffer too: when it is
     full, the oldest held lead is released early (``held_overflow``).
+
+Memory
+    Pending inserts are bounded in count (``max_pending``) and in estimated bytes
+    (``max_pending_bytes``, :func:`row_size_bytes`); past either, the oldest is
+    evicted (``OVERFLOW``). An evicted insert that was an API lead is not lost: its
+    add_lead row later makes it a late match.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -96,6 +115,17 @@ def is_detect_table(table: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class LateMatch:
+    """An add_lead SUCCESS whose insert the detector no longer holds: fetch the lead."""
+
+    lead_id: int
+    #: From the api_log ``data`` (0 when unreadable); the fetched row has the truth.
+    list_id: int
+    #: Binlog time of the api_log row: ``inserted_at`` when the lead has no entry_date.
+    api_ts: int
+
+
+@dataclass(frozen=True, slots=True)
 class DetectorStatistics:
     """Gauges (``pending``, ``held``) and counters since start."""
 
@@ -113,6 +143,8 @@ class DetectorStatistics:
     evicted: int
     deleted: int
     orphan_matches: int
+    #: Estimated bytes of the pending inserts (see :func:`row_size_bytes`).
+    pending_bytes: int
     #: Rows the detector needed but could not read (no lead_id, bad api_log data).
     malformed: int
 
@@ -135,6 +167,7 @@ class _Entry:
     seen_monotonic: float
     thread_id: int
     deadline: float
+    size_bytes: int
 
 
 class Detector:
@@ -152,9 +185,13 @@ class Detector:
         custom_wait_s: float = 10.0,
         max_pending: int = 100_000,
         max_held: int = 10_000,
+        max_pending_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        if max_pending < 1 or max_held < 1:
-            raise ValueError("max_pending and max_held must be at least 1")
+        if max_pending < 1 or max_held < 1 or max_pending_bytes < 1:
+            raise ValueError("max_pending, max_held and max_pending_bytes must be at least 1")
+        self._max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0
+        self._late: list[LateMatch] = []
         self._needs_custom = needs_custom
         self._match_window_s = match_window_s
         self._custom_wait_s = custom_wait_s
@@ -209,7 +246,7 @@ class Detector:
                 self._on_delete(change)
         elif table == API_LOG_TABLE:
             if change.op is Op.INSERT:
-                self._on_api_log(change.values, leads)
+                self._on_api_log(change.values, leads, change.timestamp)
         elif change.op is Op.INSERT and custom_table_list_id(table) is not None:
             self._on_custom(change.values)
         return leads
@@ -217,7 +254,7 @@ class Detector:
     def expire(self, now_binlog: float) -> tuple[list[ApiLead], list[Skipped]]:
         """Skip unmatched inserts past ``match_window_s``; release held leads past
         ``custom_wait_s``; also return the skips :meth:`feed` produced since the last
-        call. Costs O(expired). Call it after every batch, and while idle."""
+        call. Costs O(expired). Call it after every batch (binlog time only)."""
         self._clock = max(self._clock, now_binlog)
         leads: list[ApiLead] = []
         skipped, self._skipped = self._skipped, []
@@ -238,6 +275,11 @@ class Detector:
 
     # -- queries -----------------------------------------------------------------------
 
+    def take_late(self) -> list[LateMatch]:
+        """The late matches fed since the last call (the caller fetches those leads)."""
+        late, self._late = self._late, []
+        return late
+
     def min_resume_position(self) -> Position | None:
         """The smallest ``resume`` among pending and held leads: never checkpoint past it."""
         return next(iter(self._resume.values()), None)
@@ -256,6 +298,7 @@ class Detector:
             evicted=self._evicted,
             deleted=self._deleted,
             orphan_matches=self._orphan_matches,
+            pending_bytes=self._pending_bytes,
             malformed=self._malformed,
         )
 
@@ -280,21 +323,27 @@ class Detector:
             old = self._pop_pending(lead_id)
             self._not_api += 1
             self._skipped.append(Skipped(old.lead_id, old.list_id, SkipReason.NOT_API))
-        while len(self._pending) >= self._max_pending:
+        copy = dict(row)
+        size = row_size_bytes(copy)
+        while self._pending and (
+            len(self._pending) >= self._max_pending or self._pending_bytes + size > self._max_pending_bytes
+        ):
             oldest = self._pop_pending(next(iter(self._pending)))
             self._evicted += 1
             self._skipped.append(Skipped(oldest.lead_id, oldest.list_id, SkipReason.OVERFLOW))
         self._seq += 1
+        self._pending_bytes += size
         self._pending[lead_id] = _Entry(
             seq=self._seq,
             lead_id=lead_id,
             list_id=list_id,
-            row=dict(row),
+            row=copy,
             custom=None,
             inserted_at=change.timestamp,
             seen_monotonic=seen_monotonic,
             thread_id=change.thread_id,
             deadline=self._clock + self._match_window_s,
+            size_bytes=size,
         )
         self._resume[self._seq] = resume
 
@@ -329,7 +378,7 @@ class Detector:
         if entry is not None:
             entry.custom = dict(row)
 
-    def _on_api_log(self, row: Mapping[str, Value], leads: list[ApiLead]) -> None:
+    def _on_api_log(self, row: Mapping[str, Value], leads: list[ApiLead], ts: int) -> None:
         function = _text(row.get("function"))
         if function not in (_ADD_LEAD, _UPDATE_LEAD):
             return
@@ -338,7 +387,7 @@ class Detector:
         if function == _ADD_LEAD and result == _SUCCESS:
             lead_id = self._data_lead_id(row, 2)
             if lead_id is not None:
-                self._on_add_lead(lead_id, leads)
+                self._on_add_lead(lead_id, leads, row, ts)
         elif function == _ADD_LEAD and result == _NOTICE and reason.startswith(_CUSTOM_STEP):
             lead_id = self._data_lead_id(row, 1)
             held = self._held.pop(lead_id, None) if lead_id is not None else None
@@ -351,13 +400,17 @@ class Detector:
                 self._update_lead_inserts += 1
                 self._skipped.append(Skipped(entry.lead_id, entry.list_id, SkipReason.UPDATE_LEAD_INSERT))
 
-    def _on_add_lead(self, lead_id: int, leads: list[ApiLead]) -> None:
+    def _on_add_lead(self, lead_id: int, leads: list[ApiLead], row: Mapping[str, Value], ts: int) -> None:
         entry = self._pending.get(lead_id)
         if entry is None:
-            self._orphan_matches += 1
+            if lead_id not in self._held:  # a second SUCCESS row of a held lead changes nothing
+                self._orphan_matches += 1
+                fields = _text(row.get("data")).split("|")
+                self._late.append(LateMatch(lead_id, _int(fields[1]) or 0, ts))
             return
         hold = self._needs_custom(entry.list_id)
         del self._pending[lead_id]
+        self._pending_bytes -= entry.size_bytes
         self._matched += 1
         if not hold:
             leads.append(self._release(entry))
@@ -378,6 +431,7 @@ class Detector:
 
     def _pop_pending(self, lead_id: int) -> _Entry:
         entry = self._pending.pop(lead_id)
+        self._pending_bytes -= entry.size_bytes
         del self._resume[entry.seq]
         return entry
 
@@ -395,6 +449,15 @@ class Detector:
             seen_monotonic=entry.seen_monotonic,
             thread_id=entry.thread_id,
         )
+
+
+#: Bytes of one pending entry besides its row values (entry, dict slots, resume position).
+_ENTRY_OVERHEAD_BYTES = 400
+
+
+def row_size_bytes(row: Mapping[str, Value]) -> int:
+    """Estimated memory of a copied row: its dict and value objects (keys are shared)."""
+    return _ENTRY_OVERHEAD_BYTES + sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
 
 
 def _text(value: Value) -> str:

@@ -42,6 +42,7 @@ message if a future version renames it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import struct
 import time
@@ -56,8 +57,9 @@ from . import rowdecode
 from .binlog import BinlogReader, always_watched
 from .config import MysqlConfig
 from .errors import ReaderFault, ReaderFaultError, SourceError
-from .records import GroupEnd, Op, Position, RowChange, SourceItem, Value
+from .records import GroupEnd, Op, Position, RowChange, SourceItem, UnreadableRows, Value
 from .schemahistory import ColumnInfo
+from .unreadable import UNREADABLE_REASON
 
 __all__ = ["FastBinlogReader"]
 
@@ -121,6 +123,8 @@ class _State:
     gtid: tuple[Any, ...] | None = None
     thread: int = 0
     rows: list[_Row] = field(default_factory=list)
+    #: Rows events of unreadable custom tables in the current group (cdc.unreadable).
+    unreadable: list[UnreadableRows] = field(default_factory=list)
     end: _End | None = None
     last_ts: int = 0
     batch_end: Position | None = None
@@ -217,6 +221,9 @@ class FastBinlogReader(BinlogReader):
             events = 0
             crc = st.crc
             query_post_header = st.post_header[_QUERY]
+            # Unreadable tables whose columns are due to be read again (cdc.unreadable):
+            # their known table ids must not take the fast path. Usually empty.
+            retry = self._unreadable.due(time.monotonic()) if self._unreadable else _NOTHING
             while n - p >= 4:
                 plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
                 q = p + 4 + plen
@@ -248,7 +255,9 @@ class FastBinlogReader(BinlogReader):
                     # a new one): both unwatched and already-decoded ones are done.
                     lo, hi = _TABLE_ID(buf, e + 19)
                     table_id = lo | hi << 32
-                    if table_id in skip_ids or table_id in by_id:
+                    if table_id in skip_ids or (
+                        table_id in by_id and not (retry and by_id[table_id].table in retry)
+                    ):
                         p = q
                         continue
                 elif 23 <= etype <= 25 or 30 <= etype <= 32:
@@ -404,6 +413,9 @@ class FastBinlogReader(BinlogReader):
             types = tuple(spec.type for spec in cached[0].specs)
             if self._columns_at(cached[0].table, position, types) is not cached[1]:
                 cached = None
+        unreadable = self._unreadable
+        if cached is not None and unreadable and unreadable.retry_due(cached[0].table, time.monotonic()):
+            cached = None  # read its columns again: a GRANT may have come
         if cached is None:
             cached = self._build_decoder(rowdecode.parse_table_map(buf, body, ee, ph), position, ts)
             if len(self._decoders) >= 256:
@@ -421,8 +433,14 @@ class FastBinlogReader(BinlogReader):
         """
         info = None
         if rowdecode.needs_schema(tmap):
-            info = self._columns_at(tmap.table, position, tmap.types)
-            if info is None:
+            now = time.monotonic()
+            unreadable = self._unreadable
+            if tmap.table not in unreadable or unreadable.retry_due(tmap.table, now):
+                info = self._columns_at(tmap.table, position, tmap.types)
+                readable = info is not None or tmap.names is not None or self._history.has(tmap.table)
+                unreadable.update(tmap.table, readable, now)
+            # An unreadable custom table: placeholder names, its rows counted and handed over.
+            if info is None and tmap.table not in unreadable:
                 if tmap.names is None:
                     raise self._ambiguous(tmap.schema, tmap.table, position, tmap.types, timestamp)
                 in_force = self._history.at(tmap.table, position)  # names come from the binlog
@@ -462,6 +480,8 @@ class FastBinlogReader(BinlogReader):
         schema = decoder.schema
         row = decoder.row
         append = st.rows.append
+        if self._unreadable and table in self._unreadable:
+            append = _discard
         rows = 0
         while pos < ee:
             before: dict[str, Value] | None = None
@@ -479,6 +499,12 @@ class FastBinlogReader(BinlogReader):
             append((schema, table, op, before, after, ts, log_pos))
             rows += 1
         st.last_ts = ts
+        if append is _discard:
+            st.unreadable.append(
+                UnreadableRows(
+                    schema, table, op, rows, UNREADABLE_REASON, ts, log_file=st.file, log_pos=log_pos
+                )
+            )
         key = (table, op.value)
         self._stats.rows[key] = self._stats.rows.get(key, 0) + rows
         if self._on_event is not None:
@@ -520,6 +546,11 @@ class FastBinlogReader(BinlogReader):
                 for schema, table, op, before, after, row_ts, row_pos in st.rows
             )
             st.rows = []
+            st.batch_has_rows = True
+        if st.unreadable:
+            self._materialize(st, batch)
+            batch.extend(dataclasses.replace(u, thread_id=thread) for u in st.unreadable)
+            st.unreadable = []
             st.batch_has_rows = True
         st.end = (st.file, log_pos, st.gtid, ts, thread)
         st.gtid = None
@@ -650,6 +681,13 @@ def _format_description(st: _State, buf: bytes, e: int, q: int) -> None:
     st.crc = _CRC_LEN if st.announced_crc and buf[alg_at] != 0 else 0
     st.skip_ids.clear()
     st.by_id.clear()
+
+
+_NOTHING: Final[frozenset[str]] = frozenset()
+
+
+def _discard(_row: _Row) -> None:
+    """Where the rows of an unreadable table go: they are counted, never handed over."""
 
 
 def _gtid_text(gtid: tuple[Any, ...] | None) -> str:

@@ -62,6 +62,8 @@ class StateSample:
     retention_headroom_s: float = float("inf")
     #: Bytes of binlog on the server before the checkpoint (0: it is in the oldest file).
     retention_headroom_bytes: float = float("inf")
+    #: Leads held until data the streamer cannot read becomes readable, by reason (cdc.waiting).
+    waiting_data: dict[str, int] = field(default_factory=dict)
 
 
 class StateCollector(Collector):
@@ -120,6 +122,15 @@ class StateCollector(Collector):
             "Bytes of binlog still on the server before the checkpoint (0: it is in the oldest file).",
             s.retention_headroom_bytes,
         )
+        waiting = GaugeMetricFamily(
+            "vicidial_cdc_leads_waiting_data",
+            "Leads held until data the streamer cannot read now is readable (e.g. a custom_<list_id>"
+            " table without SELECT), by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.waiting_data.items()):
+            waiting.add_metric([reason], float(count))
+        yield waiting
         families: tuple[tuple[str, str, Mapping[str, float]], ...] = (
             ("vicidial_cdc_deliveries_pending", "Deliveries waiting in the outbox.", s.pending),
             ("vicidial_cdc_deliveries_in_flight", "Requests being sent now.", s.in_flight),
@@ -272,6 +283,21 @@ class Metrics:
         self.state_fresh_start = Gauge(
             "vicidial_cdc_state_fresh_start",
             "1 when this process started without a stored checkpoint (first install or a lost state file).",
+            registry=r,
+        )
+        # Late api_log rows and leads that fail processing (branch late-rows, issue 11).
+        self.leads_late = Counter(
+            "vicidial_cdc_leads_late",
+            "add_lead rows that came after their insert was given up on; the lead was fetched"
+            " by SELECT (outcome fetched) or was gone (lead_missing).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("fetched", "lead_missing"):
+            self.leads_late.labels(outcome)  # series exist (at 0) before the first late row
+        self.leads_failed = Counter(
+            "vicidial_cdc_leads_failed",
+            "Leads whose processing raised: dead-lettered (endpoint -failed-), the stream goes on.",
             registry=r,
         )
 

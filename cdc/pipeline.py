@@ -10,16 +10,30 @@ Sync and free of I/O (the service commits what a step returns, in one transactio
 The checkpoint of a step is the last group end, held back to the resume position of
 anything still waiting (an insert without its api_log row, a VICIdial attempt without
 its result), so a restart re-reads it; it never moves backwards.
+
+A step may also carry late matches (``Step.late``: add_lead rows whose insert the
+detector had given up on): the service fetches those leads by SELECT and routes them
+with :meth:`Pipeline.route_fetched` *before* it commits the step, so their deliveries
+are in the same transaction as the checkpoint that passes their api_log row.
+
+A lead whose URL needs its ``custom_<list_id>`` row, when the reader could not decode
+that table (``UnreadableRows``), is not routed: it is handed out in ``Step.waiting``
+and held by the service (:mod:`cdc.waiting`) until the table is readable.
+
+A lead whose routing raises (bad data, a bug) becomes a dead letter (a ``refused``
+delivery on endpoint :data:`FAILED_ENDPOINT`, the error class as its reason) and the
+step goes on: one lead never stops the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from collections.abc import Sequence
 
 from .config import Config
-from .detect import Detector
+from .detect import Detector, LateMatch
 from .endpoints import Router
 from .metrics import Metrics, status_class
 from .modes import Mode, VicidialSender, retries_vicidial_failures, vicidial_sender
@@ -33,18 +47,39 @@ from .records import (
     Skipped,
     SkipReason,
     SourceItem,
+    UnreadableRows,
     UrlSource,
+    custom_table_list_id,
 )
 from .resolve import EndpointIds, check_url
 from .settings import SETTINGS_TABLES, SettingsCache
 from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
+from .waiting import WaitingLead
 
 log = logging.getLogger(__name__)
 
 #: Resume point of rows read before the first group end of a GTID start.
 BEFORE_FIRST_GROUP = Position("", 0)
+#: The endpoint id of a dead letter for a lead whose processing raised (no request).
+FAILED_ENDPOINT = "-failed-"
 #: Skips too common to log one by one (they are counted).
 _QUIET_SKIPS = frozenset({SkipReason.NOT_API, SkipReason.UPDATE_LEAD_INSERT, SkipReason.VICIDIAL_SENDS})
+
+
+def failed_delivery(source: str, lead: ApiLead | WaitingLead, reason: str) -> Delivery:
+    """The dead letter of a lead that could not be routed: no URL, endpoint ``-failed-``,
+    stored dead with ``reason`` (a ``refused`` delivery is never sent)."""
+    return Delivery(
+        source=source,
+        lead_id=lead.lead_id,
+        list_id=lead.list_id,
+        endpoint_id=FAILED_ENDPOINT,
+        method="GET",
+        url="",
+        url_source=UrlSource.UNRESOLVED,
+        inserted_at=lead.inserted_at,
+        refused=reason,
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,10 +103,15 @@ class Step:
     checkpoint: Position | None
     #: Binlog time of that checkpoint (0 when unknown).
     checkpoint_ts: float
+    #: Leads to fetch by SELECT and route before committing (see the module doc).
+    late: list[LateMatch] = dataclasses.field(default_factory=list)
+    #: Leads that need custom rows of a table the reader could not read: the service holds them.
+    waiting: list[ApiLead] = dataclasses.field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
-        return not self.deliveries and self.checkpoint is None
+        nothing_else = not self.late and not self.waiting
+        return not self.deliveries and self.checkpoint is None and nothing_else
 
 
 class Pipeline:
@@ -98,10 +138,14 @@ class Pipeline:
             match_window_s=config.reader.match_window_s,
             custom_wait_s=config.reader.custom_wait_s,
             max_pending=config.reader.max_pending,
+            max_pending_bytes=config.reader.max_pending_bytes,
             needs_custom=lambda list_id: self.router().needs_custom(settings.snapshot(), list_id),
         )
         self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
         self._vicidial_endpoints = EndpointIds()
+        self._waiting: list[ApiLead] = []
+        #: Lists whose custom_<list_id> rows the reader handed over as unreadable.
+        self.unreadable_lists: set[int] = set()
 
     @property
     def server_charset(self) -> str:
@@ -121,7 +165,7 @@ class Pipeline:
     def process(
         self, batches: Sequence[Sequence[SourceItem]], *, seen: float, now_binlog: float | None = None
     ) -> Step:
-        """Feed batches in binlog order; ``now_binlog`` (idle ticks) advances binlog time."""
+        """Feed batches in binlog order; ``now_binlog`` advances binlog time (binlog time only)."""
         stats = self.stats
         deliveries: list[Delivery] = []
         last_end: Position | None = None
@@ -142,12 +186,20 @@ class Pipeline:
                     if item.table == URL_LOG_TABLE:
                         self._vicidial_attempts(self.url_log.feed(item, resume), deliveries)
                         continue
+                    if self.unreadable_lists and item.table.startswith("custom_"):
+                        self.unreadable_lists.discard(custom_table_list_id(item.table) or 0)
                     self._route(self.detector.feed(item, resume, seen), deliveries)
                 elif isinstance(item, GroupEnd):
                     last_end = item.position
                     newest_ts = max(newest_ts, item.timestamp)
                 elif isinstance(item, SchemaChange):
                     log.info("binlog.schema_change table=%s", item.table)
+                elif isinstance(item, UnreadableRows):
+                    # One reader error per rows event the reader could not decode.
+                    self._metrics.child(self._metrics.reader_errors, item.reason).inc()
+                    list_id = custom_table_list_id(item.table)
+                    if list_id is not None:
+                        self.unreadable_lists.add(list_id)
         now = now_binlog if now_binlog is not None else float(newest_ts)
         if now:
             released, skipped = self.detector.expire(now)
@@ -156,7 +208,45 @@ class Pipeline:
                 self._count_skip(skip)
             self._vicidial_attempts(self.url_log.expire(now), deliveries)
         checkpoint = self._checkpoint(last_end)
-        return Step(deliveries, checkpoint, float(newest_ts) if checkpoint == last_end else 0.0)
+        waiting, self._waiting = self._waiting, []
+        late = self.detector.take_late()
+        ts = float(newest_ts) if checkpoint == last_end else 0.0
+        return Step(deliveries, checkpoint, ts, late, waiting)
+
+    def route_fetched(
+        self,
+        late: Sequence[LateMatch],
+        leads: Sequence[ApiLead],
+        unreadable_lists: frozenset[int] = frozenset(),
+    ) -> Step:
+        """Route the leads fetched for ``late``: their deliveries and dead letters.
+
+        Counts each late match (``fetched``, or ``lead_missing`` when the row is gone)
+        and logs it without personal data. Leads of ``unreadable_lists`` (their custom
+        table showed no columns to the fetch) wait instead, as live ones do.
+        """
+        found = {lead.lead_id for lead in leads}
+        for match in late:
+            outcome = "fetched" if match.lead_id in found else "lead_missing"
+            self._metrics.leads_late.labels(outcome).inc()
+            log.warning(
+                "lead.late_match lead_id=%d list_id=%d outcome=%s"
+                " hint=the add_lead api_log row came after reader.match_window_s",
+                match.lead_id,
+                match.list_id,
+                outcome,
+            )
+        self.unreadable_lists |= unreadable_lists
+        deliveries: list[Delivery] = []
+        self._route(list(leads), deliveries)
+        waiting, self._waiting = self._waiting, []
+        return Step(deliveries, None, 0.0, [], waiting)
+
+    def route_released(self, leads: Sequence[ApiLead]) -> Step:
+        """Route leads fetched once the data they waited for became readable."""
+        deliveries: list[Delivery] = []
+        self._route(list(leads), deliveries, hold=False)
+        return Step(deliveries, None, 0.0)
 
     def committed(self, step: Step) -> None:
         """The step is durable: account for it."""
@@ -184,15 +274,28 @@ class Pipeline:
         if self._settings.apply(change):
             self._metrics.settings_reloads.labels(change.table).inc()
 
-    def _route(self, leads: list[ApiLead], out: list[Delivery]) -> None:
+    def _route(self, leads: list[ApiLead], out: list[Delivery], *, hold: bool = True) -> None:
         if not leads:
             return
         snapshot = self._settings.snapshot()
         router = self.router()
         for lead in leads:
+            if (
+                hold
+                and self.unreadable_lists
+                and lead.list_id in self.unreadable_lists
+                and lead.custom is None
+                and router.needs_custom(snapshot, lead.list_id)
+            ):
+                self._waiting.append(lead)
+                continue
             self.stats.leads += 1
             self._metrics.leads_detected.inc()
-            deliveries, skips = router.route(lead, snapshot)
+            try:
+                deliveries, skips = router.route(lead, snapshot)
+            except Exception as exc:  # one bad lead must not stop the stream
+                out.append(self._fail(lead, exc))
+                continue
             out.extend(deliveries)
             for skip in skips:
                 self._count_skip(skip)
@@ -219,6 +322,23 @@ class Pipeline:
             d.endpoint_id,
             d.lead_id,
         )
+
+    def _fail(self, lead: ApiLead, exc: Exception) -> Delivery:
+        """Dead-letter a lead whose routing raised; log where, never the values."""
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename.rpartition('/')[2]}:{frame.lineno}:{frame.name}" if frame else "?"
+        reason = f"processing_error: {type(exc).__name__} at {where}"
+        self._metrics.leads_failed.inc()
+        log.error(
+            "lead.processing_failed lead_id=%d list_id=%d error=%s where=%s"
+            " fix=correct the data or the config, then: vicidial-cdc replay --lead-id %d",
+            lead.lead_id,
+            lead.list_id,
+            type(exc).__name__,
+            where,
+            lead.lead_id,
+        )
+        return failed_delivery(self._config.mysql.source_name, lead, reason)
 
     def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
         """VICIdial's own sends: metrics for all, and its failures into our outbox."""

@@ -153,6 +153,8 @@ class UrlSource(enum.StrEnum):
     VICIDIAL_SYSTEM = "vicidial_system"
     #: The exact URL VICIdial's own sender logged in ``vicidial_url_log`` and failed to send.
     VICIDIAL_RETRY = "vicidial_retry"
+    #: No URL: a dead letter of a lead whose processing raised (recover with ``replay``).
+    UNRESOLVED = "unresolved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,19 +60,20 @@ import datetime as _dt
 import json
 import re
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TextIO, runtime_checkable
 
 import pymysql
-from pymysql.constants import FIELD_TYPE
 
 from . import binlog, vicidb
 from .config import Config
 from .endpoints import Router
 from .errors import ConfigError
+from .leadfetch import LeadFetcher, build_lead, connection_options
+from .leadfetch import as_int as _int
+from .leadfetch import as_text as _text
 from .modes import vicidial_sender
 from .operator import open_store, parse_duration
 from .records import ApiLead, Delivery, Position, SkipReason, Value
@@ -105,14 +106,6 @@ LEAD_MISSING: Final = "lead_missing"  # the api_log row names a lead that no lon
 
 _LEAD_ID_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 _DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_EPOCH_ALIAS = "cdc_entry_epoch"  # extra column of the lead SELECT, removed from the row
-_TEMPORAL_TYPES = (
-    FIELD_TYPE.DATE,
-    FIELD_TYPE.NEWDATE,
-    FIELD_TYPE.DATETIME,
-    FIELD_TYPE.TIMESTAMP,
-    FIELD_TYPE.TIME,
-)
 _ADD_LEAD = "add_lead"
 _UPDATE_LEAD = "update_lead"
 
@@ -267,24 +260,6 @@ def parse_time(conn: pymysql.Connection[Any], text: str) -> str:
 
 
 # -- the connection and the settings -------------------------------------------------
-
-
-def connection_options() -> dict[str, Any]:
-    """``binlog.connect`` options for replay: read-only, temporal values as text.
-
-    DATE/DATETIME/TIMESTAMP/TIME come back as the server's text (``0000-00-00``
-    included), exactly what PHP reads, which :func:`cdc.vicidb.binlog_row` turns into
-    the binlog reader's values; the rest keeps PyMySQL's conversions (DECIMAL →
-    ``Decimal`` with scale, integers → ``int``, text decoded from ``utf8mb4``).
-    """
-    conv = dict(pymysql.converters.conversions)
-    for field_type in _TEMPORAL_TYPES:
-        conv[field_type] = str
-    return {
-        "autocommit": True,
-        "conv": conv,
-        "init_command": "SET SESSION TRANSACTION READ ONLY",
-    }
 
 
 def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnapshot:
@@ -450,22 +425,11 @@ class _Finder:
         router: Router,
     ) -> None:
         self._conn = conn
-        self._router = router
         self._db = vicidb.quote_name(database)
-        self._database = database
-        self._snapshot = snapshot
         self._selection = selection
         self._report = report
         self._batch = batch_size
-        # Every column, as the binlog row image has them: the post-json event carries them all.
-        self._lead_columns = vicidb.table_columns(conn, database, "vicidial_list")
-        names = {c.name for c in self._lead_columns}
-        if "lead_id" not in names or "list_id" not in names:
-            raise ConfigError(f"{database}.vicidial_list has no lead_id/list_id: check [mysql] database")
-        self._lead_select = vicidb.row_select(self._lead_columns)
-        if "entry_date" in names:
-            self._lead_select += f", UNIX_TIMESTAMP(`entry_date`) AS {_EPOCH_ALIAS}"
-        self._custom_columns: dict[int, tuple[vicidb.Column, ...]] = {}
+        self._fetcher = LeadFetcher(conn, database, lambda list_id: router.needs_custom(snapshot, list_id))
 
     def batches(self) -> Iterator[list[ApiLead]]:
         if self._selection.since is not None:
@@ -596,48 +560,12 @@ class _Finder:
             if match.function != _ADD_LEAD:
                 self._report.skipped[SkipReason.UPDATE_LEAD_INSERT.value] += 1
                 continue
-            epoch = _int(row.pop(_EPOCH_ALIAS, None)) or 0
-            chosen.append((row, lead_id, list_id, epoch if epoch > 0 else match.api_epoch))
+            epoch = LeadFetcher.take_epoch(row)
+            chosen.append((row, lead_id, list_id, epoch or match.api_epoch))
         self._report.found += len(chosen)
-        customs = self._custom_rows([(lead_id, list_id) for _, lead_id, list_id, _ in chosen])
+        customs = self._fetcher.custom_rows([(lead_id, list_id) for _, lead_id, list_id, _ in chosen])
         for row, lead_id, list_id, inserted_at in chosen:
-            custom = customs.get(lead_id)
-            out.append(
-                ApiLead(
-                    lead_id=lead_id,
-                    list_id=list_id,
-                    lead=types.MappingProxyType(row),
-                    custom=types.MappingProxyType(custom) if custom is not None else None,
-                    inserted_at=inserted_at,
-                )
-            )
-        return out
-
-    def _custom_rows(self, leads: Sequence[tuple[int, int]]) -> dict[int, dict[str, Value]]:
-        """``custom_<list_id>`` rows of the leads whose URL needs them, by lead_id."""
-        by_list: dict[int, list[int]] = {}
-        for lead_id, list_id in leads:
-            if self._router.needs_custom(self._snapshot, list_id):
-                by_list.setdefault(list_id, []).append(lead_id)
-        out: dict[int, dict[str, Value]] = {}
-        for list_id, lead_ids in sorted(by_list.items()):
-            table = f"custom_{list_id:d}"
-            columns = self._custom_columns.get(list_id)
-            if columns is None:
-                columns = vicidb.table_columns(self._conn, self._database, table)
-                self._custom_columns[list_id] = columns
-            if "lead_id" not in {c.name for c in columns}:
-                continue  # no such table: the lead has no custom row
-            rows = vicidb.select(
-                self._conn,
-                f"SELECT {vicidb.row_select(columns)} FROM {self._db}.{vicidb.quote_name(table)}"
-                " WHERE `lead_id` IN (" + ", ".join(["%s"] * len(lead_ids)) + ")",
-                tuple(lead_ids),
-            )
-            for row in rows:
-                owner = _int(row.get("lead_id"))
-                if owner is not None:
-                    out[owner] = vicidb.binlog_row(row, columns)
+            out.append(build_lead(row, lead_id, list_id, inserted_at, customs.get(lead_id)))
         return out
 
     def _count(self, reason: str, n: int) -> None:
@@ -645,10 +573,7 @@ class _Finder:
             self._report.skipped[reason] += n
 
     def _select_leads(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Value]]:
-        rows = vicidb.select(
-            self._conn, f"SELECT {self._lead_select} FROM {self._db}.`vicidial_list` WHERE {where}", args
-        )
-        return [vicidb.binlog_row(row, self._lead_columns) for row in rows]
+        return self._fetcher.select_leads(where, args)
 
     def _filter_lists(self, rows: list[dict[str, Value]]) -> list[dict[str, Value]]:
         lists = self._selection.lists
@@ -698,16 +623,3 @@ def _clusters(times: Iterable[_dt.datetime], gap_s: float) -> list[tuple[_dt.dat
 
 def _sql_time(value: _dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")  # api_log data and names are ASCII here
-    return "" if value is None else str(value)
-
-
-def _int(value: Value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = _text(value).strip()
-    return int(text) if text.isascii() and text.isdigit() else None

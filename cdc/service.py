@@ -35,9 +35,11 @@ from .modes import Mode
 from .outbox import AsyncStore, SqliteStore
 from .pipeline import Pipeline, PipelineStatistics
 from .records import Position, SourceItem
+from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
 from .urllog import URL_LOG_TABLE, UrlLogTracker
+from .waiting import WaitingLeads
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,12 @@ class Service:
         self._identity_unsaved = False
         #: Set when the state held no checkpoint: where this start chose to begin.
         self._fresh_start: Position | str | None = None
+        #: Late matches and leads waiting for an unreadable table: fetched by SELECT.
+        self.recovery: LeadRecovery | None = None
+
+    @property
+    def waiting(self) -> WaitingLeads:
+        return self.recovery.waiting if self.recovery is not None else WaitingLeads()
 
     @property
     def detector(self) -> Detector | None:
@@ -108,6 +116,9 @@ class Service:
             if cfg.reader.check_at_start:
                 await self._preflight()
             start = await self._load_source(store)
+            assert self.pipeline is not None
+            self.recovery = LeadRecovery(cfg, self.pipeline, self.settings, store)
+            await self.recovery.load()
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
             for name, endpoint in cfg.delivery.named_endpoints.items():
@@ -134,6 +145,7 @@ class Service:
                 identity=self._identity,
                 on_fault=self._on_reader_error,
                 on_server=self._on_server_facts,
+                unreadable_retry_s=cfg.reader.unreadable_retry_s,
             )
 
             connector = aiohttp.TCPConnector(limit=cfg.delivery.max_in_flight, limit_per_host=0)
@@ -172,6 +184,7 @@ class Service:
                     sending = tg.create_task(self.sender.run(sender_stop), name="sender")
                     tg.create_task(self._counts_task(stop), name="counts")
                     tg.create_task(self._retention_task(stop), name="retention")
+                    tg.create_task(self.recovery.run(stop, self.sender.notify), name="waiting")
                     await self._pipeline(stop)
                     # Draining: no new batches; requests in flight may finish, bounded.
                     self.reader.request_stop()
@@ -409,10 +422,10 @@ class Service:
                     {get, stop_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 if get not in done:
+                    # Idle: nothing expires. Matching runs on binlog time only (cdc.detect).
                     get.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await get
-                    await self._idle_tick()
                     continue
                 batches = [get.result()]
                 # Length first: a batch taken off the queue must never be dropped.
@@ -422,19 +435,18 @@ class Service:
         finally:
             stop_wait.cancel()
 
-    async def _idle_tick(self) -> None:
-        """With the reader caught up, binlog time is wall time: expire what waits."""
-        assert self.reader is not None
-        rs = self.reader.statistics()
-        if rs.connected and rs.last_heartbeat_monotonic >= rs.last_event_monotonic:
-            await self._process([], now_binlog=time.time())
+    async def _process(self, batches: list[list[SourceItem]]) -> None:
+        """One pipeline step, then its deliveries and checkpoint in one transaction.
 
-    async def _process(self, batches: list[list[SourceItem]], now_binlog: float | None = None) -> None:
-        """One pipeline step, then its deliveries and checkpoint in one transaction."""
+        Late matches are fetched and routed first, so the checkpoint that passes their
+        api_log rows commits with their deliveries (invariant 1).
+        """
         assert self.pipeline is not None and self.store is not None and self.sender is not None
-        step = self.pipeline.process(batches, seen=time.monotonic(), now_binlog=now_binlog)
+        assert self.recovery is not None
+        step = self.pipeline.process(batches, seen=time.monotonic())
         if step.is_empty:
             return
+        step = await self.recovery.complete(step)  # late leads fetched; waiting ones stored
         await self.store.commit_batch(step.deliveries, step.checkpoint, time.time())
         self.pipeline.committed(step)
         if step.deliveries:
@@ -477,6 +489,7 @@ class Service:
             checkpoint_pos=float(checkpoint.pos) if checkpoint else 0.0,
             retention_headroom_s=self._retention.headroom_s,
             retention_headroom_bytes=self._retention.headroom_bytes,
+            waiting_data={"table_unreadable": 0, **self.waiting.counts()},
         )
 
     def _readiness(self) -> server.Readiness:
@@ -504,6 +517,7 @@ class Service:
             "skipped": dict(self.stats.skipped),
             "outbox": self._counts,
             "queue_depths": sample.queue_depths,
+            "waiting_data": self.waiting.status(time.time()),
             **self._health_status(),
         }
 

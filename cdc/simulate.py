@@ -541,15 +541,16 @@ class Vicidial:
 
     # -- noise ------------------------------------------------------------------------
 
-    def noise_steps(self, n: int) -> Steps:
+    def noise_steps(self, n: int, *, api_log: bool = True) -> Steps:
         """``n`` single-row writes over the busy dialer tables and other API functions.
 
         Inserts, updates and deletes (the latter two on rows this instance inserted),
-        plus about one in ten ``vicidial_api_log`` rows of functions other than add_lead.
+        plus about one in ten ``vicidial_api_log`` rows of functions other than add_lead
+        (none with ``api_log=False``: the dialer's own writes while that table is locked).
         Every statement changes exactly one row, so it writes exactly one rows event.
         """
         for _ in range(n):
-            table, statement, key = self._noise_statement()
+            table, statement, key = self._noise_statement(api_log)
             outcome = yield statement
             if key is _AUTO_KEY:
                 self._noise_keys[table].append(outcome.lastrowid)
@@ -557,9 +558,9 @@ class Vicidial:
                 self._noise_keys[table].append(key)
         return n
 
-    def noise(self, n: int) -> int:
+    def noise(self, n: int, *, api_log: bool = True) -> int:
         """Run :meth:`noise_steps` now; the number of statements."""
-        return self.run(self.noise_steps(n))
+        return self.run(self.noise_steps(n, api_log=api_log))
 
     # -- settings ---------------------------------------------------------------------
 
@@ -860,10 +861,10 @@ class Vicidial:
             (response_sec, self._text(url_response), url_log_id),
         )
 
-    def _noise_statement(self) -> tuple[str, Statement, Any]:
+    def _noise_statement(self, api_log: bool = True) -> tuple[str, Statement, Any]:
         """(table, statement, key to record once it ran: a value, _AUTO_KEY or None)."""
         rng = self._rng
-        if rng.random() < 0.1:
+        if rng.random() < 0.1 and api_log:
             function, result, reason = rng.choice(_OTHER_API_CALLS)
             lead_id = rng.randrange(1, 1_000_000)
             return (

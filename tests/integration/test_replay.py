@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
+from test_pipeline import _wait_count  # type: ignore[import-not-found]
 
 from cdc import binlog, config, replay
 from cdc.endpoints import Router
@@ -51,13 +52,6 @@ TEMPLATE = (
 
 def _targets(receiver: Receiver, prefix: str) -> list[str]:
     return [r.target for r in receiver.requests if r.target.startswith(prefix)]
-
-
-async def _wait_count(receiver: Receiver, prefix: str, count: int) -> list[str]:
-    async with asyncio.timeout(WAIT_S):
-        while len(_targets(receiver, prefix)) < count:
-            await asyncio.sleep(0.05)
-    return _targets(receiver, prefix)
 
 
 async def _fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
@@ -114,7 +108,7 @@ async def _live_leads(vici: Vicidial, receiver: Receiver) -> tuple[list[int], li
         await asyncio.to_thread(vici.agent_insert, phone_number="3125550006", list_id=102),
         await asyncio.to_thread(vici.add_lead, phone_number="3125550007", list_id=102),
     ]
-    live = await _wait_count(receiver, "/rp", 4)
+    live = await _wait_count(receiver, "/rp", 4, busy=vici)  # the last lead is held custom_wait_s
     await _fence(vici, receiver, "live")
     return ids, sorted(live)
 

@@ -168,7 +168,8 @@ class TestDashboardShape:
             for target in panel.get("targets", []):
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
         assert list(rows) == [
-            "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health"
+            "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health",
+            "Late rows, waiting and failed leads",
         ]  # fmt: skip
         expected = {
             "Overview": {

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from cdc.detect import Detector, custom_table_list_id, is_detect_table
+from cdc.detect import Detector, LateMatch, custom_table_list_id, is_detect_table, row_size_bytes
 from cdc.records import ApiLead, Op, Position, RowChange, Skipped, SkipReason, Value
 
 T0 = 1_700_000_000
@@ -528,3 +528,67 @@ class TestStatistics:
             SkipReason.UPDATE_LEAD_INSERT: 0,
             SkipReason.OVERFLOW: 1,
         }
+
+
+class TestLateMatches:
+    """An add_lead row whose insert was given up on asks the caller to fetch the lead."""
+
+    def test_expired_insert_becomes_a_late_match(self) -> None:
+        """Expired as not_api, then its add_lead SUCCESS: one LateMatch with the api_log time."""
+        det = Detector(match_window_s=30)
+        det.feed(insert(1, ts=T0, list_id=105), pos(1))
+        assert det.expire(T0 + 31) == ([], [Skipped(1, 105, SkipReason.NOT_API)])
+        assert det.feed(added(1, list_id=105, ts=T0 + 45), pos(2)) == []
+        assert det.take_late() == [LateMatch(1, 105, T0 + 45)]
+        assert det.take_late() == []
+
+    def test_insert_before_start_becomes_a_late_match(self) -> None:
+        """No insert seen at all (before our start position): fetched too."""
+        det = Detector()
+        det.feed(added(7, ts=T0), pos(1))
+        assert det.take_late() == [LateMatch(7, 101, T0)]
+
+    def test_pending_and_held_leads_are_not_late(self) -> None:
+        """A normal match, and a second SUCCESS row of a held lead, fetch nothing."""
+        det = Detector(needs_custom=lambda list_id: list_id == 202)
+        det.feed(insert(1), pos(1))
+        det.feed(insert(2, list_id=202), pos(2))
+        det.feed(added(1), pos(3))
+        det.feed(added(2, list_id=202), pos(4))
+        det.feed(added(2, list_id=202), pos(5))
+        assert det.take_late() == []
+
+    def test_late_match_does_not_hold_the_checkpoint(self) -> None:
+        """The caller commits the fetched lead with the step: the detector holds nothing."""
+        det = Detector(match_window_s=30)
+        det.feed(insert(1, ts=T0), pos(1))
+        det.expire(T0 + 31)
+        det.feed(added(1, ts=T0 + 40), pos(2))
+        assert det.min_resume_position() is None
+
+
+class TestPendingBytes:
+    """Unmatched inserts are bounded in estimated bytes as well as in count."""
+
+    def test_oldest_evicted_past_the_byte_bound(self) -> None:
+        """Inserts with big rows evict the oldest once their estimated size passes the bound."""
+        one = row_size_bytes(lead_row(1, comments="x" * 10_000))
+        det = Detector(max_pending_bytes=3 * one + 10)
+        for i in range(1, 6):
+            det.feed(insert(i, comments="x" * 10_000), pos(i))
+        _, skipped = det.expire(T0)
+        assert skipped == [Skipped(1, 101, SkipReason.OVERFLOW), Skipped(2, 101, SkipReason.OVERFLOW)]
+        stats = det.statistics()
+        assert stats.pending == 3 and 0 < stats.pending_bytes <= 3 * one + 10
+
+    def test_bytes_released_on_match_and_expiry(self) -> None:
+        """Matched and expired inserts give their bytes back."""
+        det = Detector(match_window_s=30)
+        det.feed(insert(1, ts=T0), pos(1))
+        det.feed(insert(2, ts=T0), pos(2))
+        det.feed(added(1, ts=T0), pos(3))
+        det.expire(T0 + 31)
+        assert det.statistics().pending_bytes == 0
+
+    def test_row_size_grows_with_values(self) -> None:
+        assert row_size_bytes(lead_row(1, comments="x" * 1000)) > row_size_bytes(lead_row(1)) + 900

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import pytest
+
+from cdc import endpoints
 from cdc.config import Config, DeliveryConfig
+from cdc.detect import LateMatch
 from cdc.metrics import Metrics
-from cdc.pipeline import Pipeline, PipelineStatistics
-from cdc.records import GroupEnd, Op, Position, RowChange, Value
+from cdc.pipeline import FAILED_ENDPOINT, Pipeline, PipelineStatistics
+from cdc.records import ApiLead, GroupEnd, Op, Position, RowChange, UnreadableRows, Value
 from cdc.settings import SettingsCache
 
 P0, P1, P2, P3 = (Position("binlog.000001", p) for p in (100, 200, 300, 400))
@@ -96,3 +101,119 @@ class TestPipeline:
         step = p.process([[lead_insert(7), GroupEnd(P1, 1000), api_log(7), GroupEnd(P2, 1000)]], seen=0.0)
         assert step.deliveries == [] and step.checkpoint == P2
         assert p.stats.skipped == {"vicidial_sends": 1}
+
+
+def custom_pipeline() -> Pipeline:
+    """List 105's URL uses its custom field ``size``; other lists use the system URL."""
+    cache = SettingsCache()
+    url_row: dict[str, Value] = {
+        "url_id": 2,
+        "campaign_id": "105",
+        "entry_type": "list",
+        "url_type": "apinewlead",
+        "url_address": "http://crm.example/c?id=--A--lead_id--B--&size=--A--size--B--",
+    }
+    system_row: dict[str, Value] = {
+        "url_id": 1,
+        "campaign_id": "-SYSTEM-API-NEWLEAD-",
+        "entry_type": "system",
+        "url_type": "apinewlead",
+        "url_address": "http://crm.example/new?id=--A--lead_id--B--",
+    }
+    field: dict[str, Value] = {
+        "field_id": 1,
+        "list_id": 105,
+        "field_label": "size",
+        "field_type": "TEXT",
+        "field_encrypt": "N",
+        "field_duplicate": "N",
+    }
+    cache.load(
+        [system_row, url_row],
+        [],
+        [field],
+        {"db_schema_version": 1728, "use_non_latin": "1", "custom_fields_enabled": "1"},
+    )
+    cfg = dataclasses.replace(Config(), delivery=DeliveryConfig(mode="send"))
+    return Pipeline(
+        cfg,
+        cache,
+        Metrics(),
+        PipelineStatistics(checkpoint=P0),
+        server_charset="utf8mb4",
+        enum_has_apinewlead=True,
+    )
+
+
+def api_lead(lead_id: int, list_id: int, custom: dict[str, Value] | None = None) -> ApiLead:
+    return ApiLead(lead_id, list_id, {"lead_id": lead_id, "list_id": list_id}, custom, 1000)
+
+
+def unreadable(table: str) -> UnreadableRows:
+    return UnreadableRows("asterisk", table, Op.INSERT, 1, "table_unreadable", 1000)
+
+
+class TestUnreadableCustomTable:
+    """Leads that need rows of an unreadable custom table wait; the others are routed."""
+
+    def test_leads_of_the_unreadable_list_wait(self) -> None:
+        """After UnreadableRows for custom_105, a lead of 105 without custom values waits."""
+        p = custom_pipeline()
+        step = p.process([[unreadable("custom_105"), GroupEnd(P1, 1000)]], seen=0.0)
+        assert p.unreadable_lists == {105}
+        fetched = p.route_released([])
+        assert fetched.deliveries == []
+        step = p.route_fetched([], [api_lead(7, 105), api_lead(8, 101)])
+        assert [lead.lead_id for lead in step.waiting] == [7]
+        assert [d.url for d in step.deliveries] == ["http://crm.example/new?id=8"]
+
+    def test_released_leads_are_routed_with_their_custom_row(self) -> None:
+        """route_released never holds: the fetch read the now readable table."""
+        p = custom_pipeline()
+        p.process([[unreadable("custom_105"), GroupEnd(P1, 1000)]], seen=0.0)
+        step = p.route_released([api_lead(7, 105, {"lead_id": 7, "size": "XL"})])
+        assert [d.url for d in step.deliveries] == ["http://crm.example/c?id=7&size=XL"]
+        assert step.waiting == []
+
+    def test_a_decoded_custom_row_clears_the_mark(self) -> None:
+        """Once the reader decodes custom_105 again, its leads are routed as usual."""
+        p = custom_pipeline()
+        p.process([[unreadable("custom_105"), GroupEnd(P1, 1000)]], seen=0.0)
+        row = RowChange("asterisk", "custom_105", Op.INSERT, None, {"lead_id": 9, "size": "M"}, 1001)
+        p.process([[row, GroupEnd(P2, 1001)]], seen=0.0)
+        assert p.unreadable_lists == set()
+
+    def test_fetch_that_saw_no_custom_columns_makes_the_lead_wait(self) -> None:
+        """A late lead whose custom table showed no columns to the SELECT waits too."""
+        p = custom_pipeline()
+        step = p.route_fetched([LateMatch(7, 105, 1000)], [api_lead(7, 105)], frozenset({105}))
+        assert [lead.lead_id for lead in step.waiting] == [7] and step.deliveries == []
+
+
+class TestFailingLead:
+    """A lead whose routing raises is a dead letter of that step; the others go on."""
+
+    def test_routing_error_becomes_a_dead_letter(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = endpoints.fan_out
+
+        def fan_out(lead: ApiLead, *args: Any, **kwargs: Any) -> Any:
+            if lead.lead_id == 7:
+                raise KeyError("boom")
+            return real(lead, *args, **kwargs)
+
+        monkeypatch.setattr(endpoints, "fan_out", fan_out)
+        p = pipeline()
+        items = [
+            lead_insert(7),
+            lead_insert(8),
+            GroupEnd(P1, 1000),
+            api_log(7),
+            api_log(8),
+            GroupEnd(P2, 1000),
+        ]
+        step = p.process([items], seen=0.0)
+        dead, sent = step.deliveries
+        assert sent.url == "http://crm.example/new?id=8" and not sent.refused
+        assert (dead.lead_id, dead.endpoint_id, dead.url) == (7, FAILED_ENDPOINT, "")
+        assert dead.refused.startswith("processing_error: KeyError at ")
+        assert step.checkpoint == P2

@@ -1,0 +1,290 @@
+"""No lead lost: late api_log rows, unreadable custom tables, leads whose processing raises.
+
+A real ``LOCK TABLES vicidial_api_log WRITE`` held on one connection while add_lead runs
+on another (its api_log INSERT blocks on the lock, as on a real VICIdial), and binlog
+time advanced past the match window by the dialer's other writes; then UNLOCK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from helpers import wait_until_async  # type: ignore[import-not-found]
+from test_operator import run_cli, write_config  # type: ignore[import-not-found]
+from test_pipeline import (  # type: ignore[import-not-found]
+    EXACT_TEMPLATE,
+    WAIT_S,
+    _exact_expected,
+    _fence,
+    _setup_fence,
+    _targets,
+    _wait_count,
+)
+
+from cdc import endpoints
+from cdc.check import READ_TABLES
+from cdc.config import DECODERS, Config, Secret
+from cdc.mariadb import PrivateMariaDB
+from cdc.outbox import DeliveryState
+from cdc.pipeline import FAILED_ENDPOINT
+from cdc.receiver import Receiver
+from cdc.records import ApiLead
+from cdc.schema import create_vicidial_schema
+from cdc.settings import SettingsSnapshot
+from cdc.simulate import Vicidial
+
+pytestmark = pytest.mark.mariadb
+
+
+def _metric(run_service: object, name: str, labels: Mapping[str, str] | None = None) -> float:
+    registry = run_service.metrics.registry  # type: ignore[attr-defined]
+    value = registry.get_sample_value(name, dict(labels or {}))
+    return float(value or 0.0)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+class TestLateApiLogRow:
+    """An add_lead whose api_log row is held back by a MyISAM table lock is still delivered."""
+
+    async def test_locked_api_log_past_the_window(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        decoder: str,
+    ) -> None:
+        """The insert expires as not_api, the late SUCCESS fetches it: VICIdial's exact request."""
+        vicidial.add_list(101, "Web leads", "CAMP1", "From the web")
+        vicidial.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
+        _setup_fence(vicidial, receiver)
+        run = await start_pipeline(mariadb, vicidial_db, decoder=decoder, match_window_s=1.0)
+        with (
+            Vicidial.connect(mariadb, database=vicidial_db, seed=11) as locker,
+            Vicidial.connect(mariadb, database=vicidial_db, seed=12) as api,
+        ):
+            locker.execute("LOCK TABLES vicidial_api_log WRITE")
+            adding = asyncio.ensure_future(
+                asyncio.to_thread(
+                    api.add_lead,
+                    phone_number="3125551234",
+                    list_id=101,
+                    first_name="  Jo Ann ",
+                    last_name="O'Neil&Co",
+                    vendor_lead_code="V/1",
+                    comments="a~b c",
+                )
+            )
+            try:
+                async with asyncio.timeout(WAIT_S):  # the dialer writes on; binlog time passes
+                    while run.service.stats.skipped.get("not_api", 0) < 1:
+                        await asyncio.to_thread(vicidial.noise, 5, api_log=False)
+                        await asyncio.sleep(0.2)
+                assert not adding.done()  # add_lead is still blocked on the api_log lock
+            finally:
+                locker.execute("UNLOCK TABLES")
+            lead_id = await adding
+        await _wait_count(receiver, "/new", 1)
+        await _fence(vicidial, receiver, "late")
+        assert _targets(receiver, "/new") == [_exact_expected(lead_id)]
+        assert _metric(run.service, "vicidial_cdc_leads_late_total", {"outcome": "fetched"}) == 1
+
+
+def _boom_fan_out(real: object) -> object:
+    """fan_out that raises for the lead named Boom (a stand-in for a bug or bad data)."""
+
+    def fan_out(lead: ApiLead, snapshot: SettingsSnapshot, *args: object, **kwargs: object) -> object:
+        if lead.lead.get("first_name") == "Boom":
+            raise ZeroDivisionError("injected")
+        return real(lead, snapshot, *args, **kwargs)  # type: ignore[operator]
+
+    return fan_out
+
+
+@pytest.fixture
+def boom_router(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(endpoints, "fan_out", _boom_fan_out(endpoints.fan_out))
+    yield
+
+
+class TestBadLead:
+    """A lead whose processing raises becomes a dead letter; the stream goes on."""
+
+    async def test_processing_error_dead_letters_the_lead(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        boom_router: None,
+    ) -> None:
+        """Boom is dead-lettered with its reason, Fine (after it) and the fence are delivered."""
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/ok?fn=--A--first_name--B--")
+        _setup_fence(vicidial, receiver)
+        run = await start_pipeline(mariadb, vicidial_db)
+        boom = await asyncio.to_thread(
+            vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="Boom"
+        )
+        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101, first_name="Fine")
+        await _fence(vicidial, receiver, "bad")
+        assert _targets(receiver, "/ok") == ["/ok?fn=Fine"]
+        assert not run.task.done()
+        assert run.service.store is not None
+        [dead] = run.service.store.store.list_dead(lead_id=boom)
+        assert dead.delivery.endpoint_id == FAILED_ENDPOINT
+        assert dead.state is DeliveryState.DEAD
+        assert dead.last_error.startswith("processing_error: ZeroDivisionError")
+        assert _metric(run.service, "vicidial_cdc_leads_failed_total") == 1
+
+
+UNREAD_USER, UNREAD_PASSWORD = "cdc_unread", "unread-Password-1"
+
+
+@contextlib.contextmanager
+def _per_table_user(server: PrivateMariaDB) -> Iterator[None]:
+    """An account with per-table SELECT grants (the old advice, still met on real sites):
+    a custom table created later is not readable to it."""
+    account = f"'{UNREAD_USER}'@'127.0.0.1'"
+    grants = [f"GRANT SELECT ON `asterisk`.`{table}` TO {account}" for table in READ_TABLES]
+    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER {account} IDENTIFIED BY '{UNREAD_PASSWORD}'")
+        cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}")
+        for grant in grants:
+            cur.execute(grant)
+    try:
+        yield
+    finally:
+        with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS {account}")
+
+
+@contextlib.contextmanager
+def _restricted_vicidial(
+    mariadb_factory: Any, receiver: Receiver, seed: int
+) -> Iterator[tuple[PrivateMariaDB, Vicidial]]:
+    """A NO_LOG server with VICIdial's schema, an account with per-table grants, list 105
+    (URL with its custom field ``size``, which it has not yet) and the fence list."""
+    server = mariadb_factory(row_metadata="NO_LOG")
+    with contextlib.closing(server.connect()) as conn:
+        create_vicidial_schema(conn, "asterisk")
+    with (
+        Vicidial.connect(server, database="asterisk", seed=seed) as vici,
+        _per_table_user(server),
+    ):
+        vici.add_list(105, "New list", "C", "")
+        vici.set_list_url(105, f"{receiver.url}/n?id=--A--lead_id--B--&size=--A--size--B--")
+        _setup_fence(vici, receiver)
+        yield server, vici
+
+
+def _restricted_config(server: PrivateMariaDB, state: Path, **reader: Any) -> Config:
+    """make_config as the per-table account."""
+    base = make_config(server, "asterisk", state, **reader)
+    mysql = dataclasses.replace(base.mysql, user=UNREAD_USER, password=Secret(UNREAD_PASSWORD))
+    return dataclasses.replace(base, mysql=mysql)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+class TestUnreadableCustomTable:
+    """A new custom_<list_id> the account cannot read holds that list's leads, never the others."""
+
+    async def test_new_list_waits_for_its_grant(
+        self,
+        mariadb_factory: Any,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        decoder: str,
+    ) -> None:
+        """NO_LOG metadata, per-table grants: list 105's leads wait, 101's flow; after the
+        GRANT they go out with their custom values, and so do the list's new leads."""
+        with _restricted_vicidial(mariadb_factory, receiver, seed=5) as (server, vici):
+            vici.add_list(101, "Other", "C", "")
+            vici.set_system_url(f"{receiver.url}/o?id=--A--lead_id--B--")
+            cfg = _restricted_config(server, tmp_path / "state.db", unreadable_retry_s=1.0, decoder=decoder)
+            run = await start_pipeline(server, "asterisk", config=cfg)
+            await _fence(vici, receiver, "before")
+            vici.add_custom_fields(105, [("size", False)])  # as VICIdial's admin page: not granted
+            first = await asyncio.to_thread(
+                vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
+            )
+            other = await asyncio.to_thread(vici.add_lead, phone_number="3125550002", list_id=101)
+            second = await asyncio.to_thread(
+                vici.add_lead, phone_number="3125550003", list_id=105, custom={"size": "S"}
+            )
+            await _wait_count(receiver, "/o", 1)
+            await _fence(vici, receiver, "unreadable")
+            await wait_until_async(lambda: len(run.service.waiting) == 2, WAIT_S)
+            assert _targets(receiver, "/o") == [f"/o?id={other}"]
+            assert _targets(receiver, "/n") == []
+            waiting = run.service.status()["waiting_data"]["table_unreadable"]
+            assert (waiting["leads"], waiting["tables"]) == (2, ["custom_105"])
+            gauge = _metric(run.service, "vicidial_cdc_leads_waiting_data", {"reason": "table_unreadable"})
+            assert gauge == 2
+            errors = _metric(run.service, "vicidial_cdc_reader_errors_total", {"kind": "table_unreadable"})
+            assert errors >= 2  # one per rows event of custom_105 it could not decode
+            assert run.service.reader is not None
+            assert run.service.reader.unreadable_tables() == {"custom_105"}
+            vici.execute(f"GRANT SELECT ON `asterisk`.`custom_105` TO '{UNREAD_USER}'@'127.0.0.1'")
+            await _wait_count(receiver, "/n", 2)
+            later: list[int] = []  # new leads of the list until the reader has read the table again
+            for attempt in range(10):
+                phone, size = f"31255500{attempt:02d}", {"size": "M"}
+                lead = await asyncio.to_thread(vici.add_lead, phone_number=phone, list_id=105, custom=size)
+                later.append(lead)
+                await _wait_count(receiver, "/n", 2 + len(later))
+                if not run.service.reader.unreadable_tables():
+                    break
+            assert run.service.reader.unreadable_tables() == frozenset()
+        assert sorted(_targets(receiver, "/n")) == sorted(
+            [f"/n?id={first}&size=XL", f"/n?id={second}&size=S"] + [f"/n?id={i}&size=M" for i in later]
+        )
+        assert len(run.service.waiting) == 0
+        assert run.service.store is not None
+        assert await run.service.store.meta_get("waiting_data") == "[]"
+
+
+class TestUnreadableBound:
+    """Past reader.unreadable_max_wait_s a waiting lead is a dead letter naming the GRANT;
+    after the GRANT, ``replay --lead-id`` delivers it."""
+
+    async def test_dead_letter_then_replay(
+        self,
+        mariadb_factory: Any,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        with _restricted_vicidial(mariadb_factory, receiver, seed=6) as (server, vici):
+            state = tmp_path / "state.db"
+            cfg = _restricted_config(server, state, unreadable_retry_s=0.5, unreadable_max_wait_s=0.5)
+            run = await start_pipeline(server, "asterisk", config=cfg)
+            vici.add_custom_fields(105, [("size", False)])
+            lead = await asyncio.to_thread(
+                vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
+            )
+            await _fence(vici, receiver, "bound")
+            assert run.service.store is not None
+            store = run.service.store.store
+            [dead] = await wait_until_async(lambda: store.list_dead(lead_id=lead), WAIT_S)
+            assert dead.delivery.endpoint_id == FAILED_ENDPOINT
+            assert "GRANT SELECT ON `asterisk`.`custom_105`" in dead.last_error
+            assert len(run.service.waiting) == 0
+            assert _targets(receiver, "/n") == []
+            vici.execute(f"GRANT SELECT ON `asterisk`.`custom_105` TO '{UNREAD_USER}'@'127.0.0.1'")
+            cfg_file = write_config(tmp_path / "replay.toml", server, "asterisk", state)
+            code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--lead-id", str(lead))
+            assert (code, err) == (0, "")
+            await _wait_count(receiver, "/n", 1)
+        assert _targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
