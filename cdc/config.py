@@ -163,6 +163,9 @@ class StateConfig:
     #: How often the WAL is checkpointed and truncated, so that lead data blanked at
     #: delivery (and pruned rows) leaves the -wal file too, not only the database pages.
     erase_interval_s: float = 60.0
+    #: How long a write waits for another process's write lock on the state file (an
+    #: operator command, an sqlite3 shell) before it fails: the streamer then stops.
+    busy_limit_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +355,8 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
             sections[name] = _load_delivery(table, env)
         else:
             sections[name] = _build(cls, table, name, env)
+    if sections["state"].busy_limit_s < 0:
+        raise ConfigError(f"state.busy_limit_s must be >= 0, got {sections['state'].busy_limit_s!r}")
     if sections["reader"].decoder not in DECODERS:
         raise ConfigError(f"reader.decoder must be fast or library, got {sections['reader'].decoder!r}")
     config = Config(**sections)

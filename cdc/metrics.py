@@ -260,6 +260,20 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        # State-store busy handling (issue 12, ops-store): writes that wait for another
+        # process's write lock on the state file instead of failing.
+        self.store_busy = Counter(
+            "vicidial_cdc_store_busy",
+            "State-store writes that found the write lock held by another process for a"
+            " whole busy timeout (5 s) and tried again.",
+            registry=r,
+        )
+        self.store_lock_wait = Histogram(
+            "vicidial_cdc_store_lock_wait_seconds",
+            "Time a state-store write waited for the state file's write lock.",
+            buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 120.0, 300.0),
+            registry=r,
+        )
 
         # -- reader health (issue 11: faults, reconnect causes, fresh starts) ----------
         self.reader_errors = Counter(

@@ -25,9 +25,11 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,16 +41,27 @@ from .records import Attempt, Delivery, Outcome, Position, UrlSource
 from .resolve import origin_of
 
 __all__ = [
+    "OPERATOR_BATCH_ROWS",
     "SCHEMA_VERSION",
     "AsyncStore",
     "DeliveryRecord",
     "DeliveryState",
     "EndpointCounts",
+    "LockWait",
     "SqliteStore",
     "StateStore",
+    "StoreStatistics",
     "StoredDelivery",
     "fair_merge",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Rows one operator write (``dlq retry``/``purge``, ``replay --force``) changes per
+#: transaction. Each batch holds the write lock for milliseconds, and the next batch
+#: waits at least as long as the last one held it, so a running streamer's writes get
+#: in between however many rows the command changes.
+OPERATOR_BATCH_ROWS: Final = 1000
 
 
 class DeliveryState(enum.StrEnum):
@@ -98,6 +111,30 @@ class EndpointCounts:
     #: ``created_at`` of the oldest row not yet delivered or dead (pending or in flight:
     #: a row being re-sent is still waiting), or None when there is none.
     oldest_pending_created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """One write's wait for the state file's write lock, reported to ``on_lock_wait``."""
+
+    action: str  # what the write does ("claim due deliveries", ...)
+    waited_s: float  # since the write first asked for the lock
+    #: True once the lock is held (reported for every write); False after each
+    #: ``busy_timeout_s`` slice that found it taken by another process.
+    acquired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """What one :class:`SqliteStore` connection's writes cost so far."""
+
+    writes: int = 0
+    #: The longest this connection held the write lock (one transaction).
+    longest_write_s: float = 0.0
+    #: ``busy_timeout_s`` slices that found the write lock taken by another process.
+    busy_waits: int = 0
+    #: The longest a write waited for the lock.
+    longest_lock_wait_s: float = 0.0
 
 
 class StateStore(Protocol):
@@ -317,6 +354,13 @@ _SQLITE_CONSTRAINT, _SQLITE_NOTADB = 19, 26
 
 _MIN_SQLITE: Final = (3, 24, 0)  # INSERT ... ON CONFLICT DO NOTHING
 
+#: Between busy slices (SQLite's busy handler has already waited busy_timeout_s).
+_BUSY_BACKOFF_S, _BUSY_BACKOFF_MAX_S = 0.01, 0.5
+#: The least an operator batch waits for the previous one (see _operator_batches).
+_OPERATOR_PAUSE_MIN_S: Final = 0.01
+
+_Item = TypeVar("_Item")
+
 
 class _Lifecycle(enum.Enum):
     UNOPENED = enum.auto()  # constructed; open() not called yet
@@ -331,11 +375,30 @@ class SqliteStore:
         path: the state file; may instead be given to :meth:`open`.
         synchronous: ``"NORMAL"`` (default; see the module docstring) or ``"FULL"`` to
             fsync every commit.
-        busy_timeout_s: how long a write waits for another process's lock before
-            failing with :class:`StoreError`.
+        busy_timeout_s: how long one try at a statement waits for another process's
+            lock (SQLite's busy handler, polling with growing sleeps up to 100 ms).
+        busy_limit_s: how long a write keeps trying, one ``busy_timeout_s`` slice after
+            another (logged as ``store.busy`` after each), before it fails with
+            :class:`StoreError`. 0: fail after the first slice.
+        on_lock_wait: called (on the store's thread) with each write's :class:`LockWait`:
+            once per busy slice, and once when the lock is held.
     """
 
-    __slots__ = ("_busy_timeout_s", "_conn", "_lock", "_path", "_state", "_synchronous")
+    __slots__ = (
+        "_busy_limit_s",
+        "_busy_timeout_s",
+        "_busy_waits",
+        "_conn",
+        "_last_write_s",
+        "_lock",
+        "_longest_lock_wait_s",
+        "_longest_write_s",
+        "_on_lock_wait",
+        "_path",
+        "_state",
+        "_synchronous",
+        "_writes",
+    )
 
     def __init__(
         self,
@@ -343,23 +406,37 @@ class SqliteStore:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout_s: float = 5.0,
+        busy_limit_s: float = 0.0,
+        on_lock_wait: Callable[[LockWait], None] | None = None,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             msg = f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}"
             raise ValueError(msg)
-        if busy_timeout_s < 0:
-            msg = f"busy_timeout_s must be >= 0, not {busy_timeout_s!r}"
+        if busy_timeout_s < 0 or busy_limit_s < 0:
+            msg = f"busy_timeout_s and busy_limit_s must be >= 0, not {busy_timeout_s!r}, {busy_limit_s!r}"
             raise ValueError(msg)
         self._synchronous = synchronous
         self._busy_timeout_s = busy_timeout_s
+        self._busy_limit_s = busy_limit_s
+        self._on_lock_wait = on_lock_wait
         self._conn: sqlite3.Connection | None = None
         self._path = None if path is None else Path(path)
         self._state = _Lifecycle.UNOPENED
         self._lock = threading.Lock()
+        self._writes = self._busy_waits = 0
+        self._last_write_s = self._longest_write_s = self._longest_lock_wait_s = 0.0
 
     @property
     def path(self) -> Path | None:
         return self._path
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            writes=self._writes,
+            longest_write_s=self._longest_write_s,
+            busy_waits=self._busy_waits,
+            longest_lock_wait_s=self._longest_lock_wait_s,
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -403,7 +480,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise _store_error(exc, "open the state file", db_path) from exc
         try:
-            _prepare(conn, db_path, self._synchronous)
+            _prepare(conn, db_path, self._synchronous, functools.partial(self._begin, conn, "open"))
             _restrict_mode(db_path)
         except BaseException:
             conn.close()
@@ -661,7 +738,8 @@ class SqliteStore:
         ``created_at`` restarts too: the sender's maximum age counts from it, and an
         operator's retry deserves a full retry budget. At least one selector is
         required; to select every dead row, pass ``older_than=now``. Returns the number
-        of rows changed.
+        of rows changed. Rows change :data:`OPERATOR_BATCH_ROWS` per transaction, so a
+        running streamer keeps writing meanwhile.
         """
         _require_selector(ids, endpoint_id, lead_id, older_than)
         return self._update_dead(
@@ -677,10 +755,15 @@ class SqliteStore:
         """Send stored deliveries again (``replay --force``), with the request given.
 
         Rows of the same (source, lead_id, endpoint_id) that are not in flight become
-        pending, due now, with a fresh retry budget. Keys not stored are ignored.
+        pending, due now, with a fresh retry budget. Keys not stored are ignored. One
+        transaction per :data:`OPERATOR_BATCH_ROWS` deliveries.
         """
-        if not deliveries:
-            return 0
+        changed = 0
+        for chunk in self._operator_batches(deliveries):
+            changed += self._requeue_batch(chunk, now)
+        return changed
+
+    def _requeue_batch(self, deliveries: Sequence[Delivery], now: float) -> int:
         with self._write("requeue deliveries") as conn:
             return conn.executemany(
                 "UPDATE delivery SET state = 'pending', attempts = 0, next_attempt_at = ?,"
@@ -716,7 +799,7 @@ class SqliteStore:
         lead_id: int | None = None,
         older_than: float | None = None,
     ) -> int:
-        """Delete matching dead rows (same selectors as :meth:`retry_dead`)."""
+        """Delete matching dead rows (same selectors and batches as :meth:`retry_dead`)."""
         _require_selector(ids, endpoint_id, lead_id, older_than)
         return self._update_dead(
             "DELETE FROM delivery",
@@ -791,13 +874,31 @@ class SqliteStore:
         action: str,
     ) -> int:
         where, params = dead_filter
-        with self._write(action) as conn:
-            if ids is None:
-                return conn.execute(f"{head} WHERE {where}", (*head_params, *params)).rowcount
-            return conn.executemany(
-                f"{head} WHERE {where} AND id = ?",
-                [(*head_params, *params, delivery_id) for delivery_id in ids],
-            ).rowcount
+        if ids is None:
+            ids = self._matching_ids(where, params, action)
+        changed = 0
+        for chunk in self._operator_batches(sorted(set(ids))):
+            with self._write(action) as conn:
+                changed += conn.executemany(
+                    f"{head} WHERE {where} AND id = ?",
+                    [(*head_params, *params, delivery_id) for delivery_id in chunk],
+                ).rowcount
+        return changed
+
+    def _matching_ids(self, where: str, params: tuple[Any, ...], action: str) -> list[int]:
+        """Ids of the rows ``where`` selects now, read without the write lock (WAL)."""
+        with self._use(action) as conn:
+            # By rowid: one pass over the table, never a sort of every dead row.
+            return [i for (i,) in conn.execute(f"SELECT id FROM delivery NOT INDEXED WHERE {where}", params)]
+
+    def _operator_batches(self, items: Sequence[_Item]) -> Iterator[Sequence[_Item]]:
+        """``items`` in slices of :data:`OPERATOR_BATCH_ROWS`; before each slice but the
+        first, wait as long as the last write held the lock (at least 10 ms): the other
+        writers' busy handlers poll every 100 ms at most, so they get the lock in a few polls."""
+        for start in range(0, len(items), OPERATOR_BATCH_ROWS):
+            if start:
+                time.sleep(max(_OPERATOR_PAUSE_MIN_S, self._last_write_s))
+            yield items[start : start + OPERATOR_BATCH_ROWS]
 
     @contextlib.contextmanager
     def _use(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -818,8 +919,59 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._use(action) as conn, _transaction(conn):
-            yield conn
+        """A write transaction on the held connection, timed from the lock to the commit."""
+        with self._use(action) as conn:
+            with _transaction(conn, functools.partial(self._begin, conn, action)):
+                held_from = time.monotonic()
+                yield conn
+            held_s = time.monotonic() - held_from
+            self._writes += 1
+            self._last_write_s = held_s
+            self._longest_write_s = max(self._longest_write_s, held_s)
+
+    def _begin(self, conn: sqlite3.Connection, action: str) -> None:
+        """``BEGIN IMMEDIATE``, waiting out another process's write lock up to ``busy_limit_s``.
+
+        Another writer (an operator command, a second streamer, an ``sqlite3`` shell) is
+        transient until the bound: each ``busy_timeout_s`` slice that ends busy is
+        reported and logged, and the write tries again; past the bound it fails loudly.
+        Nothing is written before the lock is held, so trying again is always safe.
+        """
+        started = time.monotonic()
+        slices = 0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if _primary_code(exc) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+                slices += 1
+                self._busy_waits += 1
+                waited_s = time.monotonic() - started
+                self._report(LockWait(action, waited_s, acquired=False))
+                if waited_s >= self._busy_limit_s:
+                    what = f"{action} after waiting {waited_s:.1f} s for the write lock (state.busy_limit_s)"
+                    raise _store_error(exc, what, self._path) from exc
+                log.warning(
+                    "store.busy action=%s waited_s=%.1f limit_s=%.0f path=%s: another process holds"
+                    " the state file's write lock (an operator command, a second streamer, an"
+                    " sqlite3 shell?); waiting",
+                    action,
+                    waited_s,
+                    self._busy_limit_s,
+                    self._path,
+                )
+                time.sleep(min(_BUSY_BACKOFF_MAX_S, _BUSY_BACKOFF_S * 2**slices))
+        waited_s = time.monotonic() - started
+        self._longest_lock_wait_s = max(self._longest_lock_wait_s, waited_s)
+        if slices:
+            log.warning("store.busy_over action=%s waited_s=%.1f", action, waited_s)
+        self._report(LockWait(action, waited_s, acquired=True))
+
+    def _report(self, wait: LockWait) -> None:
+        if self._on_lock_wait is not None:
+            self._on_lock_wait(wait)
 
 
 _P = ParamSpec("_P")
@@ -922,9 +1074,9 @@ class AsyncStore:
 
 
 @contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction: takes the write lock up front, commits or rolls back."""
-    conn.execute("BEGIN IMMEDIATE")
+def _transaction(conn: sqlite3.Connection, begin: Callable[[], None]) -> Iterator[None]:
+    """A write transaction: ``begin`` takes the write lock up front; commits or rolls back."""
+    begin()
     try:
         yield
         conn.execute("COMMIT")
@@ -985,7 +1137,7 @@ def _restrict_mode(path: Path) -> None:
             raise StoreError(msg) from exc
 
 
-def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
+def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str, begin: Callable[[], None]) -> None:
     """Set the connection's pragmas and migrate the schema to :data:`SCHEMA_VERSION`."""
     try:
         (journal_mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -1001,7 +1153,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
         # purged rows) is overwritten with zeros, not left in free space.
         conn.execute("PRAGMA secure_delete = ON")
         conn.create_function("cdc_url_origin", 1, _url_origin, deterministic=True)
-        with _transaction(conn):
+        with _transaction(conn, begin):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 msg = (
@@ -1021,15 +1173,21 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
         raise _store_error(exc, "open the state file", path) from exc
 
 
+def _primary_code(exc: sqlite3.Error) -> int:
+    """The primary SQLite result code of ``exc`` (-1 when it carries none)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return -1 if code is None else int(code) & 0xFF
+
+
 def _store_error(exc: sqlite3.Error, action: str, path: Path | None) -> StoreError:
     """Translate a sqlite3 error into a :class:`StoreError` that says what to do."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = -1 if code is None else code & 0xFF
+    primary = _primary_code(exc)
     name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
         hint = (
-            "the file is locked by another process (a second streamer or a CLI command"
-            " using the same state.path?); stop it, or give each streamer its own file"
+            "the file is locked by another process (a second streamer, a CLI command or an"
+            " sqlite3 shell using the same state.path?); `fuser -v` on the file names it: stop"
+            " it, or give each streamer its own file"
         )
     elif primary == _SQLITE_FULL:
         hint = "the disk is full; free space on its filesystem (nothing was committed)"

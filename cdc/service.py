@@ -32,7 +32,7 @@ from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
 from .modes import Mode
-from .outbox import AsyncStore, SqliteStore
+from .outbox import AsyncStore, LockWait, SqliteStore
 from .pipeline import Pipeline, PipelineStatistics
 from .records import Position, SourceItem
 from .recovery import LeadRecovery
@@ -71,6 +71,7 @@ class Service:
         self.reader: binlog.BinlogReader | None = None
         self.sender: Sender | None = None
         self.store: AsyncStore | None = None
+        self._sqlite: SqliteStore | None = None
         self.stats = PipelineStatistics()  # shared with the pipeline, which updates it
         self.http_port = 0
         self.ready = asyncio.Event()
@@ -105,7 +106,11 @@ class Service:
         async with contextlib.AsyncExitStack() as stack:
             # One streamer per state file, for the life of the process (cdc.statelock).
             stack.enter_context(StateLock(cfg.state.path))
-            store = AsyncStore(SqliteStore(cfg.state.path))
+            sqlite = SqliteStore(
+                cfg.state.path, busy_limit_s=cfg.state.busy_limit_s, on_lock_wait=self._lock_wait
+            )
+            self._sqlite = sqlite
+            store = AsyncStore(sqlite)
             await store.open()
             stack.push_async_callback(store.close)
             self.store = store
@@ -197,6 +202,13 @@ class Service:
                 sender_stop.set()
                 self.reader.request_stop()
             log.info("service.stopped checkpoint=%s sent=%d", self.stats.checkpoint, self.sender.sent)
+
+    def _lock_wait(self, wait: LockWait) -> None:
+        """Every state-store write's wait for the write lock (called on the store's thread)."""
+        if wait.acquired:
+            self.metrics.store_lock_wait.observe(wait.waited_s)
+        else:
+            self.metrics.store_busy.inc()
 
     async def _counts_task(self, stop: asyncio.Event) -> None:
         """Refresh outbox gauges and prune old rows, off the hot path."""
@@ -518,6 +530,7 @@ class Service:
             "outbox": self._counts,
             "queue_depths": sample.queue_depths,
             "waiting_data": self.waiting.status(time.time()),
+            "store": dataclasses.asdict(self._sqlite.statistics()) if self._sqlite else None,
             **self._health_status(),
         }
 
