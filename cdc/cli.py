@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__, config, logs, runtime
 from .errors import BinlogPurgedError, CdcError, ConfigError, ReaderFault, ReaderFaultError, StateLockedError
@@ -101,7 +103,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.start:
         cfg = dataclasses.replace(cfg, reader=dataclasses.replace(cfg.reader, start=args.start))
     logs.setup(cfg.log.level, cfg.log.format)
+    log.info("service.config %s", _files_used(args.config, cfg))
     return runtime.run(_run(cfg, replace_checkpoint=bool(args.start)))
+
+
+def _files_used(config_path: str | None, cfg: config.Config) -> str:
+    """Which config file, state file and env overrides a command uses (names, never values).
+
+    Every command loads its settings with the same ``config.load``; this line makes a
+    difference between the service's and an operator's view visible at once.
+    """
+    overrides = sorted(k for k in os.environ if k.startswith(config.ENV_PREFIX))
+    return (
+        f"config={Path(config_path).absolute() if config_path else '-'}"
+        f" state_file={Path(cfg.state.path).absolute()}"
+        f" env_overrides={','.join(overrides) or '-'}"
+    )
+
+
+def _operator_config(args: argparse.Namespace) -> config.Config:
+    """The config of an operator command, after a stderr line naming the files it uses."""
+    cfg = config.load(args.config)
+    if not args.config:
+        print("vicidial-cdc: no --config given: defaults and VICIDIAL_CDC_* env only", file=sys.stderr)
+    print(f"vicidial-cdc: {_files_used(args.config, cfg)}", file=sys.stderr)
+    return cfg
 
 
 async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
@@ -179,7 +205,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg = argparse.ArgumentParser(add_help=False)
-    cfg.add_argument("--config", "-c", help="TOML config file (settings also from VICIDIAL_CDC_* env)")
+    cfg.add_argument(
+        "--config",
+        "-c",
+        help="the TOML config file the service runs with (settings also from VICIDIAL_CDC_* env)",
+    )
 
     status = sub.add_parser(
         "status", parents=[cfg], help="checkpoint, server position and lag, outbox per endpoint"
@@ -223,6 +253,12 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     replay.add_argument("--force", action="store_true", help="send again even leads already stored")
     replay.add_argument("--dry-run", action="store_true", help="count only; write nothing")
     replay.add_argument("--json", action="store_true", help="the counts as JSON")
+    replay.add_argument(
+        "--create-state",
+        action="store_true",
+        help="create state.path when it does not exist (a replay before the streamer's first"
+        " start); without it a missing state file is an error, never a new outbox",
+    )
     replay.set_defaults(func=cmd_replay)
 
 
@@ -231,7 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from .operator import status_command
 
-    return status_command(config.load(args.config), as_json=args.json, out=sys.stdout, now=time.time())
+    return status_command(_operator_config(args), as_json=args.json, out=sys.stdout, now=time.time())
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -247,7 +283,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         all=getattr(args, "all", False),
     )
     return dlq_command(
-        config.load(args.config),
+        _operator_config(args),
         args.action,
         selector,
         out=sys.stdout,
@@ -265,7 +301,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay_command
 
     return replay_command(
-        config.load(args.config),
+        _operator_config(args),
         lead_ids=args.lead_id,
         since=args.since,
         until=args.until,
@@ -273,6 +309,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         force=args.force,
         dry_run=args.dry_run,
         as_json=args.json,
+        create_state=args.create_state,
         out=sys.stdout,
     )
 

@@ -1,10 +1,13 @@
 """Operator commands: ``status`` and ``dlq`` (the dead letters).
 
-Both open the state file the streamer writes (``state.path``), each with its own
-SQLite connection. The store is single-writer by design, but WAL mode and the busy
-timeout make a short CLI write (``dlq retry``/``purge``) safe next to a running
-streamer: rows made pending again are picked up by the streamer itself, whose sender
-looks at the outbox's next due time at least once a second.
+Both open the state file the streamer writes (``state.path`` of the same ``--config``
+file the service runs with; a missing file is an error, never a new outbox), each
+with its own SQLite connection. The store is single-writer by design, but WAL mode
+and batched writes make ``dlq retry``/``purge`` safe next to a running streamer, however
+many rows they change: each batch of :data:`~cdc.outbox.OPERATOR_BATCH_ROWS` is its own
+short transaction, and the streamer's writes wait out the gaps. Rows made pending
+again are picked up by the streamer itself, whose sender looks at the outbox's next
+due time at least once a second.
 
 Nothing here prints a full delivery URL unless asked (``dlq show --show-url``): the
 query string carries the lead's personal data, and the path often holds the receiver's
@@ -20,6 +23,7 @@ import datetime as _dt
 import functools
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,7 +36,7 @@ import pymysql
 
 from . import binlog
 from .config import Config
-from .errors import CdcError, ConfigError, StoreError
+from .errors import CdcError, ConfigError
 from .outbox import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
 from .records import Position
 
@@ -46,6 +50,7 @@ __all__ = [
     "parse_duration",
     "status_command",
     "url_host_path",
+    "write_summary",
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -90,16 +95,29 @@ def url_host_path(url: str) -> tuple[str, str]:
 
 
 def open_store(config: Config, *, create: bool = False) -> SqliteStore:
-    """Open the streamer's state file; without ``create``, a missing file is an error."""
+    """Open the streamer's state file; without ``create``, a missing file is a
+    :class:`ConfigError` (exit 2): a wrong ``--config`` must not start a second outbox."""
     path = Path(config.state.path)
     if not create and not path.exists():
-        raise StoreError(
-            f"no state file at {path}: check state.path (or --config); the streamer creates it"
-            " when it first runs"
+        raise ConfigError(
+            f"no state file at {path.absolute()}: state.path (from --config, or"
+            " VICIDIAL_CDC_STATE_PATH) must name the running streamer's file; give the"
+            " --config file the service runs with (the streamer creates its file when it"
+            " first runs; `replay --create-state` starts a new one on purpose)"
         )
-    store = SqliteStore(path, busy_timeout_s=CLI_BUSY_TIMEOUT_S)
+    store = SqliteStore(path, busy_timeout_s=CLI_BUSY_TIMEOUT_S, busy_limit_s=config.state.busy_limit_s)
     store.open()
     return store
+
+
+def write_summary(store: SqliteStore, started: float, now: float) -> str:
+    """What a command's writes cost: for the operator, and for whoever watches the streamer."""
+    stats = store.statistics()
+    return (
+        f"{stats.writes} write transactions in {now - started:.1f} s; longest write lock"
+        f" held {stats.longest_write_s * 1000:.0f} ms; waited for the lock at most"
+        f" {stats.longest_lock_wait_s * 1000:.0f} ms"
+    )
 
 
 def _local_time(epoch: float | None) -> str:
@@ -553,11 +571,13 @@ def dlq_command(
                 out.write(render_delivery(doc))
             return EXIT_OK
         if action == "retry":
+            started = time.monotonic()
             changed = _apply(functools.partial(store.retry_dead, now), selector, now)
             out.write(
                 f"{changed} dead deliveries back to pending; a running streamer sends them"
                 " within about a second\n"
             )
+            err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
             return EXIT_OK
         if action == "purge":
             if not yes:
@@ -567,9 +587,11 @@ def dlq_command(
                     " add --yes to delete them\n"
                 )
                 return EXIT_USAGE
+            started = time.monotonic()
             deleted = _apply(store.purge_dead, selector, now)
             store.truncate_wal()  # erased from the -wal file too (the streamer retries if busy)
             out.write(f"{deleted} dead deliveries deleted\n")
+            err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
             return EXIT_OK
     finally:
         store.close()

@@ -76,6 +76,7 @@ from .leadfetch import as_int as _int
 from .leadfetch import as_text as _text
 from .modes import vicidial_sender
 from .operator import open_store, parse_duration
+from .outbox import OPERATOR_BATCH_ROWS
 from .records import ApiLead, Delivery, Position, SkipReason, Value
 from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
@@ -306,13 +307,16 @@ def replay(
         report.refused += sum(1 for d in deliveries if d.refused)
         if store is None or not deliveries:
             continue
-        now = clock()
-        if force:
-            assert isinstance(store, RequeueStore)
-            report.requeued += store.requeue(deliveries, now)
-        new_ids = store.commit_batch(deliveries, None, now)
-        report.enqueued += len(new_ids)
-        report.already_present += len(deliveries) - len(new_ids)
+        # One short transaction per chunk: a running streamer's writes get in between.
+        for start in range(0, len(deliveries), OPERATOR_BATCH_ROWS):
+            chunk = deliveries[start : start + OPERATOR_BATCH_ROWS]
+            now = clock()
+            if force:
+                assert isinstance(store, RequeueStore)
+                report.requeued += store.requeue(chunk, now)
+            new_ids = store.commit_batch(chunk, None, now)
+            report.enqueued += len(new_ids)
+            report.already_present += len(chunk) - len(new_ids)
     return report
 
 
@@ -326,13 +330,29 @@ def replay_command(
     force: bool = False,
     dry_run: bool = False,
     as_json: bool = False,
+    create_state: bool = False,
     out: TextIO,
     store_opener: Callable[[Config], CommitStore] | None = None,
 ) -> int:
-    """``vicidial-cdc replay``: connect, select, resolve, commit, print the counts."""
+    """``vicidial-cdc replay``: connect, select, resolve, commit, print the counts.
+
+    The outbox is the running streamer's (``state.path``): a missing state file is an
+    error unless ``create_state`` (a replay before the streamer's first start).
+    """
     ids, ranges = parse_lead_ids(lead_ids)
     store: CommitStore | None = None
     with contextlib.ExitStack() as stack:
+        if not dry_run:  # first: a wrong state file fails before any query
+            if store_opener is not None:
+                store = store_opener(config)
+            else:
+                store = open_store(config, create=create_state)
+            stack.callback(_close, store)
+            if force and not isinstance(store, RequeueStore):
+                raise ConfigError(
+                    "replay --force needs the state store's requeue(), which this build lacks;"
+                    " run without --force (already stored leads are then left as they are)"
+                )
         conn = stack.enter_context(contextlib.closing(binlog.connect(config.mysql, **connection_options())))
         selection = Selection(
             lead_ids=ids,
@@ -341,14 +361,6 @@ def replay_command(
             until=parse_time(conn, until) if until is not None else None,
             lists=frozenset(lists),
         )
-        if not dry_run:
-            store = store_opener(config) if store_opener is not None else open_store(config, create=True)
-            stack.callback(_close, store)
-            if force and not isinstance(store, RequeueStore):
-                raise ConfigError(
-                    "replay --force needs the state store's requeue(), which this build lacks;"
-                    " run without --force (already stored leads are then left as they are)"
-                )
         snapshot = load_snapshot(conn, config)
         report = replay(
             conn,

@@ -162,7 +162,7 @@ class TestDlqSelectors:
         assert code == 2 and "duration" in err
         missing = str(write_config(tmp_path / "m.toml", None, "asterisk", tmp_path / "missing.db"))
         code, _, err = await run_cli(capsys, "dlq", "list", "-c", missing)
-        assert code == 1 and "no state file" in err
+        assert code == 2 and f"no state file at {tmp_path / 'missing.db'}" in err
         assert not (tmp_path / "missing.db").exists()
 
 
@@ -328,4 +328,4 @@ class TestStatus:
 
         missing = str(write_config(tmp_path / "m.toml", None, "asterisk", tmp_path / "nope.db"))
         code, _, err = await run_cli(capsys, "status", "-c", missing)
-        assert code == 1 and "no state file" in err
+        assert code == 2 and "no state file" in err

@@ -148,9 +148,9 @@ class TestReplaySameUrl:
         fresh = tmp_path / "replayed.db"
         cfg_file = write_config(tmp_path / "replay.toml", mariadb, vicidial_db, fresh)
         code, out, err = await run_cli(
-            capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}"
+            capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--create-state"
         )
-        assert (code, err) == (0, "")
+        assert (code, err) == (0, f"vicidial-cdc: config={cfg_file} state_file={fresh} env_overrides=-\n")
         assert "found:            4 API leads" in out
         assert "enqueued:         4" in out
         assert "already present:  0" in out
@@ -216,7 +216,7 @@ class TestReplaySelection:
             "--dry-run",
             "--json",
         )
-        assert (code, err) == (0, "")
+        assert (code, err) == (0, f"vicidial-cdc: config={cfg_file} state_file={state} env_overrides=-\n")
         report = json.loads(out)
         assert report["dry_run"] is True
         assert (report["found"], report["deliveries"], report["other_list"]) == (2, 2, 1)
@@ -233,7 +233,7 @@ class TestReplaySelection:
         )
         assert json.loads(out)["skipped"] == {"lead_missing": 1, "not_api": 1}
 
-        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--since", "yesterday")
+        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--since", "yesterday", "--dry-run")
         assert code == 2 and "not a time" in err
 
 
