@@ -1,7 +1,7 @@
 """One-shot set-up for the compose demo: a VICIdial-shaped `asterisk` database on the
 "mariadb" service (skipped when it exists) and the streamer's account from
-deploy/sql/grants.sql, with the password from the environment and host '%' (the
-streamer connects from another container). Not for production servers: there, an
+deploy/sql/grants.sql, with the password from the secret file the streamer reads too
+(mysql.password_file) and host '%' (the streamer connects from another container). Not for production servers: there, an
 administrator runs grants.sql by hand.
 """
 
@@ -17,6 +17,7 @@ import pymysql
 from cdc.schema import create_vicidial_schema
 
 GRANTS = Path("/init/grants.sql")
+PASSWORD_FILE = Path("/run/secrets/cdc_mysql_password")
 
 
 def connect() -> pymysql.connections.Connection:
@@ -44,7 +45,9 @@ def grant_statements(password: str) -> list[str]:
 
 
 def main() -> None:
-    password = os.environ["CDC_MYSQL_PASSWORD"]
+    password = PASSWORD_FILE.read_text("utf-8").rstrip("\r\n")  # as cdc.config reads it
+    if not password.strip():
+        raise SystemExit(f"init: {PASSWORD_FILE} is empty: put the streamer's MySQL password in it")
     with contextlib.closing(connect()) as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE 'asterisk'")
         if cur.fetchone() is None:

@@ -85,11 +85,11 @@ class TestSystemdUnits:
             assert service[key] == "yes", key
         assert service["CapabilityBoundingSet"] == ""
         assert "password" not in service["ExecStart"].lower()
-        assert service["LoadCredential"].startswith("mysql.password:")
-        assert "VICIDIAL_CDC_MYSQL_PASSWORD_FILE=%d/mysql.password" in unit["Service"]["Environment"]
-        state_env = [e for e in unit["Service"]["Environment"] if e.startswith("VICIDIAL_CDC_STATE_PATH=")]
-        state_dir = service["StateDirectory"]
-        assert state_env == [f"VICIDIAL_CDC_STATE_PATH=/var/lib/{state_dir}/state.db"]
+        # The config file is the whole configuration: nothing the operator commands
+        # (run with the same --config) would not see.
+        assert re.search(r" run --config /etc/vicidial-cdc/\S+\.toml$", service["ExecStart"])
+        assert "Environment" not in unit["Service"] and "EnvironmentFile" not in unit["Service"]
+        assert "LoadCredential" not in unit["Service"]
         timeout = int(service["TimeoutStopSec"].rstrip("s"))
         assert timeout > cdc_config.DeliveryConfig().shutdown_grace_s
 
@@ -97,9 +97,20 @@ class TestSystemdUnits:
         """vicidial-cdc@NAME: own config, password, state directory and log identifier."""
         service = {k: v[-1] for k, v in _unit(UNITS / "vicidial-cdc@.service")["Service"].items()}
         assert "/etc/vicidial-cdc/%i.toml" in service["ExecStart"]
-        assert service["LoadCredential"] == "mysql.password:/etc/vicidial-cdc/%i.password"
         assert service["StateDirectory"] == "vicidial-cdc/%i"
         assert "%i" in service["SyslogIdentifier"]
+        # What each NAME.toml must say, since no Environment= says it for the service only.
+        header = (UNITS / "vicidial-cdc@.service").read_text("utf-8")
+        assert 'state.path = "/var/lib/vicidial-cdc/NAME/state.db"' in header
+        assert 'mysql.password_file = "/etc/vicidial-cdc/NAME.password"' in header
+
+    def test_example_config_fits_the_unit(self) -> None:
+        """The example config (installed as the unit's --config) keeps its state in the
+        unit's StateDirectory and reads the password from a file in its ConfigurationDirectory."""
+        service = {k: v[-1] for k, v in _unit(UNITS / "vicidial-cdc.service")["Service"].items()}
+        raw = tomllib.loads((DEPLOY / "config.example.toml").read_text("utf-8"))
+        assert Path(raw["state"]["path"]).parent == Path("/var/lib") / service["StateDirectory"]
+        assert Path(raw["mysql"]["password_file"]).parent == Path("/etc") / service["ConfigurationDirectory"]
 
     @pytest.mark.parametrize(
         ("name", "instance"), [("vicidial-cdc.service", ""), ("vicidial-cdc@.service", "dialer1")]
@@ -244,11 +255,34 @@ class TestCompose:
         prom = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text("utf-8"))
         job = next(j for j in prom["scrape_configs"] if j["job_name"] == "vicidial-cdc")
         targets = job["static_configs"][0]["targets"]
-        streamer = cdc_config.load(DEPLOY / "compose/vicidial-cdc.toml", env={})
+        streamer = cdc_config.load(
+            DEPLOY / "compose/vicidial-cdc.toml", env={"VICIDIAL_CDC_MYSQL_PASSWORD": "x"}
+        )
         assert targets == [f"vicidial-cdc:{streamer.http.host_port()[1]}"]
         assert streamer.http.host_port()[0] == "0.0.0.0"
         alertmanager = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
         assert alertmanager == ["alertmanager:9093"]
+
+    def test_streamer_reads_only_its_config_file(self, compose: dict[str, Any]) -> None:
+        """The streamer runs with --config (the mounted TOML) and no VICIDIAL_CDC_* env; the
+        password is the secret file the TOML names and the account set-up reads."""
+        services = compose["services"]
+        streamer = services["vicidial-cdc"]
+        command = streamer["command"]
+        config_path = command[command.index("--config") + 1]
+        mount = next(str(v) for v in streamer["volumes"] if str(v).split(":")[1] == config_path)
+        toml = DEPLOY / mount.split(":")[0]
+        assert not [k for k in streamer.get("environment", {}) if str(k).startswith("VICIDIAL_CDC_")]
+        raw = tomllib.loads(toml.read_text("utf-8"))
+        (secret,) = streamer["secrets"]
+        assert raw["mysql"]["password_file"] == f"/run/secrets/{secret}"
+        assert secret in services["vicidial-init"]["secrets"]
+        assert f'Path("/run/secrets/{secret}")' in (DEPLOY / "compose/init_vicidial.py").read_text("utf-8")
+        default = re.fullmatch(r"\$\{\w+:-(.+)\}", compose["secrets"][secret]["file"])
+        assert default, "the secret file has a demo default"
+        password = (DEPLOY / default.group(1)).read_text("utf-8")
+        assert password.strip() and password.count("\n") == 1
+        assert raw["state"]["path"].startswith("/var/lib/vicidial-cdc/")  # the state volume
 
 
 class TestPrometheusAndAlertmanager:
