@@ -233,7 +233,9 @@ class TestReplaySelection:
         )
         assert json.loads(out)["skipped"] == {"lead_missing": 1, "not_api": 1}
 
-        code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--since", "yesterday", "--dry-run")
+        code, _, err = await run_cli(
+            capsys, "replay", "-c", str(cfg_file), "--since", "yesterday", "--dry-run"
+        )
         assert code == 2 and "not a time" in err
 
 

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -17,10 +18,12 @@ import pytest
 
 from cdc.errors import StoreError
 from cdc.outbox import (
+    OPERATOR_BATCH_ROWS,
     SCHEMA_VERSION,
     AsyncStore,
     DeliveryState,
     EndpointCounts,
+    LockWait,
     SqliteStore,
     StateStore,
     _store_error,
@@ -784,6 +787,98 @@ class TestErrors:
         blocker.write_text("")
         with pytest.raises(StoreError, match="cannot create the state file"):
             SqliteStore(blocker / "state.db").open()
+
+
+class TestBusy:
+    """A write lock held by another process is waited out, bounded, reported; operator writes batch."""
+
+    def test_waits_out_a_lock_held_past_the_busy_timeout(self, db_path: Path) -> None:
+        """The write tries again after each busy slice, and succeeds once the lock is free."""
+        waits: list[LockWait] = []
+        s = SqliteStore(db_path, busy_timeout_s=0.05, busy_limit_s=60.0, on_lock_wait=waits.append)
+        s.open()
+        results: list[list[int]] = []
+        try:
+            with raw(db_path) as other:
+                other.execute("BEGIN IMMEDIATE")
+                writer = threading.Thread(
+                    target=lambda: results.append(s.commit_batch([make_delivery(1)], P1, T0))
+                )
+                writer.start()
+                deadline = time.monotonic() + 30
+                while sum(not w.acquired for w in waits) < 3:  # three busy slices, then let go
+                    assert time.monotonic() < deadline and writer.is_alive()
+                    time.sleep(0.01)
+                other.execute("ROLLBACK")
+                writer.join(30)
+            assert results == [[1]]
+            assert s.load_checkpoint() == P1
+        finally:
+            s.close()
+        action = "commit deliveries and checkpoint"
+        busy = [w for w in waits if w.action == action and not w.acquired]
+        done = [w for w in waits if w.action == action and w.acquired]
+        assert len(busy) >= 3 and len(done) == 1 and done[0].waited_s >= busy[-1].waited_s
+        stats = s.statistics()
+        assert stats.busy_waits == len(busy) and stats.longest_lock_wait_s == done[0].waited_s
+
+    def test_fails_loudly_past_the_limit(self, db_path: Path) -> None:
+        """Busy past busy_limit_s: a StoreError naming the wait, the setting and the likely holders."""
+        waits: list[LockWait] = []
+        s = SqliteStore(db_path, busy_timeout_s=0.05, busy_limit_s=0.3, on_lock_wait=waits.append)
+        s.open()
+        try:
+            with raw(db_path) as other:
+                other.execute("BEGIN IMMEDIATE")
+                with pytest.raises(
+                    StoreError, match=r"waiting \d+\.\d s .*state\.busy_limit_s.*another process"
+                ):
+                    s.commit_batch([make_delivery(1)], P1, T0)
+                other.execute("ROLLBACK")
+            assert [w.acquired for w in waits][-1] is False and len(waits) >= 2
+            assert s.commit_batch([make_delivery(1)], P1, T0) == [1]  # usable afterwards
+        finally:
+            s.close()
+
+    def test_every_write_reports_its_wait(self, store: SqliteStore, db_path: Path) -> None:
+        """Uncontended writes report an acquired wait each (the lock-wait histogram's samples)."""
+        waits: list[LockWait] = []
+        s = SqliteStore(db_path, on_lock_wait=waits.append)
+        s.open()
+        try:
+            s.commit_batch([make_delivery(1)], P1, T0)
+            s.claim_due(T0, 10)
+        finally:
+            s.close()
+        assert [(w.action, w.acquired) for w in waits] == [
+            ("open", True),
+            ("commit deliveries and checkpoint", True),
+            ("claim due deliveries", True),
+        ]
+
+    def test_operator_writes_are_batched(self, store: SqliteStore) -> None:
+        """retry_dead, purge_dead and requeue change OPERATOR_BATCH_ROWS rows per transaction."""
+        n = 2 * OPERATOR_BATCH_ROWS + 500
+        deliveries = [make_delivery(i) for i in range(1, n + 1)]
+        enqueue(store, *deliveries)
+        claimed = store.claim_due(T0, n)
+        store.record_attempts([(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 1)
+        before = store.statistics().writes
+        assert store.retry_dead(T0 + 2, older_than=T0 + 2) == n
+        assert store.statistics().writes - before == 3
+        (counts,) = store.counts()
+        assert (counts.pending, counts.dead) == (n, 0)
+
+        before = store.statistics().writes
+        assert store.requeue(deliveries, T0 + 3) == n
+        assert store.statistics().writes - before == 3
+
+        claimed = store.claim_due(T0 + 4, n)
+        store.record_attempts([(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 5)
+        before = store.statistics().writes
+        assert store.purge_dead(ids=list(range(1, n + 1))) == n
+        assert store.statistics().writes - before == 3
+        assert store.counts() == []
 
 
 class TestAsyncStore:
