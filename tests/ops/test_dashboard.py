@@ -169,7 +169,7 @@ class TestDashboardShape:
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
         assert list(rows) == [
             "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health",
-            "Late rows, waiting and failed leads",
+            "Late rows, waiting and failed leads", "State store",
         ]  # fmt: skip
         expected = {
             "Overview": {
@@ -205,6 +205,7 @@ class TestDashboardShape:
                 "vicidial_cdc_reader_disconnects_total",
                 "vicidial_cdc_state_fresh_start",
             },
+            "State store": {"vicidial_cdc_store_lock_wait_seconds_bucket", "vicidial_cdc_store_busy_total"},
         }
         for row, needed in expected.items():
             assert needed <= rows[row], f"row {row} lacks {needed - rows[row]}"
