@@ -263,3 +263,17 @@ class TestMissingStateFile:
         assert f"state_file={state}" in err  # which file it looked for, before anything else
         assert f"no state file at {state}" in err and "--config" in err and "--create-state" in err
         assert not state.exists() and not state.parent.exists()
+
+    def test_env_override_is_named(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A VICIDIAL_CDC_* variable the service may not have is shown by name (never its value)."""
+        config = tmp_path / "c.toml"
+        config.write_text(f'[state]\npath = "{tmp_path / "from-file.db"}"\n', "utf-8")
+        monkeypatch.setenv("VICIDIAL_CDC_STATE_PATH", str(tmp_path / "from-env.db"))
+        monkeypatch.setenv("VICIDIAL_CDC_MYSQL_PASSWORD", "sentinel-Secret-9")
+        assert cli.main(["status", "-c", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"state_file={tmp_path / 'from-env.db'}" in err
+        assert "env_overrides=VICIDIAL_CDC_MYSQL_PASSWORD,VICIDIAL_CDC_STATE_PATH" in err
+        assert "sentinel-Secret-9" not in err

@@ -78,6 +78,7 @@ class TestErrors:
             ("[delivery]\nmode = 'both'\n", "send, watch or auto"),
             ("[reader]\ndecoder = 'turbo'\n", "fast or library"),
             ("[delivery]\nrate_per_s = 0\n", "positive"),
+            ("[state]\nbusy_limit_s = -1\n", "busy_limit_s must be >= 0"),
             ("not toml = = 1", "not valid TOML"),
         ],
     )
