@@ -190,7 +190,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 all good, 1 warnings, 2 blockers (a config error is 2 as well)."""
     from . import check
 
-    cfg = config.load(args.config)
+    cfg = _operator_config(args)
     max_downtime_s = (
         check.parse_duration_s(args.max_downtime) if args.max_downtime else cfg.reader.max_downtime_s
     )
