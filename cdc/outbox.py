@@ -135,6 +135,8 @@ class StoreStatistics:
     busy_waits: int = 0
     #: The longest a write waited for the lock.
     longest_lock_wait_s: float = 0.0
+    #: How long the write in progress has been waiting past its first busy slice (0: none).
+    waiting_s: float = 0.0
 
 
 class StateStore(Protocol):
@@ -397,6 +399,7 @@ class SqliteStore:
         "_path",
         "_state",
         "_synchronous",
+        "_waiting_since",
         "_writes",
     )
 
@@ -425,6 +428,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._writes = self._busy_waits = 0
         self._last_write_s = self._longest_write_s = self._longest_lock_wait_s = 0.0
+        self._waiting_since: float | None = None  # set by _begin between busy slices
 
     @property
     def path(self) -> Path | None:
@@ -436,6 +440,7 @@ class SqliteStore:
             longest_write_s=self._longest_write_s,
             busy_waits=self._busy_waits,
             longest_lock_wait_s=self._longest_lock_wait_s,
+            waiting_s=0.0 if (since := self._waiting_since) is None else time.monotonic() - since,
         )
 
     # -- lifecycle --------------------------------------------------------------------
@@ -939,20 +944,16 @@ class SqliteStore:
         """
         started = time.monotonic()
         slices = 0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if _primary_code(exc) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
-                    raise
+        try:
+            while (busy := _try_begin(conn)) is not None:
                 slices += 1
                 self._busy_waits += 1
+                self._waiting_since = started
                 waited_s = time.monotonic() - started
                 self._report(LockWait(action, waited_s, acquired=False))
                 if waited_s >= self._busy_limit_s:
                     what = f"{action} after waiting {waited_s:.1f} s for the write lock (state.busy_limit_s)"
-                    raise _store_error(exc, what, self._path) from exc
+                    raise _store_error(busy, what, self._path) from busy
                 log.warning(
                     "store.busy action=%s waited_s=%.1f limit_s=%.0f path=%s: another process holds"
                     " the state file's write lock (an operator command, a second streamer, an"
@@ -963,6 +964,8 @@ class SqliteStore:
                     self._path,
                 )
                 time.sleep(min(_BUSY_BACKOFF_MAX_S, _BUSY_BACKOFF_S * 2**slices))
+        finally:
+            self._waiting_since = None
         waited_s = time.monotonic() - started
         self._longest_lock_wait_s = max(self._longest_lock_wait_s, waited_s)
         if slices:
@@ -1171,6 +1174,17 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str, begin: Call
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
     except sqlite3.Error as exc:
         raise _store_error(exc, "open the state file", path) from exc
+
+
+def _try_begin(conn: sqlite3.Connection) -> sqlite3.OperationalError | None:
+    """``BEGIN IMMEDIATE``; the error when the lock stayed taken for a whole busy timeout."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _primary_code(exc) in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return exc
+        raise
+    return None
 
 
 def _primary_code(exc: sqlite3.Error) -> int:

@@ -133,6 +133,7 @@ class TestHeldWriteLock:
                 assert not run.task.done(), "the service stopped while the lock was held"
                 await asyncio.sleep(0.1)
             assert not set(held) & set(_lead_ids(receiver, "/held"))  # really held back
+            assert run.service.status()["store"]["waiting_s"] > 0  # /status shows the wait
         finally:
             other.execute("ROLLBACK")
             other.close()
@@ -143,7 +144,7 @@ class TestHeldWriteLock:
         total = registry.get_sample_value("vicidial_cdc_store_lock_wait_seconds_count")
         assert waited is not None and total is not None and total > waited  # a write waited > 5 s
         doc = run.service.status()["store"]
-        assert doc["busy_waits"] >= 1 and doc["longest_lock_wait_s"] > 5.0
+        assert doc["busy_waits"] >= 1 and doc["longest_lock_wait_s"] > 5.0 and doc["waiting_s"] == 0
         await run.stop()
 
 
