@@ -382,7 +382,8 @@ class TestReplayFormats:
         code, out, err = await run_cli(
             capsys, "replay", "-c", str(cfg_file), "--lead-id", *map(str, ids), "--force"
         )
-        assert (code, err) == (0, "") and "sent again: 6" in out
+        assert (code, err.partition(" state_file=")[0]) == (0, f"vicidial-cdc: config={cfg_file}")
+        assert err.count("\n") == 1 and "sent again: 6" in out  # stderr: only the files used
         again = [list(await r.wait_for(4, WAIT_S))[2:] for r in targets]
 
         def by_lead(requests: list[Any]) -> dict[str, tuple[str, str, bytes]]:

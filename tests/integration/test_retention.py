@@ -119,7 +119,8 @@ class TestDeliveredRowsKeepNoLeadData:
         code, out, err = await run_cli(
             capsys, "replay", "-c", str(cfg_file), "--lead-id", str(lead_id), "--force"
         )
-        assert (code, err) == (0, "") and "sent again: 2" in out
+        assert (code, err.partition(" state_file=")[0]) == (0, f"vicidial-cdc: config={cfg_file}")
+        assert err.count("\n") == 1 and "sent again: 2" in out  # stderr: only the files used
         again = await wait_for(get_r, lambda r: True, 2)
         resent = await wait_for(json_r, lambda r: True, 2)
         assert again[1].target == got.target and resent[1].body == event.body
