@@ -1122,8 +1122,22 @@ def _due_key(row: _Due) -> tuple[float, int]:
 
 
 def _create_private_file(path: Path) -> None:
+    """Create the state file with mode 0600 if it does not exist; never touch one that does.
+
+    POSIX advisory locks belong to the process: closing *any* descriptor of the file
+    drops every lock this process holds on it, SQLite's included. Opening and closing an
+    existing state file while another connection of this process (the service's second
+    store, an in-process ``check``) has it open would let another process's connection
+    believe it is the last one, checkpoint and delete the WAL under ours, which then
+    reads a stale snapshot for good. Only a file this call creates (``O_EXCL``) is closed.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    if path.exists():
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return  # created meanwhile by someone else: theirs, not ours to close
     os.close(fd)
 
 

@@ -8,6 +8,8 @@ import dataclasses
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -405,6 +407,7 @@ class TestFairMerge:
         assert [x.id for x in fair_merge([crm, slow, erp], 10)] == [1, 7, 9, 2, 8, 3]
         assert [x.id for x in fair_merge([crm, slow, erp], 4)] == [1, 7, 9, 2]
         assert fair_merge([[], []], 5) == [] and fair_merge([slow], 0) == []
+
 
 class TestRecordAttempts:
     """Each outcome moves an in-flight row to its next state and counts the attempt."""
@@ -879,6 +882,36 @@ class TestBusy:
         assert store.purge_dead(ids=list(range(1, n + 1))) == n
         assert store.statistics().writes - before == 3
         assert store.counts() == []
+
+
+class TestSharedFile:
+    """Stores of this process and other processes on one file see each other's writes."""
+
+    def test_second_store_in_this_process_keeps_the_first_ones_locks(self, db_path: Path) -> None:
+        """Opening a second store here (the service's schema store, check at start) must not drop
+        the first one's SQLite locks: else another process, closing, deletes the WAL under it."""
+        service = SqliteStore(db_path)
+        service.open()
+        second = SqliteStore(db_path)
+        try:
+            enqueue(service, make_delivery(1))
+            second.open()
+            code = (
+                "import sys\nfrom cdc.outbox import SqliteStore\n"
+                "from cdc.records import Delivery, UrlSource\n"
+                "s = SqliteStore(sys.argv[1]); s.open(); s.counts()\n"
+                "if sys.argv[2] == 'write':\n"
+                "    s.commit_batch([Delivery('vici1', 2, 101, 'crm', 'GET', 'https://crm.example/api?lead_id=2',"
+                " UrlSource.VICIDIAL_LIST, 1)], None, 1.0)\n"
+                "s.close()\n"
+            )
+            for action in ("read", "write"):  # `status`, then `replay`, as other processes
+                subprocess.run([sys.executable, "-c", code, str(db_path), action], check=True, timeout=60)
+            (counts,) = service.counts()
+            assert counts.pending == 2  # the other process's row, seen through the WAL
+        finally:
+            second.close()
+            service.close()
 
 
 class TestAsyncStore:
