@@ -285,6 +285,7 @@ class TestUnreadableBound:
             vici.execute(f"GRANT SELECT ON `asterisk`.`custom_105` TO '{UNREAD_USER}'@'127.0.0.1'")
             cfg_file = write_config(tmp_path / "replay.toml", server, "asterisk", state)
             code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--lead-id", str(lead))
-            assert (code, err) == (0, "")
+            assert (code, err.partition(" state_file=")[0]) == (0, f"vicidial-cdc: config={cfg_file}")
+            assert err.count("\n") == 1  # stderr: only the files the command used
             await _wait_count(receiver, "/n", 1)
         assert _targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
