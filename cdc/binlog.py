@@ -51,7 +51,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from . import charset, faults, serverinfo
+from . import charset, faults, replication, serverinfo
 from .config import MysqlConfig, SslMode
 from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
 from .records import (
@@ -138,7 +138,7 @@ def parse_start(spec: str) -> Position | str:
 def connect(mysql: MysqlConfig, **extra: Any) -> pymysql.Connection[Any]:
     """A plain control connection to the VICIdial database server (TLS as configured)."""
     try:
-        return pymysql.connect(**_conn_settings(mysql), **extra)
+        return pymysql.connect(**connection_settings(mysql), **extra)
     except pymysql.MySQLError as exc:
         raise SourceError(connect_error(mysql, exc)) from exc
 
@@ -179,7 +179,8 @@ def connect_error(mysql: MysqlConfig, exc: pymysql.MySQLError) -> str:
     )
 
 
-def _conn_settings(mysql: MysqlConfig) -> dict[str, Any]:
+def connection_settings(mysql: MysqlConfig) -> dict[str, Any]:
+    """PyMySQL's keyword arguments for every connection to the server (both readers')."""
     settings: dict[str, Any] = {
         "host": mysql.host,
         "port": mysql.port,
@@ -675,7 +676,7 @@ class BinlogReader:
 
     def _make_stream(self) -> BinLogStreamReader:
         self._learn_schema()
-        settings = _conn_settings(self._mysql)
+        settings = connection_settings(self._mysql)
         common: dict[str, Any] = {
             "connection_settings": settings,
             "server_id": self._mysql.server_id,
@@ -695,7 +696,7 @@ class BinlogReader:
             "only_schemas": [self._mysql.database],
             "only_tables": self._tables,
             "freeze_schema": True,
-            "slave_heartbeat": min(self._mysql.heartbeat_s, self._mysql.read_timeout_s / 2),
+            "slave_heartbeat": replication.heartbeat_period_s(self._mysql),
             "pymysql_wrapper": _GuardedConnect(),
         }
         if self._last_end is not None:

@@ -4,14 +4,13 @@
 constructor, same loop-side methods, same records, same reconnect and purge rules:
 those are inherited). Only the reader thread's ``_stream`` differs.
 
-``mysql-replication`` still does everything up to the first event: the connection
-(through the same refusing-to-reconnect ``pymysql_wrapper``), the checksum
-negotiation, the heartbeat period, the slave capability and the ``COM_BINLOG_DUMP``
-(or GTID) command, all configured by the inherited ``_make_stream``. From then on we
-read the socket ourselves, because the library's per-event path is where its time
-goes: for every packet it builds a PyMySQL packet object, a ``BinLogPacketWrapper``
-and an event object, and it re-reads each table map, before a table filter can throw
-any of it away. A VICIdial binlog is more than 95 % rows of tables we never look at.
+The connection and the dump request are :mod:`cdc.replication`'s (PyMySQL for the
+connection, TLS and the session variables; our own ``COM_BINLOG_DUMP``): ``mysql-replication``
+(the library reader's) plays no part. We read the socket ourselves because the
+library's per-event path is where its time goes: for every packet it builds a PyMySQL
+packet object, a ``BinLogPacketWrapper`` and an event object, and it re-reads each
+table map, before a table filter can throw any of it away. A VICIdial binlog is more
+than 95 % rows of tables we never look at.
 
 So we frame the replication packets out of large socket reads and, per event, look at
 two things only: the event type and, for ``TABLE_MAP`` and rows events, the table id.
@@ -33,15 +32,10 @@ read (at most 64 KB) instead of per group, after a ``linger_s`` pause once the r
 has caught up; a few statistics move per read (event count, last-event clocks); and
 the resume position (``_last_end``) moves when a batch is handed over, so a reconnect
 never skips rows that were read but not yet handed over.
-
-The connect step is the library's private ``__connect_to_stream`` (name-mangled):
-``pyproject.toml`` pins ``mysql-replication<1.1``, and ``_stream`` fails with a clear
-message if a future version renames it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import struct
@@ -53,8 +47,8 @@ from typing import Any, Final, NoReturn
 
 import pymysql
 
-from . import rowdecode
-from .binlog import BinlogReader, always_watched
+from . import replication, rowdecode
+from .binlog import BinlogReader, always_watched, connection_settings
 from .config import MysqlConfig
 from .errors import ReaderFault, ReaderFaultError, SourceError
 from .records import GroupEnd, Op, Position, RowChange, SourceItem, UnreadableRows, Value
@@ -174,34 +168,25 @@ class FastBinlogReader(BinlogReader):
 
     def _stream(self) -> None:
         self._prepare()
-        stream = self._make_stream()
-        # The library's own connect step (handshake, checksum, heartbeat, dump command).
-        connect_to_stream = getattr(stream, "_BinLogStreamReader__connect_to_stream", None)
-        if connect_to_stream is None:
-            raise SourceError(
-                "this mysql-replication version has no private connect step the fast reader "
-                "relies on: pin mysql-replication<1.1 or use the standard reader"
-            )
+        self._learn_schema()
+        start = self._last_end if self._last_end is not None else self._gtid_start
+        assert start is not None
         try:
-            connect_to_stream()
-            announced = bool(getattr(stream, "_BinLogStreamReader__use_checksum", False))
-            self._follow(stream._stream_connection, announced)
+            with replication.open_stream(connection_settings(self._mysql), self._mysql, start) as stream:
+                self._follow(stream)
         finally:
             self._stats.connected = False
-            with contextlib.suppress(Exception):
-                stream.close()
 
-    def _follow(self, conn: Any, announced_crc: bool) -> None:
+    def _follow(self, stream: replication.BinlogStream) -> None:
         """Read packets until stopped; raises what ends the connection."""
-        conn._sock.settimeout(self._mysql.read_timeout_s)
-        read1 = conn._rfile.read1
-        read = conn._rfile.read
+        read1 = stream.read1
+        read = stream.read
         stats = self._stats
         stop = self._stop
         st = _State(
             file=self._last_end.file if self._last_end is not None else "",
-            announced_crc=announced_crc,
-            crc=_CRC_LEN if announced_crc else 0,
+            announced_crc=stream.checksum,
+            crc=_CRC_LEN if stream.checksum else 0,
         )
         skip_ids = st.skip_ids
         by_id = st.by_id

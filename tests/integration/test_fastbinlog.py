@@ -401,6 +401,37 @@ class TestFastReader:
             await reader.stop()
         assert [r.values["i_s"] for r in seen] == list(range(10))
 
+    async def test_streams_without_mysql_replication(
+        self, mariadb: PrivateMariaDB, vicidial_db: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The fast reader connects and dumps by itself (cdc.replication), from a position
+        and from a GTID, with checksums on: mysql-replication is never asked."""
+
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("the fast reader used mysql-replication's BinLogStreamReader")
+
+        monkeypatch.setattr("cdc.binlog.BinLogStreamReader", refuse)
+        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
+            _execute(conn, TYPES_DDL.format(name="types_utf8", engine="MyISAM", charset="utf8mb4"))
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@global.binlog_checksum, @@gtid_binlog_pos")
+                checksum, gtid = cur.fetchone()
+            start = _position(conn)
+            _execute(conn, *(f"INSERT INTO types_utf8 (i_s) VALUES ({i})" for i in range(3)))
+        assert checksum == "CRC32"
+        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
+        for begin in (start, str(gtid)):
+            reader = FastBinlogReader(cfg, WATCHED, begin)
+            reader.start()
+            seen: list[RowChange] = []
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    while len(seen) < 3:
+                        seen.extend(i for i in await reader.get_batch() if isinstance(i, RowChange))
+            finally:
+                await reader.stop()
+            assert [r.values["i_s"] for r in seen] == [0, 1, 2], begin
+
     async def test_event_larger_than_one_packet(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
         """A 17 MB row arrives in several 16 MB protocol packets and decodes like the reference."""
         cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
