@@ -75,12 +75,6 @@ class ProcessBinlogReader(BinlogReader):
         self._thread = threading.Thread(target=self._receive, name="binlog-receiver", daemon=True)
         self._thread.start()
 
-    def watch_table(self, table: str) -> None:
-        super().watch_table(table)
-        if self._control is not None:
-            with contextlib.suppress(OSError):
-                self._control.send(("watch", table))
-
     def request_stop(self) -> None:
         super().request_stop()
         if self._control is not None:
@@ -136,13 +130,11 @@ def _child_main(
     def follow_control() -> None:
         while True:
             try:
-                command, arg = control.recv()
+                command, _arg = control.recv()
             except (EOFError, OSError):
                 reader.request_stop()
                 return
-            if command == "watch":
-                reader.watch_table(arg)
-            elif command == "stop":
+            if command == "stop":
                 reader.request_stop()
                 return
 

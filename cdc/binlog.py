@@ -505,10 +505,6 @@ class BinlogReader:
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def watch_table(self, table: str) -> None:
-        """Start decoding another table (``custom_<list_id>`` tables need not: see :func:`always_watched`)."""
-        self._tables.add(table)
-
     def statistics(self) -> ReaderStatistics:
         return self._stats
 

@@ -124,7 +124,7 @@ class _State:
     batch_end: Position | None = None
     batch_has_rows: bool = False
     heartbeat: bool = False
-    tables_version: int = -1
+    #: The watched database and tables, encoded as table maps carry them.
     schema_b: bytes = b""
     tables_b: frozenset[bytes] = frozenset()
 
@@ -158,11 +158,6 @@ class FastBinlogReader(BinlogReader):
         self._linger_s = linger_s
         #: Decoders by table-map signature (the TABLE_MAP body after the table id).
         self._decoders: dict[bytes, tuple[rowdecode.RowDecoder, tuple[ColumnInfo, ...] | None]] = {}
-        self._tables_version = 0
-
-    def watch_table(self, table: str) -> None:
-        super().watch_table(table)
-        self._tables_version += 1
 
     # -- reader thread -------------------------------------------------------------
 
@@ -187,6 +182,8 @@ class FastBinlogReader(BinlogReader):
             file=self._last_end.file if self._last_end is not None else "",
             announced_crc=stream.checksum,
             crc=_CRC_LEN if stream.checksum else 0,
+            schema_b=self._mysql.database.encode(),
+            tables_b=frozenset(t.encode() for t in self._tables),
         )
         skip_ids = st.skip_ids
         by_id = st.by_id
@@ -201,8 +198,6 @@ class FastBinlogReader(BinlogReader):
             buf = buf[p:] + data if p < len(buf) else data
             p = 0
             n = len(buf)
-            if st.tables_version != self._tables_version:
-                self._refresh_targets(st)
             events = 0
             crc = st.crc
             query_post_header = st.post_header[_QUERY]
@@ -560,12 +555,6 @@ class FastBinlogReader(BinlogReader):
             self._stats.position = st.batch_end
         st.batch_has_rows = False
         return self._send(batch)
-
-    def _refresh_targets(self, st: _State) -> None:
-        st.tables_version = self._tables_version
-        st.schema_b = self._mysql.database.encode()
-        st.tables_b = frozenset(t.encode() for t in self._tables)
-        st.skip_ids.clear()
 
     def _forget_table(self, st: _State, table: str) -> None:
         """A DDL statement touched ``table``: rebuild its decoder at its next table map."""

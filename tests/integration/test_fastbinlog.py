@@ -501,28 +501,6 @@ class TestFastReader:
         assert [i.values["gender"] for i in seen if isinstance(i, RowChange)] == ["U", "X"]
         assert any(isinstance(i, SchemaChange) for i in seen)
 
-    async def test_watch_table_at_run_time(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
-        """A table watched after start is decoded from then on (``watch_table``)."""
-        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
-        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
-            _execute(conn, "CREATE TABLE late_7 (lead_id INT UNSIGNED PRIMARY KEY, note VARCHAR(9))")
-            start = _position(conn)
-            _execute(conn, "INSERT INTO late_7 VALUES (1, 'before')")
-            passed = _position(conn)
-            reader = FastBinlogReader(cfg, WATCHED, start)
-            reader.start()
-            seen: list[RowChange] = []
-            try:
-                await wait_until_async(lambda: (reader.statistics().position or start) >= passed, 10)
-                reader.watch_table("late_7")
-                _execute(conn, "INSERT INTO late_7 VALUES (2, 'after')")
-                async with asyncio.timeout(READ_TIMEOUT_S):
-                    while not seen:
-                        seen.extend(i for i in await reader.get_batch() if isinstance(i, RowChange))
-            finally:
-                await reader.stop()
-        assert [(r.table, r.values["note"]) for r in seen] == [("late_7", "after")]
-
     @pytest.mark.parametrize("reader_class", [FastBinlogReader, BinlogReader])
     async def test_custom_tables_always_read(
         self, mariadb: PrivateMariaDB, vicidial_db: str, reader_class: type[BinlogReader]
