@@ -336,10 +336,6 @@ async def _run_e2e(
     from cdc.service import Service
 
     logging.basicConfig(level=logging.WARNING)
-    if p.reader == "process":
-        # The prototype is not a configurable reader: put it in place of the service's choice.
-        process_reader = reader_class("process")
-        Service._reader_class = lambda self: process_reader  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="vicidial-cdc-bench-") as tmp:
         limits = EndpointLimits(concurrency=p.concurrency, rate_per_s=1e9, burst=1_000_000, timeout_s=60.0)
         config = Config(
@@ -354,7 +350,8 @@ async def _run_e2e(
             delivery=delivery_config(p.concurrency, limits),
             urls=UrlsConfig(system=p.url_template),
         )
-        service = Service(config, Metrics())
+        # The process prototype is not a configurable reader: the service is given it.
+        service = Service(config, Metrics(), reader_factory=reader_class(p.reader))
         stop = asyncio.Event()
         cpu0, _ = _usage()
         started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Prototype: the fast reader in its own process, for the process-layout measurement.
 
 :class:`ProcessBinlogReader` has the :class:`cdc.binlog.BinlogReader` interface, so
-the benchmark can put it into the real ``Service`` unchanged (``--readers process``).
+the benchmark hands it to the real ``Service`` as its reader factory (``--readers process``).
 A child process (``spawn``) runs :class:`cdc.fastbinlog.FastBinlogReader`'s reader
 loop on its main thread; each batch goes to the parent over a pipe with a snapshot
 of the reader's statistics. In the parent a thread receives the batches and hands

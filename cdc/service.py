@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -47,6 +48,16 @@ LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
 #: ``meta`` key of the identity of the database server the state follows.
 META_SERVER_IDENTITY = "server_identity"
 
+#: Builds the binlog reader; called like :class:`cdc.binlog.BinlogReader`'s constructor.
+ReaderFactory = Callable[..., binlog.BinlogReader]
+
+
+def reader_for(decoder: str) -> ReaderFactory:
+    """The reader ``reader.decoder`` names: the fast one unless it says ``library``."""
+    if decoder == "library":
+        return binlog.BinlogReader
+    return fastbinlog.FastBinlogReader
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Retention:
@@ -60,9 +71,17 @@ class Service:
     """One streamer for one VICIdial database."""
 
     def __init__(
-        self, config: Config, metrics: Metrics | None = None, *, replace_checkpoint: bool = False
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        *,
+        replace_checkpoint: bool = False,
+        reader_factory: ReaderFactory | None = None,
     ) -> None:
+        """``reader_factory`` builds the binlog reader (default: the one ``reader.decoder``
+        names; the benchmark passes its own)."""
         self.config = config
+        self._reader_factory = reader_factory or reader_for(config.reader.decoder)
         #: Start at ``reader.start`` even when a checkpoint is stored (``run --start``).
         self._replace_checkpoint = replace_checkpoint
         self.metrics = metrics or Metrics()
@@ -134,7 +153,7 @@ class Service:
                 self.metrics.reader_fault.labels(kind.value).set(0)
             for cause in faults.TransientCause:
                 self.metrics.reader_disconnects.labels(cause.value)
-            self.reader = self._reader_class()(
+            self.reader = self._reader_factory(
                 cfg.mysql,
                 self._watched_tables(),
                 start,
@@ -409,12 +428,6 @@ class Service:
             log.warning("binlog.server_identity_changed old=%s new=%s", self._identity, facts.identity)
             self._identity = facts.identity
             self._identity_unsaved = True
-
-    def _reader_class(self) -> type[binlog.BinlogReader]:
-        """The fast reader unless the config asks for the library's (``reader.decoder``)."""
-        if self.config.reader.decoder == "library":
-            return binlog.BinlogReader
-        return fastbinlog.FastBinlogReader
 
     def _watched_tables(self) -> set[str]:
         tables = set(LEAD_TABLES) | set(SETTINGS_TABLES) | {URL_LOG_TABLE}

@@ -15,7 +15,7 @@ from cdc.config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderCo
 from cdc.mariadb import PrivateMariaDB
 from cdc.metrics import Metrics
 from cdc.receiver import Receiver
-from cdc.service import Service
+from cdc.service import ReaderFactory, Service
 
 
 @dataclasses.dataclass
@@ -68,7 +68,16 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def start_pipeline(tmp_path: Path) -> AsyncIterator[StartPipeline]:
+def reader_factory() -> ReaderFactory | None:
+    """The reader ``start_pipeline`` services build: ``None``, the one ``reader.decoder``
+    names (a test class overrides this fixture to run its scenarios with another)."""
+    return None
+
+
+@pytest.fixture
+async def start_pipeline(
+    tmp_path: Path, reader_factory: ReaderFactory | None
+) -> AsyncIterator[StartPipeline]:
     """``await start_pipeline(server, database, state=..., **reader_settings)``."""
     running: list[Running] = []
 
@@ -81,7 +90,7 @@ async def start_pipeline(tmp_path: Path) -> AsyncIterator[StartPipeline]:
         **reader: Any,
     ) -> Running:
         cfg = config or make_config(server, database, state or tmp_path / "state.db", **reader)
-        service = Service(cfg, Metrics())
+        service = Service(cfg, Metrics(), reader_factory=reader_factory)
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
         ready = asyncio.create_task(service.ready.wait())

@@ -36,7 +36,7 @@ from cdc.fastbinlog import FastBinlogReader
 from cdc.mariadb import PrivateMariaDB
 from cdc.records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value
 from cdc.schema import create_vicidial_schema
-from cdc.service import LEAD_TABLES, Service
+from cdc.service import LEAD_TABLES, ReaderFactory
 from cdc.settings import SETTINGS_TABLES
 from cdc.simulate import Vicidial
 
@@ -534,38 +534,53 @@ def _kill_dump_threads(conn: Any) -> None:
 # -- the pipeline scenarios again, with the library reader (the fallback) in the service ----
 
 
-@pytest.fixture
-def library_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``reader.decoder = "library"`` for scenarios that build their own config."""
-    monkeypatch.setattr(Service, "_reader_class", lambda self: BinlogReader)
+class _LibraryReader:
+    """Pipelines in these classes run with the library reader (``reader.decoder = "library"``)."""
+
+    @pytest.fixture
+    def reader_factory(self) -> ReaderFactory:
+        return BinlogReader
 
 
 def _uses_library_reader(run: Running) -> bool:
     return type(run.service.reader) is BinlogReader
 
 
-@pytest.mark.usefixtures("library_reader")
-class TestNoiseLibrary(_Noise):
+class TestNoiseLibrary(_LibraryReader, _Noise):
     """TestNoise with the library reader in the service."""
 
 
-@pytest.mark.usefixtures("library_reader")
-class TestSchemaChangesLibrary(_SchemaChanges):
+class TestSchemaChangesLibrary(_LibraryReader, _SchemaChanges):
     """TestSchemaChanges (ALTER vicidial_list, FULL and NO_LOG) with the library reader."""
 
 
-@pytest.mark.usefixtures("library_reader")
-class TestRotationAndStartLibrary(_RotationAndStart):
+class TestRotationAndStartLibrary(_LibraryReader, _RotationAndStart):
     """TestRotationAndStart (rotation, FILE:POS and GTID starts) with the library reader."""
 
 
-class TestLibraryReaderIsUsed:
-    """The ``library_reader`` fixture really puts the library reader into the service."""
+class TestLibraryReaderIsUsed(_LibraryReader):
+    """The ``_LibraryReader`` classes really put the library reader into the service."""
 
-    @pytest.mark.usefixtures("library_reader")
-    async def test_service_builds_the_library_reader(
+    async def test_service_builds_the_reader_it_is_given(
         self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline
     ) -> None:
-        """The service asks ``_reader_class`` at run time."""
+        """The service builds its reader with the factory it was constructed with."""
         run = await start_pipeline(mariadb, vicidial_db)
         assert _uses_library_reader(run)
+
+
+class TestReaderFromConfig:
+    """Without a factory, ``reader.decoder`` chooses the reader."""
+
+    @pytest.mark.parametrize(("decoder", "reader"), [("fast", FastBinlogReader), ("library", BinlogReader)])
+    async def test_decoder_names_the_reader(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        start_pipeline: StartPipeline,
+        decoder: str,
+        reader: type[BinlogReader],
+    ) -> None:
+        """``reader.decoder`` = fast or library: the service builds that reader."""
+        run = await start_pipeline(mariadb, vicidial_db, decoder=decoder)
+        assert type(run.service.reader) is reader
