@@ -728,7 +728,10 @@ def read_recorded(
     no column. Raises what the reader would (``ReaderFaultError`` on a bad checksum).
     """
     start = Position(file, len(BINLOG_MAGIC))
-    reader = _RecordedReader(MysqlConfig(database=database), tables, start, linger_s=0.0)
+    # Hand over at every read (no linger, no flush interval): nothing waits for a next read.
+    reader = _RecordedReader(
+        MysqlConfig(database=database), tables, start, linger_s=0.0, flush_interval_s=0.0
+    )
     reader._remember([(table, start, tuple(cols)) for table, cols in columns.items()])
     stream = b"".join(_packets(b"\x00" + event) for event in events)
     with contextlib.suppress(ConnectionError):  # the end of the recording
