@@ -53,7 +53,7 @@ from pymysqlreplication.row_event import (
 
 from . import charset, faults, replication, serverinfo
 from .config import MysqlConfig, SslMode
-from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
+from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError, StoreError
 from .records import (
     GroupEnd,
     Op,
@@ -530,7 +530,10 @@ class BinlogReader:
                 try:
                     self._stream()
                     delay = self._reconnect_initial_s
-                except BinlogPurgedError:
+                except (BinlogPurgedError, StoreError):
+                    # A state file still locked past state.busy_limit_s (schema history) fails
+                    # the service as the service's own store does: it is no binlog fault, and a
+                    # re-read would find the definition already in memory and never store it.
                     raise
                 except Exception as exc:  # classified: transient, fault, or purged
                     if isinstance(exc, pymysql.MySQLError) and _is_purged(exc):
