@@ -886,13 +886,15 @@ class BinlogReader:
     def _ambiguous(
         self, schema: str, table: str, position: Position, types: Sequence[int], timestamp: int
     ) -> SourceError:
-        """The error for rows no definition fits (a plain SourceError when none is known at all)."""
+        """The error for rows no definition fits (``table_unreadable`` when none is known at all)."""
         known = self._history.definitions(table)
         if not known:
-            return SourceError(
+            # A fault by kind, not by wording: the reader stops retrying fast and says so.
+            return ReaderFaultError(
+                ReaderFault.TABLE_UNREADABLE,
                 f"table {schema}.{table} has {len(types)} columns in the binlog but none in "
                 "information_schema, and the server does not log column names: grant SELECT on it "
-                "or set binlog_row_metadata=FULL"
+                "or set binlog_row_metadata=FULL",
             )
         try:
             since = self._schema.server_time(timestamp)
