@@ -53,7 +53,7 @@ from pymysqlreplication.row_event import (
 
 from . import charset, faults, replication, serverinfo
 from .config import MysqlConfig, SslMode
-from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
+from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError, StoreError
 from .records import (
     GroupEnd,
     Op,
@@ -530,7 +530,10 @@ class BinlogReader:
                 try:
                     self._stream()
                     delay = self._reconnect_initial_s
-                except BinlogPurgedError:
+                except (BinlogPurgedError, StoreError):
+                    # A state file still locked past state.busy_limit_s (schema history) fails
+                    # the service as the service's own store does: it is no binlog fault, and a
+                    # re-read would find the definition already in memory and never store it.
                     raise
                 except Exception as exc:  # classified: transient, fault, or purged
                     if isinstance(exc, pymysql.MySQLError) and _is_purged(exc):
@@ -883,13 +886,15 @@ class BinlogReader:
     def _ambiguous(
         self, schema: str, table: str, position: Position, types: Sequence[int], timestamp: int
     ) -> SourceError:
-        """The error for rows no definition fits (a plain SourceError when none is known at all)."""
+        """The error for rows no definition fits (``table_unreadable`` when none is known at all)."""
         known = self._history.definitions(table)
         if not known:
-            return SourceError(
+            # A fault by kind, not by wording: the reader stops retrying fast and says so.
+            return ReaderFaultError(
+                ReaderFault.TABLE_UNREADABLE,
                 f"table {schema}.{table} has {len(types)} columns in the binlog but none in "
                 "information_schema, and the server does not log column names: grant SELECT on it "
-                "or set binlog_row_metadata=FULL"
+                "or set binlog_row_metadata=FULL",
             )
         try:
             since = self._schema.server_time(timestamp)

@@ -164,8 +164,11 @@ class Service:
                 fault_recheck_s=cfg.reader.fault_recheck_s,
                 on_event=lambda table, op, n: self.metrics.child(self.metrics.binlog_rows, table, op).inc(n),
                 on_decode_error=lambda table, _lead: self.metrics.decode_errors.labels(table).inc(),
-                # Its own connection to the state file, opened in the reader thread.
-                schema_store=SqliteStore(cfg.state.path),
+                # Its own connection to the state file, opened in the reader thread; it
+                # waits out another process's write lock as the service's store does.
+                schema_store=SqliteStore(
+                    cfg.state.path, busy_limit_s=cfg.state.busy_limit_s, on_lock_wait=self._lock_wait
+                ),
                 identity=self._identity,
                 on_fault=self._on_reader_error,
                 on_server=self._on_server_facts,

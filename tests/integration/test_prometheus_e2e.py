@@ -38,7 +38,7 @@ from opstools import (
     substitute,
 )
 
-from cdc.config import Config, DeliveryConfig, EndpointLimits, Secret
+from cdc.config import Config, DeliveryConfig, EndpointConfig, EndpointLimits, Secret
 from cdc.mariadb import PrivateMariaDB
 from cdc.receiver import Receiver
 from cdc.simulate import Vicidial
@@ -61,11 +61,14 @@ NO_DATA_EXPECTED: dict[str, str] = {}
 
 
 def _config(server: PrivateMariaDB, database: str, state: Path) -> Config:
-    """make_config, as the grants.sql account, with a low rate limit (so waits happen)."""
+    """make_config, as the grants.sql account, with a low rate limit (so waits happen) and
+    a named endpoint stating its allowed origins (its refusal counter is then exported)."""
     base = make_config(server, database, state)
+    crm = EndpointConfig(name="crm", allowed_origins=("https://crm.example.com:443",))
     delivery = DeliveryConfig(
         mode="send",
         defaults=EndpointLimits(rate_per_s=4.0, burst=2, timeout_s=5.0, connect_timeout_s=2.0),
+        named_endpoints={"crm": crm},
     )
     mysql = dataclasses.replace(base.mysql, user=CDC_USER, password=Secret(CDC_PASSWORD))
     return dataclasses.replace(base, mysql=mysql, delivery=delivery)

@@ -148,6 +148,65 @@ class TestHeldWriteLock:
         await run.stop()
 
 
+class TestHeldWriteLockAtDdl:
+    """The reader's own connection to the state file (schema history) waits like the service's."""
+
+    async def test_a_ddl_while_the_lock_is_held_waits_and_is_stored(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """An ALTER of a watched table while another process holds the write lock past the
+        busy timeout: the reader waits (counted as busy), is never called faulty (it was a
+        'malformed_event' after 5 s), and the definition is stored once the lock is free."""
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/ddl?id=--A--lead_id--B--")
+        state = tmp_path / "state.db"
+        run = await start_pipeline(mariadb, vicidial_db, state=state)  # state.busy_limit_s: 120
+        registry = run.service.metrics.registry
+        first = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550200", list_id=101)
+        await _wait_for_leads(receiver, "/ddl", {first}, WAIT_S)
+
+        def malformed() -> float:
+            value = registry.get_sample_value("vicidial_cdc_reader_errors_total", {"kind": "malformed_event"})
+            return value or 0.0
+
+        other = sqlite3.connect(state, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            await asyncio.to_thread(
+                vicidial.execute, "ALTER TABLE vicidial_list ADD COLUMN held_flag VARCHAR(5) DEFAULT 'h'"
+            )
+            deadline = time.monotonic() + WAIT_S
+            # One whole busy timeout (5 s) passes while the reader waits to store the definition.
+            while not registry.get_sample_value("vicidial_cdc_store_busy_total"):
+                fault = run.service.reader.statistics().fault if run.service.reader else None
+                assert fault is None and not malformed(), f"the reader was called faulty: {fault}"
+                assert time.monotonic() < deadline, "the reader never reported waiting for the lock"
+                assert not run.task.done(), "the service stopped while the lock was held"
+                await asyncio.sleep(0.1)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+        after = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550201", list_id=101)
+        await _wait_for_leads(receiver, "/ddl", {after}, WAIT_S)
+        assert run.service.reader is not None and run.service.reader.statistics().fault is None
+        assert not malformed()
+        await run.stop()
+        store = SqliteStore(state)
+        store.open()
+        try:
+            stored = [json.loads(columns) for table, _, columns in store.schema_history(vicidial_db)]
+        finally:
+            store.close()
+        assert any(c[0] == "held_flag" for columns in stored for c in columns), "definition not stored"
+
+
 def _fill_dead(path: Path, url: str, count: int) -> None:
     """``count`` dead letters (HTTP 404) for endpoint ``dlq``, written fast with the store's API."""
     store = SqliteStore(path)

@@ -169,7 +169,7 @@ class TestDashboardShape:
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
         assert list(rows) == [
             "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health",
-            "Late rows, waiting and failed leads", "State store",
+            "Late rows, waiting and failed leads", "State store", "Secrets",
         ]  # fmt: skip
         expected = {
             "Overview": {
@@ -206,6 +206,7 @@ class TestDashboardShape:
                 "vicidial_cdc_state_fresh_start",
             },
             "State store": {"vicidial_cdc_store_lock_wait_seconds_bucket", "vicidial_cdc_store_busy_total"},
+            "Secrets": {"vicidial_cdc_secret_origin_refused_total"},
         }
         for row, needed in expected.items():
             assert needed <= rows[row], f"row {row} lacks {needed - rows[row]}"
