@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .vicidial import DISABLED, is_disabled, strip_var
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "VICIDIAL_CDC_"
-DISABLED = "---DISABLED---"
 
 #: Far above the ids people give real replicas (1..a few hundred), below 2**32.
 DEFAULT_SERVER_ID = 3_840_000_001
@@ -560,7 +560,8 @@ _ORDERED = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
-_URL_TEMPLATE = re.compile(r"(?:VAR)?\s*https?://[^/?#\s]", re.IGNORECASE)
+#: A URL template after VICIdial's ``VAR`` prefix (:func:`cdc.vicidial.strip_var`).
+_URL_TEMPLATE = re.compile(r"\s*https?://[^/?#\s]", re.IGNORECASE)
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
@@ -595,7 +596,7 @@ def validate(config: Config) -> None:
     _check_choice("log.format", config.log.format, LOG_FORMATS)
     urls = {"urls.system": config.urls.system} | {f"urls.lists.{k}": v for k, v in config.urls.lists.items()}
     for where, url in urls.items():
-        if url is not None and url.strip() != DISABLED and not _URL_TEMPLATE.match(url):
+        if url is not None and not is_disabled(url) and not _URL_TEMPLATE.match(strip_var(url)):
             raise ConfigError(
                 f"{where} must be an http:// or https:// URL template (VICIdial's VAR prefix "
                 f"allowed) or {DISABLED!r}"
@@ -726,7 +727,7 @@ _ENDPOINT_KEYS = frozenset({"url", "format", "headers", "signing_secrets", "allo
 #: An ``allowed_origins`` entry: ``scheme://host[:port]``, nothing after but an optional ``/``.
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?/?", re.IGNORECASE)
 #: The scheme and authority of a URL template (after VICIdial's optional ``VAR``).
-_TEMPLATE_ORIGIN = re.compile(r"\s*(?:VAR)?\s*(https?://[^/?#\s]+)", re.IGNORECASE)
+_TEMPLATE_ORIGIN = re.compile(r"\s*(https?://[^/?#\s]+)", re.IGNORECASE)
 
 
 def _with_endpoints(config: Config, raw: Any, fanout_raw: Any, env: Mapping[str, str]) -> Config:
@@ -789,7 +790,7 @@ def _endpoint(name: str, table: Mapping[str, Any], where: str, env: Mapping[str,
             raise ConfigError(f"{where}.url must be a URL template (leave it out to use VICIdial's URL)")
         if "${" in url:
             raise ConfigError(f"{where}.url: ${{ENV:...}} and ${{FILE:...}} are read in headers only")
-        if not re.match(r"(?:VAR)?\s*https?://[^/?#\s]", url, re.IGNORECASE):
+        if not _URL_TEMPLATE.match(strip_var(url)):
             raise ConfigError(f"{where}.url must start with http:// or https://")
     fmt = table.get("format", Format.GET.value)
     if fmt not in {f.value for f in Format}:
@@ -839,7 +840,7 @@ def _allowed_origins(raw: Any, url: str | None, has_secrets: bool, where: str) -
                 " (http or https) without user, path or query"
             )
         origins.append(origin_of(text.strip())[0])
-    fixed = _TEMPLATE_ORIGIN.match(url) if url is not None else None
+    fixed = _TEMPLATE_ORIGIN.match(strip_var(url.lstrip())) if url is not None else None
     if fixed is not None and "--a--" not in fixed.group(1).lower():
         origins.append(origin_of(fixed.group(1))[0])
     if has_secrets and not origins:
@@ -953,7 +954,7 @@ def _load_fanout(raw: Any, endpoints: Mapping[str, EndpointConfig]) -> FanoutCon
 
 
 def _names(value: Any, where: str, known: set[str]) -> tuple[str, ...]:
-    if isinstance(value, str) and value.strip() == DISABLED:
+    if isinstance(value, str) and is_disabled(value):
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of endpoint names or {DISABLED!r}")

@@ -94,11 +94,16 @@ from .records import (
     Skipped,
     SkipReason,
     Value,
+)
+from .vicidial import (
+    API_LOG_TABLE,
+    DATA_LEAD_ID,
+    DATA_LIST_ID,
+    LEAD_TABLE,
+    api_log_data_field,
     custom_table_list_id,
 )
 
-LEAD_TABLE = "vicidial_list"
-API_LOG_TABLE = "vicidial_api_log"
 #: The fixed tables the detector consumes; plus every ``custom_<list_id>`` table.
 DETECT_TABLES = frozenset({LEAD_TABLE, API_LOG_TABLE})
 
@@ -385,7 +390,7 @@ class Detector:
         result = _text(row.get("result")).strip().upper()
         reason = _text(row.get("result_reason"))
         if function == _ADD_LEAD and result == _SUCCESS:
-            lead_id = self._data_lead_id(row, 2)
+            lead_id = self._data_lead_id(row, DATA_LEAD_ID)
             if lead_id is not None:
                 self._on_add_lead(lead_id, leads, row, ts)
         elif function == _ADD_LEAD and result == _NOTICE and reason.startswith(_CUSTOM_STEP):
@@ -405,8 +410,8 @@ class Detector:
         if entry is None:
             if lead_id not in self._held:  # a second SUCCESS row of a held lead changes nothing
                 self._orphan_matches += 1
-                fields = _text(row.get("data")).split("|")
-                self._late.append(LateMatch(lead_id, _int(fields[1]) or 0, ts))
+                list_id = _int(api_log_data_field(_text(row.get("data")), DATA_LIST_ID))
+                self._late.append(LateMatch(lead_id, list_id or 0, ts))
             return
         hold = self._needs_custom(entry.list_id)
         del self._pending[lead_id]
@@ -423,8 +428,7 @@ class Detector:
 
     def _data_lead_id(self, row: Mapping[str, Value], index: int) -> int | None:
         """Field ``index`` of the ``|``-separated ``data`` column as a lead_id."""
-        fields = _text(row.get("data")).split("|")
-        lead_id = _int(fields[index]) if len(fields) > index else None
+        lead_id = _int(api_log_data_field(_text(row.get("data")), index))
         if lead_id is None:
             self._malformed += 1
         return lead_id

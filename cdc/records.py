@@ -215,14 +215,3 @@ def has_undecodable(value: Value) -> bool:
     if not isinstance(value, str):
         return False
     return any("\udc80" <= ch <= "\udcff" for ch in value)
-
-
-CUSTOM_TABLE_PREFIX = "custom_"
-
-
-def custom_table_list_id(table: str) -> int | None:
-    """The list_id of a ``custom_<list_id>`` table name, else ``None``."""
-    if not table.startswith(CUSTOM_TABLE_PREFIX):
-        return None
-    digits = table[len(CUSTOM_TABLE_PREFIX) :]
-    return int(digits) if digits.isascii() and digits.isdigit() else None

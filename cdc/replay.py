@@ -67,7 +67,7 @@ from typing import Any, Final, Protocol, TextIO, runtime_checkable
 
 import pymysql
 
-from . import binlog, vicidb
+from . import binlog, vicidb, vicidial
 from .config import Config
 from .endpoints import Router
 from .errors import ConfigError
@@ -606,8 +606,7 @@ def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 
 def _data_lead_id(data: Value) -> int | None:
     """The lead id in an add_lead api_log ``data`` (``phone|list_id|lead_id|gmt``)."""
-    fields = _text(data).split("|")
-    return _int(fields[2]) if len(fields) > 2 else None
+    return _int(vicidial.api_log_data_field(_text(data), vicidial.DATA_LEAD_ID))
 
 
 def _valid_datetime(value: Value) -> _dt.datetime | None:

@@ -16,9 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .records import Op, Position, RowChange
+from .vicidial import URL_TYPE
 
-URL_LOG_TABLE = "vicidial_url_log"
-URL_TYPE = "apinewlead"
 PHP_ERROR = "PHP ERROR:"
 _HTTP_STATUS = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})")
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import pymysql
 
+from . import vicidial
 from .errors import SchemaError
 from .records import Value
 from .settings import FIELD_COLUMNS, LIST_COLUMNS, SYSTEM_COLUMNS, URL_COLUMNS
@@ -58,11 +59,12 @@ def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> Settings
 
     urls = select(
         conn,
-        f"SELECT {cols(URL_COLUMNS)} FROM {db}.vicidial_url_multi WHERE url_type='apinewlead'",
+        f"SELECT {cols(URL_COLUMNS)} FROM {db}.{vicidial.URL_MULTI_TABLE}"
+        f" WHERE url_type='{vicidial.URL_TYPE}'",
     )
-    lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.vicidial_lists")
-    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.vicidial_lists_fields")
-    system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.system_settings LIMIT 1")
+    lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.{vicidial.LISTS_TABLE}")
+    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.{vicidial.LIST_FIELDS_TABLE}")
+    system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.{vicidial.SYSTEM_SETTINGS_TABLE} LIMIT 1")
     return SettingsRows(urls, lists, fields, system[0] if system else None)
 
 
@@ -91,7 +93,7 @@ def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> boo
         " WHERE TABLE_SCHEMA=%s AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
         (database,),
     )
-    return bool(rows) and "'apinewlead'" in str(rows[0]["COLUMN_TYPE"])
+    return bool(rows) and f"'{vicidial.URL_TYPE}'" in str(rows[0]["COLUMN_TYPE"])
 
 
 # -- rows read by SELECT, with the values the binlog reader gives ------------------------
