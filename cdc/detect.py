@@ -95,6 +95,8 @@ from .records import (
     SkipReason,
     Value,
 )
+from .records import as_int as _int
+from .records import as_text as _text
 from .vicidial import (
     API_LOG_TABLE,
     DATA_LEAD_ID,
@@ -462,21 +464,3 @@ _ENTRY_OVERHEAD_BYTES = 400
 def row_size_bytes(row: Mapping[str, Value]) -> int:
     """Estimated memory of a copied row: its dict and value objects (keys are shared)."""
     return _ENTRY_OVERHEAD_BYTES + sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):  # charset unknown to the reader: these fields are ASCII
-        return value.decode("ascii", "replace")
-    return "" if value is None else str(value)
-
-
-def _int(value: Value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str | bytes):
-        text = _text(value).strip()
-        if text.isascii() and text.isdigit():
-            return int(text)
-    return None

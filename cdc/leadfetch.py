@@ -23,9 +23,9 @@ from pymysql.constants import FIELD_TYPE
 
 from . import vicidb, vicidial
 from .errors import ConfigError
-from .records import ApiLead, Value
+from .records import ApiLead, Value, as_int
 
-__all__ = ["LeadFetcher", "as_int", "as_text", "build_lead", "connection_options"]
+__all__ = ["LeadFetcher", "build_lead", "connection_options"]
 
 _EPOCH_ALIAS: Final = "cdc_entry_epoch"  # extra column of the lead SELECT, removed from the row
 _TEMPORAL_TYPES: Final = (
@@ -163,18 +163,3 @@ def build_lead(
         custom=types.MappingProxyType(custom) if custom is not None else None,
         inserted_at=inserted_at,
     )
-
-
-def as_text(value: Value) -> str:
-    """A SELECTed value as text (bytes here are ASCII: ids, names, api_log data)."""
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")  # column names and ids are ASCII here
-    return "" if value is None else str(value)
-
-
-def as_int(value: Value) -> int | None:
-    """A SELECTed value as a non-negative integer, or ``None``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = as_text(value).strip()
-    return int(text) if text.isascii() and text.isdigit() else None

@@ -215,3 +215,29 @@ def has_undecodable(value: Value) -> bool:
     if not isinstance(value, str):
         return False
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def as_text(value: Value) -> str:
+    """A column value as text; bytes (charset unknown to the reader) decoded as UTF-8, losslessly.
+
+    Undecodable bytes become surrogate escapes (see :func:`has_undecodable`), never ``?``:
+    a URL or a name read as bytes keeps every byte.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return "" if value is None else str(value)
+
+
+def as_int(value: Value) -> int | None:
+    """A column value as an integer (ids, versions, counts: ASCII digits in text), else ``None``.
+
+    A bool is not an id, and a float or a signed text is not one either.
+    """
+    if isinstance(value, int):
+        return None if isinstance(value, bool) else value
+    if value is None:
+        return None
+    text = as_text(value).strip()
+    return int(text) if text.isascii() and text.isdigit() else None

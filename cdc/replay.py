@@ -72,12 +72,12 @@ from .config import Config
 from .endpoints import Router
 from .errors import ConfigError
 from .leadfetch import LeadFetcher, build_lead, connection_options
-from .leadfetch import as_int as _int
-from .leadfetch import as_text as _text
 from .modes import vicidial_sender
 from .operator import open_store, parse_duration
 from .outbox import OPERATOR_BATCH_ROWS
 from .records import ApiLead, Delivery, Position, SkipReason, Value
+from .records import as_int as _int
+from .records import as_text as _text
 from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
 __all__ = [

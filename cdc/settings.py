@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .records import Op, RowChange, SkipReason, UrlSource, Value
+from .records import as_int as _int
+from .records import as_text as _text
 from .vicidial import (
     LIST_FIELDS_TABLE,
     LISTS_TABLE,
@@ -447,27 +449,6 @@ def _field_key(row: Row) -> _FieldKey | None:
     if _text(row.get("field_type")).upper() in _NO_DATA_FIELD_TYPES:
         return None
     return (list_id, label)
-
-
-def _text(value: Value) -> str:
-    """A text column as ``str``; bytes (charset unknown to the reader) as ASCII-safe text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        # These tables are utf8 (url_multi) or plain ASCII identifiers.
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
-
-
-def _int(value: Value) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    text = _text(value).strip() if isinstance(value, str | bytes) else ""
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _flag(value: Value) -> bool:

@@ -18,6 +18,7 @@ import pymysql
 from . import vicidial
 from .errors import SchemaError
 from .records import Value
+from .records import as_text as _text
 from .settings import FIELD_COLUMNS, LIST_COLUMNS, SYSTEM_COLUMNS, URL_COLUMNS
 
 Row = Mapping[str, Value]
@@ -190,9 +191,3 @@ def _binlog_value(value: Value, data_type: str) -> Value:
 def _micro(fraction: str | None) -> int:
     """Microseconds of a ``.ffffff`` fraction's digits (``"5"`` is 500000)."""
     return int((fraction or "0").ljust(6, "0"))
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")  # information_schema names
-    return "" if value is None else str(value)
