@@ -37,7 +37,8 @@ import pymysql
 
 from . import binlog, vicidb
 from .config import DEFAULT_SERVER_ID, Config, MysqlConfig, SslMode, tls_warnings
-from .errors import CdcError, ConfigError, SchemaError, SourceError
+from .duration import parse_duration
+from .errors import CdcError, SchemaError, SourceError
 from .records import UrlSource
 from .resolve import check_url
 from .settings import (
@@ -1433,15 +1434,9 @@ def _as_dict(result: CheckResult) -> dict[str, str]:
     }
 
 
-_SUFFIXES = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration_s(text: str) -> float:
-    """``86400`` / ``90m`` / ``12h`` / ``3d`` → seconds (> 0); a :class:`ConfigError` otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(f"--max-downtime must be a positive duration (86400, 90m, 12h, 3d), got {text!r}")
-    return float(match.group(1)) * _SUFFIXES[match.group(2)]
+    """``--max-downtime``: seconds (``86400``) or any duration (``90m``, ``12h``, ``3d``, ``1w``), > 0."""
+    return parse_duration(text, what="--max-downtime", bare_seconds=True, positive=True)
 
 
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"))

@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DURATION",
         help="longest outage to survive: binlogs must be kept at least this long "
-        "(seconds, or 90m, 12h, 3d; default: reader.max_downtime_s, 86400)",
+        "(seconds, or 90m, 12h, 3d, 1w, 1h30m; default: reader.max_downtime_s, 86400)",
     )
     check.set_defaults(func=cmd_check)
 
@@ -221,7 +221,7 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     select.add_argument("--id", type=int, nargs="+", default=[], metavar="N", help="delivery ids")
     select.add_argument("--endpoint", metavar="E", help="endpoint id")
     select.add_argument("--lead-id", type=int, nargs="+", default=[], metavar="N", help="lead ids")
-    select.add_argument("--older-than", metavar="DURATION", help="dead for longer than (90m, 2h, 3d)")
+    select.add_argument("--older-than", metavar="DURATION", help="dead for longer than (90m, 2h, 3d, 1w)")
     dlq = sub.add_parser("dlq", help="dead deliveries: list, show, retry, purge")
     dlq_sub = dlq.add_subparsers(metavar="ACTION", dest="action", required=True)
     dlq_list = dlq_sub.add_parser("list", parents=[cfg, select], help="table of dead deliveries")
@@ -273,7 +273,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     import time
 
-    from .operator import DeadSelector, dlq_command, parse_duration
+    from .duration import parse_duration
+    from .operator import DeadSelector, dlq_command
 
     selector = DeadSelector(
         ids=tuple(args.id),

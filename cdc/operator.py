@@ -22,7 +22,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import json
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -36,6 +35,7 @@ import pymysql
 
 from . import binlog
 from .config import Config
+from .duration import parse_duration
 from .errors import CdcError, ConfigError
 from .outbox import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
 from .records import Position
@@ -60,25 +60,8 @@ CLI_BUSY_TIMEOUT_S: Final = 10.0
 #: How long ``status`` waits for the streamer's HTTP ``/status``.
 STREAMER_TIMEOUT_S: Final = 2.0
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_S: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
 
 # -- shared helpers ---------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``3d``, ``1w``, or a sum such as ``1h30m``, in seconds."""
-    cleaned = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_S[match.group(2)]
-        pos = match.end()
-    if not cleaned or pos != len(cleaned):
-        raise ConfigError(f"{text!r} is not a duration such as 90s, 30m, 2h, 3d or 1h30m")
-    return total
 
 
 def url_host_path(url: str) -> tuple[str, str]:

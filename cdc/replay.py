@@ -69,11 +69,12 @@ import pymysql
 
 from . import binlog, vicidb, vicidial
 from .config import Config
+from .duration import parse_duration
 from .endpoints import Router
 from .errors import ConfigError
 from .leadfetch import LeadFetcher, build_lead, connection_options
 from .modes import vicidial_sender
-from .operator import open_store, parse_duration
+from .operator import open_store
 from .outbox import OPERATOR_BATCH_ROWS
 from .records import ApiLead, Delivery, Position, SkipReason, Value
 from .records import as_int as _int
