@@ -18,11 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, config, logs, runtime
-from .errors import BinlogPurgedError, CdcError, ConfigError, ReaderFault, ReaderFaultError, StateLockedError
+from .errors import (
+    BinlogPurgedError,
+    CdcError,
+    ConfigError,
+    ExitCode,
+    ReaderFault,
+    ReaderFaultError,
+    StateLockedError,
+)
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PURGED, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,26 +36,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"vicidial-cdc: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except BinlogPurgedError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_PURGED
+        return ExitCode.PURGED
     except StateLockedError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
     except ReaderFaultError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if exc.kind is ReaderFault.SERVER_CHANGED else EXIT_ERROR
+        return ExitCode.REFUSED if exc.kind is ReaderFault.SERVER_CHANGED else ExitCode.ERROR
     except CdcError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,7 +146,7 @@ async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
         await service.run(stop)
     except ExceptionGroup as group:
         raise _primary_error(group) from group
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _primary_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -36,7 +36,7 @@ import pymysql
 from . import binlog
 from .config import Config
 from .duration import parse_duration
-from .errors import CdcError, ConfigError
+from .errors import CdcError, ConfigError, ExitCode
 from .outbox import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
 from .records import Position
 
@@ -53,7 +53,6 @@ __all__ = [
     "write_summary",
 ]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: A CLI write waits this long for the streamer's write lock.
 CLI_BUSY_TIMEOUT_S: Final = 10.0
@@ -345,7 +344,7 @@ def status_command(
         _dump_json(doc, out)
     else:
         out.write(render_status(doc))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # -- dlq ----------------------------------------------------------------------------------
@@ -527,10 +526,10 @@ def dlq_command(
             f"vicidial-cdc: dlq {action} needs a selector: --id, --endpoint, --lead-id,"
             " --older-than, or --all\n"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if action == "show" and len(selector.ids) != 1:
         err.write("vicidial-cdc: dlq show needs exactly one --id\n")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     store = open_store(config)
     try:
         if action == "list":
@@ -541,18 +540,18 @@ def dlq_command(
                 _dump_json({"dead": rows, "total_dead": total}, out)
             else:
                 out.write(render_dead_table(records, total, show_path=show_path))
-            return EXIT_OK
+            return ExitCode.OK
         if action == "show":
             record = store.get(selector.ids[0])
             if record is None:
                 err.write(f"vicidial-cdc: no delivery with id {selector.ids[0]}\n")
-                return EXIT_ERROR
+                return ExitCode.ERROR
             doc = dead_row(record, show_path=show_path, show_url=show_url)
             if as_json:
                 _dump_json(doc, out)
             else:
                 out.write(render_delivery(doc))
-            return EXIT_OK
+            return ExitCode.OK
         if action == "retry":
             started = time.monotonic()
             changed = _apply(functools.partial(store.retry_dead, now), selector, now)
@@ -561,7 +560,7 @@ def dlq_command(
                 " within about a second\n"
             )
             err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
-            return EXIT_OK
+            return ExitCode.OK
         if action == "purge":
             if not yes:
                 matching = len(select_dead(store, selector, now, limit=10_000_000))
@@ -569,14 +568,14 @@ def dlq_command(
                     f"vicidial-cdc: dlq purge would delete {matching} dead deliveries for good;"
                     " add --yes to delete them\n"
                 )
-                return EXIT_USAGE
+                return ExitCode.USAGE
             started = time.monotonic()
             deleted = _apply(store.purge_dead, selector, now)
             store.truncate_wal()  # erased from the -wal file too (the streamer retries if busy)
             out.write(f"{deleted} dead deliveries deleted\n")
             err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
-            return EXIT_OK
+            return ExitCode.OK
     finally:
         store.close()
     err.write(f"vicidial-cdc: unknown dlq action {action!r}\n")
-    return EXIT_USAGE
+    return ExitCode.USAGE

@@ -71,7 +71,7 @@ from . import binlog, vicidb, vicidial
 from .config import Config
 from .duration import parse_duration
 from .endpoints import Router
-from .errors import ConfigError
+from .errors import ConfigError, ExitCode
 from .leadfetch import LeadFetcher, build_lead, connection_options
 from .modes import vicidial_sender
 from .operator import open_store
@@ -381,7 +381,7 @@ def replay_command(
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
         out.write(render_report(report))
-    return 0
+    return ExitCode.OK
 
 
 def render_report(report: ReplayReport) -> str:
