@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .retry import DEFAULT_RETRY, RetryPolicy
 from .vicidial import DISABLED, is_disabled, strip_var
 
 log = logging.getLogger(__name__)
@@ -272,15 +273,16 @@ class DeliveryConfig:
     vicidial_attempt_timeout_s: float = 60.0
     #: Send ``Idempotency-Key`` and ``webhook-id`` (stable per lead and endpoint).
     idempotency_headers: bool = True
-    #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)).
-    retry_base_s: float = 5.0
-    retry_factor: float = 6.0
-    retry_cap_s: float = 7200.0
-    max_attempts: int = 20
+    #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)); the keys
+    #: stay flat in the file, :attr:`retry_policy` is the schedule they make.
+    retry_base_s: float = DEFAULT_RETRY.base_s
+    retry_factor: float = DEFAULT_RETRY.factor
+    retry_cap_s: float = DEFAULT_RETRY.cap_s
+    max_attempts: int = DEFAULT_RETRY.max_attempts
     #: A delivery still failing this long after it was enqueued goes dead.
-    max_age_s: float = 86400.0
+    max_age_s: float = DEFAULT_RETRY.max_age_s
     #: 4xx other than 408/425/429 go dead at once (false: retried like 5xx).
-    dead_on_4xx: bool = True
+    dead_on_4xx: bool = DEFAULT_RETRY.dead_on_4xx
     #: Consecutive failures that open an endpoint's circuit breaker.
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
@@ -288,6 +290,17 @@ class DeliveryConfig:
 
     def limits_for(self, endpoint_id: str, origin: str) -> EndpointLimits:
         return self.endpoints.get(endpoint_id) or self.endpoints.get(origin) or self.defaults
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            base_s=self.retry_base_s,
+            factor=self.retry_factor,
+            cap_s=self.retry_cap_s,
+            max_attempts=self.max_attempts,
+            max_age_s=self.max_age_s,
+            dead_on_4xx=self.dead_on_4xx,
+        )
 
 
 @dataclass(frozen=True, slots=True)
