@@ -261,7 +261,7 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
     type_rows = _rows(
         conn,
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s"
-        " AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
+        f" AND TABLE_NAME='{URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
         (database,),
     )
     labels = enum_labels(str(type_rows[0][0])) if type_rows else None

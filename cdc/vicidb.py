@@ -91,7 +91,7 @@ def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> boo
     rows = select(
         conn,
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS"
-        " WHERE TABLE_SCHEMA=%s AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
+        f" WHERE TABLE_SCHEMA=%s AND TABLE_NAME='{vicidial.URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
         (database,),
     )
     return bool(rows) and f"'{vicidial.URL_TYPE}'" in str(rows[0]["COLUMN_TYPE"])
