@@ -63,7 +63,6 @@ from .records import (
     SourceItem,
     UnreadableRows,
     Value,
-    custom_table_list_id,
     has_undecodable,
 )
 from .schemahistory import (
@@ -75,6 +74,7 @@ from .schemahistory import (
     fits,
 )
 from .unreadable import UNREADABLE_REASON, UnreadableTables
+from .vicidial import custom_table_list_id
 
 log = logging.getLogger(__name__)
 

@@ -36,19 +36,33 @@ from typing import Any, TypeVar
 import pymysql
 
 from . import binlog, vicidb
-from .config import DEFAULT_SERVER_ID, DISABLED, Config, MysqlConfig, SslMode, tls_warnings
-from .errors import CdcError, ConfigError, SchemaError, SourceError
+from .config import DEFAULT_SERVER_ID, Config, MysqlConfig, SslMode, tls_warnings
+from .duration import parse_duration
+from .errors import CdcError, SchemaError, SourceError
 from .records import UrlSource
 from .resolve import check_url
-from .schema import APINEWLEAD_SCHEMA_VERSION
 from .settings import (
     FIELD_COLUMNS,
     SYSTEM_CAMPAIGN_ID,
-    URL_TYPE,
     SettingsCache,
     SettingsSnapshot,
     UrlOverrides,
     url_host,
+)
+from .vicidial import (
+    API_LOG_TABLE,
+    DISABLED,
+    LEAD_TABLE,
+    LIST_FIELDS_TABLE,
+    LISTS_TABLE,
+    SENDER_SCHEMA_VERSION,
+    SYSTEM_SETTINGS_TABLE,
+    URL_LOG_TABLE,
+    URL_MULTI_TABLE,
+    URL_TYPE,
+    custom_table,
+    is_disabled,
+    strip_var,
 )
 
 __all__ = [
@@ -74,15 +88,15 @@ _T = TypeVar("_T")
 
 #: Tables the streamer cannot work without (binlog rows and start-up SELECTs).
 REQUIRED_TABLES: tuple[str, ...] = (
-    "vicidial_list",
-    "vicidial_api_log",
-    "vicidial_url_multi",
-    "vicidial_lists",
-    "vicidial_lists_fields",
-    "system_settings",
+    LEAD_TABLE,
+    API_LOG_TABLE,
+    URL_MULTI_TABLE,
+    LISTS_TABLE,
+    LIST_FIELDS_TABLE,
+    SYSTEM_SETTINGS_TABLE,
 )
 #: Every table read, ``custom_<list_id>`` tables aside (``vicidial_url_log``: watch mode).
-READ_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, "vicidial_url_log")
+READ_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, URL_LOG_TABLE)
 #: Default of ``--max-downtime``: the longest outage after which the streamer must resume.
 DEFAULT_MAX_DOWNTIME_S = 86400.0
 
@@ -247,7 +261,7 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
     type_rows = _rows(
         conn,
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s"
-        " AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
+        f" AND TABLE_NAME='{URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
         (database,),
     )
     labels = enum_labels(str(type_rows[0][0])) if type_rows else None
@@ -550,7 +564,7 @@ def evaluate(
         ours = _snapshot(facts.settings, overrides)
         vicidial_view = _snapshot(facts.settings, UrlOverrides())
     custom_lists = _custom_field_lists(facts)
-    read_tables = [*READ_TABLES, *(f"custom_{list_id}" for list_id in custom_lists or ())]
+    read_tables = [*READ_TABLES, *(custom_table(list_id) for list_id in custom_lists or ())]
     results = [
         check_log_bin(facts),
         check_binlog_format(facts),
@@ -1015,7 +1029,7 @@ def check_custom_tables(facts: ServerFacts, custom_lists: Sequence[int] | None) 
         return CheckResult("tables.custom", Status.INFO, "not checked: cannot read vicidial_lists_fields")
     if not custom_lists:
         return CheckResult("tables.custom", Status.OK, "no list has custom fields")
-    names = [f"custom_{list_id}" for list_id in custom_lists]
+    names = [custom_table(list_id) for list_id in custom_lists]
     missing = [n for n in names if n not in facts.tables]
     absent = [n for n in missing if has_privilege(facts.grants, {"SELECT"}, facts.database, n)]
     if absent:
@@ -1040,7 +1054,7 @@ def vicidial_sends(facts: ServerFacts) -> bool | None:
     """True when this VICIdial build sends API New Lead URLs itself; ``None`` when unknown."""
     if facts.settings is None or facts.settings.system_row is None or facts.url_type_labels is None:
         return None
-    return _schema_version(facts) >= APINEWLEAD_SCHEMA_VERSION and URL_TYPE in facts.url_type_labels
+    return _schema_version(facts) >= SENDER_SCHEMA_VERSION and URL_TYPE in facts.url_type_labels
 
 
 def _schema_version(facts: ServerFacts) -> int:
@@ -1067,7 +1081,7 @@ def check_schema_version(facts: ServerFacts) -> CheckResult:
         )
     version = _schema_version(facts)
     has_enum = URL_TYPE in facts.url_type_labels
-    new_enough = version >= APINEWLEAD_SCHEMA_VERSION
+    new_enough = version >= SENDER_SCHEMA_VERSION
     if new_enough and has_enum:
         return CheckResult(
             "vicidial.schema",
@@ -1080,7 +1094,7 @@ def check_schema_version(facts: ServerFacts) -> CheckResult:
             "vicidial.schema",
             Status.INFO,
             f"db_schema_version {version}: this VICIdial build has no API New Lead URL sender "
-            f"(before {APINEWLEAD_SCHEMA_VERSION}); only the streamer sends, with the config file's [urls]",
+            f"(before {SENDER_SCHEMA_VERSION}); only the streamer sends, with the config file's [urls]",
         )
     half = "lacks" if new_enough else "has"
     return CheckResult(
@@ -1114,10 +1128,7 @@ def _own_level(snap: SettingsSnapshot, list_id: int) -> bool:
 def _sendable(template: str | None) -> bool:
     if template is None:
         return False
-    text = template.strip()
-    if text.startswith("VAR"):
-        text = text[3:]
-    return check_url(text) is None
+    return check_url(strip_var(template.strip())) is None
 
 
 def check_urls(snap: SettingsSnapshot) -> list[CheckResult]:
@@ -1163,7 +1174,7 @@ def check_urls(snap: SettingsSnapshot) -> list[CheckResult]:
                 "no list resolves to a URL: the streamer has nothing to send",
                 '[urls] system = "https://crm.example.com/lead?phone=--A--phone_number--B--" in the '
                 "config file (or [urls.lists] per list), or the API New Lead URL in VICIdial "
-                f"(db_schema_version {APINEWLEAD_SCHEMA_VERSION}+)",
+                f"(db_schema_version {SENDER_SCHEMA_VERSION}+)",
             )
         )
     return results
@@ -1177,11 +1188,11 @@ def _no_url_reason(snap: SettingsSnapshot, list_id: int | None) -> str:
     if list_id is not None:
         from_config = list_id in snap.overrides.lists
         value = snap.overrides.lists[list_id] if from_config else snap.list_urls.get(list_id, "")
-        if value.strip() == DISABLED:
+        if is_disabled(value):
             where = _SOURCE_TEXT[UrlSource.CONFIG_LIST if from_config else UrlSource.VICIDIAL_LIST]
             return f"{DISABLED} in {where}: no request"
         return "no URL at the list or system level: no request"
-    if snap.overrides.system is not None and snap.overrides.system.strip() == DISABLED:
+    if snap.overrides.system is not None and is_disabled(snap.overrides.system):
         return f"{DISABLED} in {_SOURCE_TEXT[UrlSource.CONFIG_SYSTEM]}: no request"
     return "no system-level URL: no request"
 
@@ -1423,15 +1434,9 @@ def _as_dict(result: CheckResult) -> dict[str, str]:
     }
 
 
-_SUFFIXES = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration_s(text: str) -> float:
-    """``86400`` / ``90m`` / ``12h`` / ``3d`` → seconds (> 0); a :class:`ConfigError` otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(f"--max-downtime must be a positive duration (86400, 90m, 12h, 3d), got {text!r}")
-    return float(match.group(1)) * _SUFFIXES[match.group(2)]
+    """``--max-downtime``: seconds (``86400``) or any duration (``90m``, ``12h``, ``3d``, ``1w``), > 0."""
+    return parse_duration(text, what="--max-downtime", bare_seconds=True, positive=True)
 
 
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"))

@@ -18,11 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, config, logs, runtime
-from .errors import BinlogPurgedError, CdcError, ConfigError, ReaderFault, ReaderFaultError, StateLockedError
+from .errors import (
+    BinlogPurgedError,
+    CdcError,
+    ConfigError,
+    ExitCode,
+    ReaderFault,
+    ReaderFaultError,
+    StateLockedError,
+)
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PURGED, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,26 +36,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"vicidial-cdc: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except BinlogPurgedError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_PURGED
+        return ExitCode.PURGED
     except StateLockedError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
     except ReaderFaultError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if exc.kind is ReaderFault.SERVER_CHANGED else EXIT_ERROR
+        return ExitCode.REFUSED if exc.kind is ReaderFault.SERVER_CHANGED else ExitCode.ERROR
     except CdcError as exc:
         print(f"vicidial-cdc: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DURATION",
         help="longest outage to survive: binlogs must be kept at least this long "
-        "(seconds, or 90m, 12h, 3d; default: reader.max_downtime_s, 86400)",
+        "(seconds, or 90m, 12h, 3d, 1w, 1h30m; default: reader.max_downtime_s, 86400)",
     )
     check.set_defaults(func=cmd_check)
 
@@ -140,7 +146,7 @@ async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
         await service.run(stop)
     except ExceptionGroup as group:
         raise _primary_error(group) from group
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _primary_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -221,7 +227,7 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     select.add_argument("--id", type=int, nargs="+", default=[], metavar="N", help="delivery ids")
     select.add_argument("--endpoint", metavar="E", help="endpoint id")
     select.add_argument("--lead-id", type=int, nargs="+", default=[], metavar="N", help="lead ids")
-    select.add_argument("--older-than", metavar="DURATION", help="dead for longer than (90m, 2h, 3d)")
+    select.add_argument("--older-than", metavar="DURATION", help="dead for longer than (90m, 2h, 3d, 1w)")
     dlq = sub.add_parser("dlq", help="dead deliveries: list, show, retry, purge")
     dlq_sub = dlq.add_subparsers(metavar="ACTION", dest="action", required=True)
     dlq_list = dlq_sub.add_parser("list", parents=[cfg, select], help="table of dead deliveries")
@@ -273,7 +279,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     import time
 
-    from .operator import DeadSelector, dlq_command, parse_duration
+    from .duration import parse_duration
+    from .operator import DeadSelector, dlq_command
 
     selector = DeadSelector(
         ids=tuple(args.id),

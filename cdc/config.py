@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .retry import DEFAULT_RETRY, RetryPolicy
+from .vicidial import DISABLED, is_disabled, strip_var
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "VICIDIAL_CDC_"
-DISABLED = "---DISABLED---"
 
 #: Far above the ids people give real replicas (1..a few hundred), below 2**32.
 DEFAULT_SERVER_ID = 3_840_000_001
@@ -272,15 +273,16 @@ class DeliveryConfig:
     vicidial_attempt_timeout_s: float = 60.0
     #: Send ``Idempotency-Key`` and ``webhook-id`` (stable per lead and endpoint).
     idempotency_headers: bool = True
-    #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)).
-    retry_base_s: float = 5.0
-    retry_factor: float = 6.0
-    retry_cap_s: float = 7200.0
-    max_attempts: int = 20
+    #: Retry schedule: full jitter under min(cap, base * factor**(attempt-1)); the keys
+    #: stay flat in the file, :attr:`retry_policy` is the schedule they make.
+    retry_base_s: float = DEFAULT_RETRY.base_s
+    retry_factor: float = DEFAULT_RETRY.factor
+    retry_cap_s: float = DEFAULT_RETRY.cap_s
+    max_attempts: int = DEFAULT_RETRY.max_attempts
     #: A delivery still failing this long after it was enqueued goes dead.
-    max_age_s: float = 86400.0
+    max_age_s: float = DEFAULT_RETRY.max_age_s
     #: 4xx other than 408/425/429 go dead at once (false: retried like 5xx).
-    dead_on_4xx: bool = True
+    dead_on_4xx: bool = DEFAULT_RETRY.dead_on_4xx
     #: Consecutive failures that open an endpoint's circuit breaker.
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
@@ -288,6 +290,17 @@ class DeliveryConfig:
 
     def limits_for(self, endpoint_id: str, origin: str) -> EndpointLimits:
         return self.endpoints.get(endpoint_id) or self.endpoints.get(origin) or self.defaults
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            base_s=self.retry_base_s,
+            factor=self.retry_factor,
+            cap_s=self.retry_cap_s,
+            max_attempts=self.max_attempts,
+            max_age_s=self.max_age_s,
+            dead_on_4xx=self.dead_on_4xx,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,7 +573,8 @@ _ORDERED = (
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
-_URL_TEMPLATE = re.compile(r"(?:VAR)?\s*https?://[^/?#\s]", re.IGNORECASE)
+#: A URL template after VICIdial's ``VAR`` prefix (:func:`cdc.vicidial.strip_var`).
+_URL_TEMPLATE = re.compile(r"\s*https?://[^/?#\s]", re.IGNORECASE)
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
@@ -595,7 +609,7 @@ def validate(config: Config) -> None:
     _check_choice("log.format", config.log.format, LOG_FORMATS)
     urls = {"urls.system": config.urls.system} | {f"urls.lists.{k}": v for k, v in config.urls.lists.items()}
     for where, url in urls.items():
-        if url is not None and url.strip() != DISABLED and not _URL_TEMPLATE.match(url):
+        if url is not None and not is_disabled(url) and not _URL_TEMPLATE.match(strip_var(url)):
             raise ConfigError(
                 f"{where} must be an http:// or https:// URL template (VICIdial's VAR prefix "
                 f"allowed) or {DISABLED!r}"
@@ -726,7 +740,7 @@ _ENDPOINT_KEYS = frozenset({"url", "format", "headers", "signing_secrets", "allo
 #: An ``allowed_origins`` entry: ``scheme://host[:port]``, nothing after but an optional ``/``.
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?/?", re.IGNORECASE)
 #: The scheme and authority of a URL template (after VICIdial's optional ``VAR``).
-_TEMPLATE_ORIGIN = re.compile(r"\s*(?:VAR)?\s*(https?://[^/?#\s]+)", re.IGNORECASE)
+_TEMPLATE_ORIGIN = re.compile(r"\s*(https?://[^/?#\s]+)", re.IGNORECASE)
 
 
 def _with_endpoints(config: Config, raw: Any, fanout_raw: Any, env: Mapping[str, str]) -> Config:
@@ -789,7 +803,7 @@ def _endpoint(name: str, table: Mapping[str, Any], where: str, env: Mapping[str,
             raise ConfigError(f"{where}.url must be a URL template (leave it out to use VICIdial's URL)")
         if "${" in url:
             raise ConfigError(f"{where}.url: ${{ENV:...}} and ${{FILE:...}} are read in headers only")
-        if not re.match(r"(?:VAR)?\s*https?://[^/?#\s]", url, re.IGNORECASE):
+        if not _URL_TEMPLATE.match(strip_var(url)):
             raise ConfigError(f"{where}.url must start with http:// or https://")
     fmt = table.get("format", Format.GET.value)
     if fmt not in {f.value for f in Format}:
@@ -839,7 +853,7 @@ def _allowed_origins(raw: Any, url: str | None, has_secrets: bool, where: str) -
                 " (http or https) without user, path or query"
             )
         origins.append(origin_of(text.strip())[0])
-    fixed = _TEMPLATE_ORIGIN.match(url) if url is not None else None
+    fixed = _TEMPLATE_ORIGIN.match(strip_var(url.lstrip())) if url is not None else None
     if fixed is not None and "--a--" not in fixed.group(1).lower():
         origins.append(origin_of(fixed.group(1))[0])
     if has_secrets and not origins:
@@ -953,7 +967,7 @@ def _load_fanout(raw: Any, endpoints: Mapping[str, EndpointConfig]) -> FanoutCon
 
 
 def _names(value: Any, where: str, known: set[str]) -> tuple[str, ...]:
-    if isinstance(value, str) and value.strip() == DISABLED:
+    if isinstance(value, str) and is_disabled(value):
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of endpoint names or {DISABLED!r}")

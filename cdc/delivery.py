@@ -35,7 +35,7 @@ from .metrics import Metrics, status_class
 from .outbox import StoredDelivery
 from .records import Attempt, Outcome
 from .resolve import origin_of, origin_refusal
-from .retry import RetryPolicy, classify, next_delay, parse_retry_after, redirect_reason, verdict
+from .retry import classify, next_delay, parse_retry_after, redirect_reason, verdict
 from .signing import webhook_headers
 
 log = logging.getLogger(__name__)
@@ -218,17 +218,6 @@ class _Endpoint:
         return until or None
 
 
-def policy_from(config: DeliveryConfig) -> RetryPolicy:
-    return RetryPolicy(
-        base_s=config.retry_base_s,
-        factor=config.retry_factor,
-        cap_s=config.retry_cap_s,
-        max_attempts=config.max_attempts,
-        max_age_s=config.max_age_s,
-        dead_on_4xx=config.dead_on_4xx,
-    )
-
-
 class Sender:
     """Sends due deliveries concurrently and records each attempt in the outbox."""
 
@@ -247,7 +236,7 @@ class Sender:
         self._outbox = outbox
         self._config = config
         self._metrics = metrics
-        self._policy = policy_from(config)
+        self._policy = config.retry_policy
         self._rng = rng or random.Random()
         self._flush_interval_s = flush_interval_s
         self._clock = clock

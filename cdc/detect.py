@@ -94,11 +94,18 @@ from .records import (
     Skipped,
     SkipReason,
     Value,
+)
+from .records import as_int as _int
+from .records import as_text as _text
+from .vicidial import (
+    API_LOG_TABLE,
+    DATA_LEAD_ID,
+    DATA_LIST_ID,
+    LEAD_TABLE,
+    api_log_data_field,
     custom_table_list_id,
 )
 
-LEAD_TABLE = "vicidial_list"
-API_LOG_TABLE = "vicidial_api_log"
 #: The fixed tables the detector consumes; plus every ``custom_<list_id>`` table.
 DETECT_TABLES = frozenset({LEAD_TABLE, API_LOG_TABLE})
 
@@ -385,7 +392,7 @@ class Detector:
         result = _text(row.get("result")).strip().upper()
         reason = _text(row.get("result_reason"))
         if function == _ADD_LEAD and result == _SUCCESS:
-            lead_id = self._data_lead_id(row, 2)
+            lead_id = self._data_lead_id(row, DATA_LEAD_ID)
             if lead_id is not None:
                 self._on_add_lead(lead_id, leads, row, ts)
         elif function == _ADD_LEAD and result == _NOTICE and reason.startswith(_CUSTOM_STEP):
@@ -405,8 +412,8 @@ class Detector:
         if entry is None:
             if lead_id not in self._held:  # a second SUCCESS row of a held lead changes nothing
                 self._orphan_matches += 1
-                fields = _text(row.get("data")).split("|")
-                self._late.append(LateMatch(lead_id, _int(fields[1]) or 0, ts))
+                list_id = _int(api_log_data_field(_text(row.get("data")), DATA_LIST_ID))
+                self._late.append(LateMatch(lead_id, list_id or 0, ts))
             return
         hold = self._needs_custom(entry.list_id)
         del self._pending[lead_id]
@@ -423,8 +430,7 @@ class Detector:
 
     def _data_lead_id(self, row: Mapping[str, Value], index: int) -> int | None:
         """Field ``index`` of the ``|``-separated ``data`` column as a lead_id."""
-        fields = _text(row.get("data")).split("|")
-        lead_id = _int(fields[index]) if len(fields) > index else None
+        lead_id = _int(api_log_data_field(_text(row.get("data")), index))
         if lead_id is None:
             self._malformed += 1
         return lead_id
@@ -458,21 +464,3 @@ _ENTRY_OVERHEAD_BYTES = 400
 def row_size_bytes(row: Mapping[str, Value]) -> int:
     """Estimated memory of a copied row: its dict and value objects (keys are shared)."""
     return _ENTRY_OVERHEAD_BYTES + sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):  # charset unknown to the reader: these fields are ASCII
-        return value.decode("ascii", "replace")
-    return "" if value is None else str(value)
-
-
-def _int(value: Value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str | bytes):
-        text = _text(value).strip()
-        if text.isascii() and text.isdigit():
-            return int(text)
-    return None

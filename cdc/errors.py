@@ -19,6 +19,17 @@ each message says what to do next.
 import enum
 
 
+class ExitCode(enum.IntEnum):
+    """The process exit codes of every command (``check`` aside: 0 good, 1 warnings, 2 blockers)."""
+
+    OK = 0
+    ERROR = 1  # a CdcError the command could not get past
+    USAGE = 2  # bad arguments or configuration
+    PURGED = 3  # the checkpoint's binlog is gone: a replay is needed
+    REFUSED = 4  # start refused: state file locked, or a different server
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
 class CdcError(Exception):
     """Base of every error vicidial-cdc raises on purpose."""
 

@@ -21,11 +21,11 @@ from typing import Any, Final
 import pymysql
 from pymysql.constants import FIELD_TYPE
 
-from . import vicidb
+from . import vicidb, vicidial
 from .errors import ConfigError
-from .records import ApiLead, Value
+from .records import ApiLead, Value, as_int
 
-__all__ = ["LeadFetcher", "as_int", "as_text", "build_lead", "connection_options"]
+__all__ = ["LeadFetcher", "build_lead", "connection_options"]
 
 _EPOCH_ALIAS: Final = "cdc_entry_epoch"  # extra column of the lead SELECT, removed from the row
 _TEMPORAL_TYPES: Final = (
@@ -70,7 +70,7 @@ class LeadFetcher:
         self._db = vicidb.quote_name(database)
         self._needs_custom = needs_custom
         # Every column, as the binlog row image has them: the post-json event carries them all.
-        self._lead_columns = vicidb.table_columns(conn, database, "vicidial_list")
+        self._lead_columns = vicidb.table_columns(conn, database, vicidial.LEAD_TABLE)
         names = {c.name for c in self._lead_columns}
         if "lead_id" not in names or "list_id" not in names:
             raise ConfigError(f"{database}.vicidial_list has no lead_id/list_id: check [mysql] database")
@@ -127,7 +127,7 @@ class LeadFetcher:
                 by_list.setdefault(list_id, []).append(lead_id)
         out: dict[int, dict[str, Value]] = {}
         for list_id, lead_ids in sorted(by_list.items()):
-            table = f"custom_{list_id:d}"
+            table = vicidial.custom_table(list_id)
             columns = self._custom_columns.get(list_id)
             if columns is None:
                 columns = vicidb.table_columns(self._conn, self._database, table)
@@ -163,18 +163,3 @@ def build_lead(
         custom=types.MappingProxyType(custom) if custom is not None else None,
         inserted_at=inserted_at,
     )
-
-
-def as_text(value: Value) -> str:
-    """A SELECTed value as text (bytes here are ASCII: ids, names, api_log data)."""
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")  # column names and ids are ASCII here
-    return "" if value is None else str(value)
-
-
-def as_int(value: Value) -> int | None:
-    """A SELECTed value as a non-negative integer, or ``None``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = as_text(value).strip()
-    return int(text) if text.isascii() and text.isdigit() else None

@@ -22,12 +22,7 @@ from dataclasses import dataclass
 
 from .records import SkipReason
 from .settings import SettingsSnapshot
-
-#: First ``db_schema_version`` whose PHP sends ``apinewlead`` itself.
-VICIDIAL_SENDER_SCHEMA = 1726
-_DISABLED = "---DISABLED---"
-#: VICIdial does not send a URL of this many characters or fewer.
-_MIN_URL_CHARS = 10
+from .vicidial import SENDER_SCHEMA_VERSION, is_disabled, long_enough
 
 
 class Mode(enum.StrEnum):
@@ -51,20 +46,20 @@ class VicidialSender:
 
 
 def vicidial_sender(snapshot: SettingsSnapshot, enum_has_apinewlead: bool) -> VicidialSender:
-    return VicidialSender(snapshot.system.db_schema_version >= VICIDIAL_SENDER_SCHEMA, enum_has_apinewlead)
+    return VicidialSender(snapshot.system.db_schema_version >= SENDER_SCHEMA_VERSION, enum_has_apinewlead)
 
 
 def vicidial_template(snapshot: SettingsSnapshot, list_id: int) -> str | None:
     """The template VICIdial itself resolves for a list (its rows only, its precedence)."""
     value = snapshot.list_urls.get(list_id)
     if value is not None and value.strip():
-        if value.strip() == _DISABLED:
+        if is_disabled(value):
             return None
-        return value if len(value.strip()) > _MIN_URL_CHARS else None
+        return value if long_enough(value.strip()) else None
     system = snapshot.system_url
-    if system is None or not system.strip() or system.strip() == _DISABLED:
+    if system is None or not system.strip() or is_disabled(system):
         return None
-    return system if len(system.strip()) > _MIN_URL_CHARS else None
+    return system if long_enough(system.strip()) else None
 
 
 def streamer_sends(

@@ -22,7 +22,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import json
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -36,7 +35,8 @@ import pymysql
 
 from . import binlog
 from .config import Config
-from .errors import CdcError, ConfigError
+from .duration import parse_duration
+from .errors import CdcError, ConfigError, ExitCode
 from .outbox import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
 from .records import Position
 
@@ -53,32 +53,14 @@ __all__ = [
     "write_summary",
 ]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: A CLI write waits this long for the streamer's write lock.
 CLI_BUSY_TIMEOUT_S: Final = 10.0
 #: How long ``status`` waits for the streamer's HTTP ``/status``.
 STREAMER_TIMEOUT_S: Final = 2.0
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_S: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
 
 # -- shared helpers ---------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``3d``, ``1w``, or a sum such as ``1h30m``, in seconds."""
-    cleaned = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_S[match.group(2)]
-        pos = match.end()
-    if not cleaned or pos != len(cleaned):
-        raise ConfigError(f"{text!r} is not a duration such as 90s, 30m, 2h, 3d or 1h30m")
-    return total
 
 
 def url_host_path(url: str) -> tuple[str, str]:
@@ -362,7 +344,7 @@ def status_command(
         _dump_json(doc, out)
     else:
         out.write(render_status(doc))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # -- dlq ----------------------------------------------------------------------------------
@@ -544,10 +526,10 @@ def dlq_command(
             f"vicidial-cdc: dlq {action} needs a selector: --id, --endpoint, --lead-id,"
             " --older-than, or --all\n"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if action == "show" and len(selector.ids) != 1:
         err.write("vicidial-cdc: dlq show needs exactly one --id\n")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     store = open_store(config)
     try:
         if action == "list":
@@ -558,18 +540,18 @@ def dlq_command(
                 _dump_json({"dead": rows, "total_dead": total}, out)
             else:
                 out.write(render_dead_table(records, total, show_path=show_path))
-            return EXIT_OK
+            return ExitCode.OK
         if action == "show":
             record = store.get(selector.ids[0])
             if record is None:
                 err.write(f"vicidial-cdc: no delivery with id {selector.ids[0]}\n")
-                return EXIT_ERROR
+                return ExitCode.ERROR
             doc = dead_row(record, show_path=show_path, show_url=show_url)
             if as_json:
                 _dump_json(doc, out)
             else:
                 out.write(render_delivery(doc))
-            return EXIT_OK
+            return ExitCode.OK
         if action == "retry":
             started = time.monotonic()
             changed = _apply(functools.partial(store.retry_dead, now), selector, now)
@@ -578,7 +560,7 @@ def dlq_command(
                 " within about a second\n"
             )
             err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
-            return EXIT_OK
+            return ExitCode.OK
         if action == "purge":
             if not yes:
                 matching = len(select_dead(store, selector, now, limit=10_000_000))
@@ -586,14 +568,14 @@ def dlq_command(
                     f"vicidial-cdc: dlq purge would delete {matching} dead deliveries for good;"
                     " add --yes to delete them\n"
                 )
-                return EXIT_USAGE
+                return ExitCode.USAGE
             started = time.monotonic()
             deleted = _apply(store.purge_dead, selector, now)
             store.truncate_wal()  # erased from the -wal file too (the streamer retries if busy)
             out.write(f"{deleted} dead deliveries deleted\n")
             err.write(f"vicidial-cdc: {write_summary(store, started, time.monotonic())}\n")
-            return EXIT_OK
+            return ExitCode.OK
     finally:
         store.close()
     err.write(f"vicidial-cdc: unknown dlq action {action!r}\n")
-    return EXIT_USAGE
+    return ExitCode.USAGE

@@ -49,11 +49,11 @@ from .records import (
     SourceItem,
     UnreadableRows,
     UrlSource,
-    custom_table_list_id,
 )
 from .resolve import EndpointIds, check_url
 from .settings import SETTINGS_TABLES, SettingsCache
-from .urllog import URL_LOG_TABLE, UrlLogTracker, VicidialAttempt
+from .urllog import UrlLogTracker, VicidialAttempt
+from .vicidial import URL_LOG_TABLE, custom_table_list_id
 from .waiting import WaitingLead
 
 log = logging.getLogger(__name__)

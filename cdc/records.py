@@ -217,12 +217,27 @@ def has_undecodable(value: Value) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-CUSTOM_TABLE_PREFIX = "custom_"
+def as_text(value: Value) -> str:
+    """A column value as text; bytes (charset unknown to the reader) decoded as UTF-8, losslessly.
+
+    Undecodable bytes become surrogate escapes (see :func:`has_undecodable`), never ``?``:
+    a URL or a name read as bytes keeps every byte.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return "" if value is None else str(value)
 
 
-def custom_table_list_id(table: str) -> int | None:
-    """The list_id of a ``custom_<list_id>`` table name, else ``None``."""
-    if not table.startswith(CUSTOM_TABLE_PREFIX):
+def as_int(value: Value) -> int | None:
+    """A column value as an integer (ids, versions, counts: ASCII digits in text), else ``None``.
+
+    A bool is not an id, and a float or a signed text is not one either.
+    """
+    if isinstance(value, int):
+        return None if isinstance(value, bool) else value
+    if value is None:
         return None
-    digits = table[len(CUSTOM_TABLE_PREFIX) :]
-    return int(digits) if digits.isascii() and digits.isdigit() else None
+    text = as_text(value).strip()
+    return int(text) if text.isascii() and text.isdigit() else None

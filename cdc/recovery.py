@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pymysql
 
-from . import binlog, leadfetch
+from . import binlog, leadfetch, vicidial
 from .config import Config
 from .detect import LateMatch
 from .errors import CdcError, ReaderFault, SourceError
@@ -131,7 +131,7 @@ class LeadRecovery:
 
         def fetch() -> tuple[list[ApiLead], set[int]]:
             with self._fetcher() as fetcher:
-                readable = {list_id for list_id in by_list if fetcher.columns(f"custom_{list_id:d}")}
+                readable = {list_id for list_id in by_list if fetcher.columns(vicidial.custom_table(list_id))}
                 wanted = {w.lead_id: w.inserted_at for lid in readable for w in by_list[lid]}
                 return fetcher.fetch(sorted(wanted), wanted), readable
 
@@ -155,14 +155,14 @@ class LeadRecovery:
             len(leads),
             len(released) - len(leads),
             len(expired),
-            ",".join(f"custom_{lid}" for lid in sorted(readable)),
+            ",".join(vicidial.custom_table(lid) for lid in sorted(readable)),
         )
         return any(not d.refused for d in step.deliveries)
 
     def _waited_too_long(self, w: WaitingLead) -> Delivery:
         """A dead letter for a lead whose custom table stayed unreadable past the bound."""
         mysql = self._config.mysql
-        table = f"custom_{w.list_id:d}"
+        table = vicidial.custom_table(w.list_id)
         grant = grant_statement(mysql.database, table, mysql.user)
         log.error(
             "lead.waiting_expired lead_id=%d list_id=%d reason=%s"

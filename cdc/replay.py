@@ -67,17 +67,18 @@ from typing import Any, Final, Protocol, TextIO, runtime_checkable
 
 import pymysql
 
-from . import binlog, vicidb
+from . import binlog, vicidb, vicidial
 from .config import Config
+from .duration import parse_duration
 from .endpoints import Router
-from .errors import ConfigError
+from .errors import ConfigError, ExitCode
 from .leadfetch import LeadFetcher, build_lead, connection_options
-from .leadfetch import as_int as _int
-from .leadfetch import as_text as _text
 from .modes import vicidial_sender
-from .operator import open_store, parse_duration
+from .operator import open_store
 from .outbox import OPERATOR_BATCH_ROWS
 from .records import ApiLead, Delivery, Position, SkipReason, Value
+from .records import as_int as _int
+from .records import as_text as _text
 from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
 __all__ = [
@@ -380,7 +381,7 @@ def replay_command(
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
         out.write(render_report(report))
-    return 0
+    return ExitCode.OK
 
 
 def render_report(report: ReplayReport) -> str:
@@ -606,8 +607,7 @@ def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 
 def _data_lead_id(data: Value) -> int | None:
     """The lead id in an add_lead api_log ``data`` (``phone|list_id|lead_id|gmt``)."""
-    fields = _text(data).split("|")
-    return _int(fields[2]) if len(fields) > 2 else None
+    return _int(vicidial.api_log_data_field(_text(data), vicidial.DATA_LEAD_ID))
 
 
 def _valid_datetime(value: Value) -> _dt.datetime | None:

@@ -27,54 +27,17 @@ import re
 import urllib.parse
 from collections.abc import Collection
 
-from . import charset, template
+from . import charset, template, vicidial
 from .records import ApiLead, Delivery, Skipped, SkipReason, Value
 from .settings import SettingsSnapshot
 
 METHOD = "GET"
-_MIN_LENGTH = 11  # VICIdial sends only URLs longer than 10 characters
 _SCHEME_HOST = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]+)")
 _HOST = re.compile(r"[A-Za-z0-9_.-]+")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _SQL_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _ZERO_DATE = "0000-00-00 00:00:00"
 
-#: ``add_lead`` never writes a custom field whose label is one of these (case-sensitive,
-#: as VICIdial's ``$vicidial_list_fields`` check): the value is the vicidial_list column.
-_VICIDIAL_LIST_FIELDS = frozenset(
-    {
-        "lead_id",
-        "vendor_lead_code",
-        "source_id",
-        "list_id",
-        "gmt_offset_now",
-        "called_since_last_reset",
-        "phone_code",
-        "phone_number",
-        "title",
-        "first_name",
-        "middle_initial",
-        "last_name",
-        "address1",
-        "address2",
-        "address3",
-        "city",
-        "state",
-        "province",
-        "postal_code",
-        "country_code",
-        "gender",
-        "date_of_birth",
-        "alt_phone",
-        "email",
-        "security_phrase",
-        "comments",
-        "called_count",
-        "last_local_call_time",
-        "rank",
-        "owner",
-    }
-)
 #: Tokens a custom label cannot override (``template.lead_tokens`` fills them first).
 _STANDARD_TOKENS = frozenset(template.LEAD_TOKENS) | {
     "list_name",
@@ -150,7 +113,7 @@ def endpoint_id_of(url_template: str, url: str) -> str:
     ``host:port`` (``--a--phone_number--b--.example:80``): one id, one metric label value
     and one set of limits per template. Otherwise it is the rendered URL's, as before.
     """
-    raw = url_template[3:] if url_template.startswith("VAR") else url_template
+    raw = vicidial.strip_var(url_template)
     match = _SCHEME_HOST.match(raw.strip())
     if match is not None and template.token_names(match.group(2)):
         return _origin(match.group(1), match.group(2))[1]
@@ -226,7 +189,7 @@ def origin_refusal(url: str, allowed: Collection[str]) -> str | None:
 
 def check_url(url: str) -> SkipReason | None:
     """Why a rendered URL cannot be sent (checks in VICIdial's order), or ``None``."""
-    if len(url) < _MIN_LENGTH:
+    if not vicidial.long_enough(url):
         return SkipReason.URL_TOO_SHORT
     match = _SCHEME_HOST.match(url)
     if match is None:
@@ -292,5 +255,5 @@ def template_needs_custom(snapshot: SettingsSnapshot, list_id: int, url_template
     return any(
         f.label.lower() in names
         for f in fields
-        if f.label not in _VICIDIAL_LIST_FIELDS and f.label.lower() not in _STANDARD_TOKENS
+        if f.label not in vicidial.ADD_LEAD_FIELDS and f.label.lower() not in _STANDARD_TOKENS
     )

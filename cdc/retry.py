@@ -41,15 +41,20 @@ _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Backoff schedule; defaults spread about 15 attempts over a day (like Svix)."""
+    """Backoff schedule; the defaults are ``[delivery]``'s documented ones (README, retries):
+    about 20 attempts over a day, the last ones 2 h apart."""
 
     base_s: float = 5.0
-    factor: float = 4.0
+    factor: float = 6.0
     cap_s: float = 7200.0
-    max_attempts: int = 15
+    max_attempts: int = 20
     max_age_s: float = 86400.0
     #: Treat 4xx other than 408/425/429 as permanent (dead at once).
     dead_on_4xx: bool = True
+
+
+#: The one set of retry defaults (``[delivery] retry_*``, ``max_attempts``, ``max_age_s``, ``dead_on_4xx``).
+DEFAULT_RETRY = RetryPolicy()
 
 
 def classify(status: int | None, error: BaseException | None, policy: RetryPolicy) -> Outcome:

@@ -11,6 +11,7 @@ import re
 from importlib import resources
 from typing import Any
 
+from . import vicidial
 from .mariadb import Charset
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 #: First ``db_schema_version`` with VICIdial's own ``apinewlead`` feature.
-APINEWLEAD_SCHEMA_VERSION = 1726
+APINEWLEAD_SCHEMA_VERSION = vicidial.SENDER_SCHEMA_VERSION
 #: ``db_schema_version`` written by default (a current build).
 SCHEMA_VERSION = 1728
 #: ``db_schema_version`` written for an old build (``with_apinewlead=False``).
@@ -32,14 +33,7 @@ OLD_SCHEMA_VERSION = 1725
 VERSION = "2.14b0.5"
 
 #: ``vicidial_list`` columns in VICIdial's order.
-VICIDIAL_LIST_COLUMNS: tuple[str, ...] = (
-    "lead_id", "entry_date", "modify_date", "status", "user", "vendor_lead_code",
-    "source_id", "list_id", "gmt_offset_now", "called_since_last_reset", "phone_code",
-    "phone_number", "title", "first_name", "middle_initial", "last_name", "address1",
-    "address2", "address3", "city", "state", "province", "postal_code", "country_code",
-    "gender", "date_of_birth", "alt_phone", "email", "security_phrase", "comments",
-    "called_count", "last_local_call_time", "rank", "owner", "entry_list_id",
-)  # fmt: skip
+VICIDIAL_LIST_COLUMNS = vicidial.LEAD_COLUMNS
 
 #: Every table the DDL file creates, in file order.
 TABLES: tuple[str, ...] = (

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import pymysql
 
-from . import binlog, fastbinlog, faults, server, serverinfo, vicidb
+from . import binlog, fastbinlog, faults, server, serverinfo, vicidb, vicidial
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
@@ -39,12 +39,13 @@ from .records import Position, SourceItem
 from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
-from .urllog import URL_LOG_TABLE, UrlLogTracker
+from .urllog import UrlLogTracker
+from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
 
 log = logging.getLogger(__name__)
 
-LEAD_TABLES = frozenset({"vicidial_list", "vicidial_api_log"})
+LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
 #: ``meta`` key of the identity of the database server the state follows.
 META_SERVER_IDENTITY = "server_identity"
 
@@ -434,7 +435,8 @@ class Service:
 
     def _watched_tables(self) -> set[str]:
         tables = set(LEAD_TABLES) | set(SETTINGS_TABLES) | {URL_LOG_TABLE}
-        tables |= {f"custom_{list_id}" for list_id in self.settings.snapshot().custom_field_lists()}
+        custom_lists = self.settings.snapshot().custom_field_lists()
+        tables |= {vicidial.custom_table(list_id) for list_id in custom_lists}
         return tables
 
     # -- the pipeline ------------------------------------------------------------------

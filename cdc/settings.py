@@ -39,16 +39,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .config import DISABLED
 from .records import Op, RowChange, SkipReason, UrlSource, Value
+from .records import as_int as _int
+from .records import as_text as _text
+from .vicidial import (
+    LIST_FIELDS_TABLE,
+    LISTS_TABLE,
+    SYSTEM_SETTINGS_TABLE,
+    URL_MULTI_TABLE,
+    URL_TYPE,
+    is_disabled,
+    strip_var,
+)
 
 SYSTEM_CAMPAIGN_ID = "-SYSTEM-API-NEWLEAD-"
-URL_TYPE = "apinewlead"
 
 #: The tables whose row changes :meth:`SettingsCache.apply` consumes.
-SETTINGS_TABLES = frozenset(
-    {"vicidial_url_multi", "vicidial_lists", "vicidial_lists_fields", "system_settings"}
-)
+SETTINGS_TABLES = frozenset({URL_MULTI_TABLE, LISTS_TABLE, LIST_FIELDS_TABLE, SYSTEM_SETTINGS_TABLE})
 #: Columns read from each table (for the startup SELECTs; never ``SELECT *``).
 URL_COLUMNS = ("url_id", "campaign_id", "entry_type", "url_type", "url_address")
 LIST_COLUMNS = ("list_id", "list_name", "list_description", "campaign_id")
@@ -153,7 +160,7 @@ class SettingsSnapshot:
         else:
             value, source = self.list_urls.get(list_id), UrlSource.VICIDIAL_LIST
         if value is not None and value.strip():
-            if value.strip() == DISABLED:
+            if is_disabled(value):
                 return None, None, SkipReason.LIST_DISABLED
             return value, source, None
         return self._system_level()
@@ -164,7 +171,7 @@ class SettingsSnapshot:
             value, source = self.overrides.system, UrlSource.CONFIG_SYSTEM
         else:
             value, source = self.system_url, UrlSource.VICIDIAL_SYSTEM
-        if value is None or not value.strip() or value.strip() == DISABLED:
+        if value is None or not value.strip() or is_disabled(value):
             return None, None, SkipReason.NO_URL
         return value, source, None
 
@@ -200,9 +207,7 @@ def url_host(template: str | None) -> str:
     """The host part of a URL template ("" when there is none): safe to log."""
     if not template:
         return ""
-    text = template.strip()
-    if text.startswith("VAR"):
-        text = text[3:]
+    text = strip_var(template.strip())
     try:
         return urllib.parse.urlsplit(text).hostname or ""
     except ValueError:
@@ -384,10 +389,10 @@ class SettingsCache:
 
 
 _HANDLERS = {
-    "vicidial_url_multi": SettingsCache._apply_url,
-    "vicidial_lists": SettingsCache._apply_list,
-    "vicidial_lists_fields": SettingsCache._apply_field,
-    "system_settings": SettingsCache._apply_system,
+    URL_MULTI_TABLE: SettingsCache._apply_url,
+    LISTS_TABLE: SettingsCache._apply_list,
+    LIST_FIELDS_TABLE: SettingsCache._apply_field,
+    SYSTEM_SETTINGS_TABLE: SettingsCache._apply_system,
 }
 
 
@@ -444,27 +449,6 @@ def _field_key(row: Row) -> _FieldKey | None:
     if _text(row.get("field_type")).upper() in _NO_DATA_FIELD_TYPES:
         return None
     return (list_id, label)
-
-
-def _text(value: Value) -> str:
-    """A text column as ``str``; bytes (charset unknown to the reader) as ASCII-safe text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        # These tables are utf8 (url_multi) or plain ASCII identifiers.
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
-
-
-def _int(value: Value) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    text = _text(value).strip() if isinstance(value, str | bytes) else ""
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _flag(value: Value) -> bool:

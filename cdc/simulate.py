@@ -30,6 +30,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
+from . import vicidial
 from .mariadb import PrivateMariaDB
 from .schema import DEFAULT_API_PASS, DEFAULT_API_USER, VICIDIAL_LIST_COLUMNS
 
@@ -631,7 +632,7 @@ class Vicidial:
         As VICIdial's admin page does: one ALTER TABLE and one ``vicidial_lists_fields``
         row per field. ``fields`` are ``(label, encrypt)`` pairs.
         """
-        table = f"custom_{int(list_id)}"
+        table = vicidial.custom_table(int(list_id))
         self.execute(
             f"CREATE TABLE IF NOT EXISTS `{table}` (lead_id INT(9) UNSIGNED PRIMARY KEY NOT NULL)"
             " ENGINE=MyISAM"

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from . import vicidial
 from .charset import MARIADB_LATIN1, encode_for_connection
 from .records import Value
 
@@ -169,8 +170,7 @@ def render(template: str, tokens: Mapping[str, str], codec: str) -> str:
     ``tokens`` is keyed by lower-case name (see :func:`lead_tokens`); ``codec`` is the
     PHP connection's (``cdc.charset.connection_codec``). The result is ASCII.
     """
-    if template.startswith("VAR"):  # VICIdial: preg_replace('/^VAR/', '', $url)
-        template = template[3:]
+    template = vicidial.strip_var(template)
 
     def substitute(match: re.Match[str]) -> str:
         value = tokens.get(match.group(1).lower())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from .errors import ReaderFault
-from .records import custom_table_list_id
+from .vicidial import custom_table_list_id
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .records import Op, Position, RowChange
+from .records import as_int as _int
+from .vicidial import URL_TYPE
 
-URL_LOG_TABLE = "vicidial_url_log"
-URL_TYPE = "apinewlead"
 PHP_ERROR = "PHP ERROR:"
 _HTTP_STATUS = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})")
 
@@ -131,11 +131,3 @@ class UrlLogTracker:
 
     def statistics(self) -> UrlLogStatistics:
         return UrlLogStatistics(len(self._pending), self._completed, self._failed, self._timed_out)
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None

@@ -15,8 +15,10 @@ from typing import Any, Final
 
 import pymysql
 
+from . import vicidial
 from .errors import SchemaError
 from .records import Value
+from .records import as_text as _text
 from .settings import FIELD_COLUMNS, LIST_COLUMNS, SYSTEM_COLUMNS, URL_COLUMNS
 
 Row = Mapping[str, Value]
@@ -58,11 +60,12 @@ def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> Settings
 
     urls = select(
         conn,
-        f"SELECT {cols(URL_COLUMNS)} FROM {db}.vicidial_url_multi WHERE url_type='apinewlead'",
+        f"SELECT {cols(URL_COLUMNS)} FROM {db}.{vicidial.URL_MULTI_TABLE}"
+        f" WHERE url_type='{vicidial.URL_TYPE}'",
     )
-    lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.vicidial_lists")
-    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.vicidial_lists_fields")
-    system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.system_settings LIMIT 1")
+    lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.{vicidial.LISTS_TABLE}")
+    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.{vicidial.LIST_FIELDS_TABLE}")
+    system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.{vicidial.SYSTEM_SETTINGS_TABLE} LIMIT 1")
     return SettingsRows(urls, lists, fields, system[0] if system else None)
 
 
@@ -88,10 +91,10 @@ def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> boo
     rows = select(
         conn,
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS"
-        " WHERE TABLE_SCHEMA=%s AND TABLE_NAME='vicidial_url_multi' AND COLUMN_NAME='url_type'",
+        f" WHERE TABLE_SCHEMA=%s AND TABLE_NAME='{vicidial.URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
         (database,),
     )
-    return bool(rows) and "'apinewlead'" in str(rows[0]["COLUMN_TYPE"])
+    return bool(rows) and f"'{vicidial.URL_TYPE}'" in str(rows[0]["COLUMN_TYPE"])
 
 
 # -- rows read by SELECT, with the values the binlog reader gives ------------------------
@@ -188,9 +191,3 @@ def _binlog_value(value: Value, data_type: str) -> Value:
 def _micro(fraction: str | None) -> int:
     """Microseconds of a ``.ffffff`` fraction's digits (``"5"`` is 500000)."""
     return int((fraction or "0").ljust(6, "0"))
-
-
-def _text(value: Value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")  # information_schema names
-    return "" if value is None else str(value)

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from . import vicidial
 from .records import ApiLead
 
 __all__ = ["META_KEY", "WaitingLead", "WaitingLeads"]
@@ -86,7 +87,7 @@ class WaitingLeads:
             leads = [w for w in self._leads.values() if w.reason == reason]
             out[reason] = {
                 "leads": len(leads),
-                "tables": sorted({f"custom_{w.list_id}" for w in leads}),
+                "tables": sorted({vicidial.custom_table(w.list_id) for w in leads}),
                 "longest_wait_s": round(max(now - w.since for w in leads), 1),
             }
         return out

@@ -703,13 +703,15 @@ class TestRendering:
         ]
 
     @pytest.mark.parametrize(
-        ("text", "seconds"), [("86400", 86400.0), ("90m", 5400.0), ("12h", 43200.0), ("3d", 259200.0)]
-    )
+        ("text", "seconds"),
+        [("86400", 86400.0), ("90m", 5400.0), ("12h", 43200.0), ("3d", 259200.0), ("1w", 604800.0),
+         ("1h30m", 5400.0)],
+    )  # fmt: skip
     def test_parse_duration(self, text: str, seconds: float) -> None:
-        """Seconds or m/h/d suffixes."""
+        """Seconds, or the grammar of every other duration flag (``dlq --older-than 1w`` too)."""
         assert parse_duration_s(text) == seconds
 
-    @pytest.mark.parametrize("text", ["0", "-5", "3w", "soon", ""])
+    @pytest.mark.parametrize("text", ["0", "0h", "-5", "3y", "soon", ""])
     def test_parse_duration_rejects(self, text: str) -> None:
         """Zero, negative and unknown units are configuration errors."""
         with pytest.raises(ConfigError):

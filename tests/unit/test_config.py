@@ -215,6 +215,11 @@ class TestValuesValidated:
         """Edge values that are fine stay fine."""
         config.load(write(tmp_path, text), env={})
 
+    def test_lower_case_var_prefix_is_refused(self, tmp_path: Path) -> None:
+        """VICIdial strips only an upper-case ``VAR`` (``/^VAR/``): ``varhttps://`` would never send."""
+        with pytest.raises(ConfigError, match=r"urls\.system must be an http:// or https:// URL template"):
+            config.load(write(tmp_path, "[urls]\nsystem = 'varhttps://crm.example.com/x'\n"), env={})
+
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:

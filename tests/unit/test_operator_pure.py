@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cdc import config
-from cdc.errors import ConfigError
+from cdc.cli import main
+from cdc.errors import ConfigError, ExitCode
 from cdc.operator import (
     DeadSelector,
     ServerState,
@@ -113,3 +114,15 @@ class TestDeadSelector:
         assert DeadSelector().is_empty() and DeadSelector(all=True).is_empty()
         assert not DeadSelector(older_than_s=0.0).is_empty()
         assert DeadSelector(older_than_s=60.0).older_than(T0) == T0 - 60
+
+
+class TestExitCodes:
+    """One set of exit codes for every command, the values the README and runbook name."""
+
+    def test_documented_values(self) -> None:
+        """0 done, 1 error, 2 usage/config, 3 binlog purged, 4 start refused, 130 Ctrl-C."""
+        assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130]
+
+    def test_cli_maps_a_config_error_to_usage(self) -> None:
+        """A config error exits with :attr:`ExitCode.USAGE`, whichever command raised it."""
+        assert main(["check", "--max-downtime", "1y"]) == ExitCode.USAGE

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdc import config
 from cdc.breaker import Verdict
 from cdc.records import Outcome
 from cdc.retry import (
@@ -23,6 +24,20 @@ from cdc.retry import (
 )
 
 POLICY = RetryPolicy(base_s=5, factor=6, cap_s=7200, max_attempts=20, max_age_s=86400)
+
+
+class TestDefaults:
+    """One set of retry defaults: the config's documented ones."""
+
+    def test_policy_defaults_are_the_config_defaults(self) -> None:
+        """A bare RetryPolicy is the schedule an empty config file gives (factor 6, 20 attempts)."""
+        assert config.load(None, env={}).delivery.retry_policy == RetryPolicy() == POLICY
+
+    def test_config_keys_make_the_policy(self) -> None:
+        """The flat ``[delivery]`` keys stay; the policy is built from them."""
+        env = {"VICIDIAL_CDC_DELIVERY_RETRY_FACTOR": "3", "VICIDIAL_CDC_DELIVERY_MAX_ATTEMPTS": "7"}
+        cfg = config.load(None, env=env)
+        assert (cfg.delivery.retry_policy.factor, cfg.delivery.retry_policy.max_attempts) == (3.0, 7)
 
 
 class TestClassify:
