@@ -21,14 +21,13 @@ from recorded import COLUMNS, RecordedCase, load, names, settings
 
 from cdc import template
 from cdc.config import Config, DeliveryConfig
-from cdc.detect import API_LOG_TABLE, LEAD_TABLE
 from cdc.errors import ReaderFault, ReaderFaultError
 from cdc.fastbinlog import BINLOG_MAGIC, file_events, read_recorded
 from cdc.metrics import Metrics
 from cdc.pipeline import Pipeline, PipelineStatistics
 from cdc.records import Delivery, GroupEnd, Op, Position, RowChange, SkipReason, SourceItem, Value
 from cdc.settings import SETTINGS_TABLES, SettingsCache
-from cdc.urllog import URL_LOG_TABLE
+from cdc.vicidial import API_LOG_TABLE, LEAD_TABLE, URL_LOG_TABLE
 
 CASES = names()
 #: Cases where VICIdial fetched a URL (a vicidial_url_log row), and the others.
