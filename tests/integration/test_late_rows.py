@@ -32,7 +32,7 @@ from cdc import endpoints
 from cdc.check import READ_TABLES
 from cdc.config import DECODERS, Config, Secret
 from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import DeliveryState
+from cdc.outbox import DeliveryRecord, DeliveryState, SqliteStore
 from cdc.pipeline import FAILED_ENDPOINT
 from cdc.receiver import Receiver
 from cdc.records import ApiLead
@@ -139,8 +139,7 @@ class TestBadLead:
         await _fence(vicidial, receiver, "bad")
         assert _targets(receiver, "/ok") == ["/ok?fn=Fine"]
         assert not run.task.done()
-        assert run.service.store is not None
-        [dead] = run.service.store.store.list_dead(lead_id=boom)
+        [dead] = _dead_of(Path(run.config.state.path), boom)
         assert dead.delivery.endpoint_id == FAILED_ENDPOINT
         assert dead.state is DeliveryState.DEAD
         assert dead.last_error.startswith("processing_error: ZeroDivisionError")
@@ -275,9 +274,7 @@ class TestUnreadableBound:
                 vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
             )
             await _fence(vici, receiver, "bound")
-            assert run.service.store is not None
-            store = run.service.store.store
-            [dead] = await wait_until_async(lambda: store.list_dead(lead_id=lead), WAIT_S)
+            [dead] = await wait_until_async(lambda: _dead_of(state, lead), WAIT_S)
             assert dead.delivery.endpoint_id == FAILED_ENDPOINT
             assert "GRANT SELECT ON `asterisk`.`custom_105`" in dead.last_error
             assert len(run.service.waiting) == 0
@@ -289,3 +286,17 @@ class TestUnreadableBound:
             assert err.count("\n") == 1  # stderr: only the files the command used
             await _wait_count(receiver, "/n", 1)
         assert _targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
+
+
+def _dead_of(state: Path, lead_id: int) -> list[DeliveryRecord]:
+    """Dead letters of one lead, read on a connection of the test's own.
+
+    The service's store is one connection owned by its worker thread: the test must not
+    call it from the event loop's thread while the service uses it.
+    """
+    store = SqliteStore(state)
+    store.open()
+    try:
+        return store.list_dead(lead_id=lead_id)
+    finally:
+        store.close()
