@@ -1,4 +1,4 @@
-"""Small test helpers: bounded waits and a SQL-only view of the binlog."""
+"""Small test helpers: bounded waits, a SQL-only view of the binlog, dead letters of a state file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cdc.mariadb import PrivateMariaDB
+    from cdc.outbox import DeliveryRecord
 
 T = TypeVar("T")
 #: What the ``mariadb_factory`` fixture yields: ``start(charset=..., row_metadata=..., **kwargs)``.
@@ -133,3 +136,19 @@ def rows_events(conn: Any, since: BinlogMark, schema: str | None = None) -> list
                     out.append(RowsEvent(op, db, table, sql, tuple(group)))
             pending = []
     return out
+
+
+def dead_letters(state: Path, **selector: Any) -> list[DeliveryRecord]:
+    """Dead letters in a state file (``list_dead`` filters), read on a connection of the test's own.
+
+    A running service's store is one connection owned by its worker thread: a test must
+    not call it from another thread while the service uses it.
+    """
+    from cdc.outbox import SqliteStore
+
+    store = SqliteStore(state)
+    store.open()
+    try:
+        return store.list_dead(**selector)
+    finally:
+        store.close()

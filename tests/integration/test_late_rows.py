@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import wait_until_async  # type: ignore[import-not-found]
+from helpers import dead_letters, wait_until_async  # type: ignore[import-not-found]
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 from test_pipeline import (  # type: ignore[import-not-found]
     EXACT_TEMPLATE,
@@ -32,7 +32,7 @@ from cdc import endpoints
 from cdc.check import READ_TABLES
 from cdc.config import DECODERS, Config, Secret
 from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import DeliveryRecord, DeliveryState, SqliteStore
+from cdc.outbox import DeliveryState
 from cdc.pipeline import FAILED_ENDPOINT
 from cdc.receiver import Receiver
 from cdc.records import ApiLead
@@ -139,7 +139,7 @@ class TestBadLead:
         await _fence(vicidial, receiver, "bad")
         assert _targets(receiver, "/ok") == ["/ok?fn=Fine"]
         assert not run.task.done()
-        [dead] = _dead_of(Path(run.config.state.path), boom)
+        [dead] = dead_letters(Path(run.config.state.path), lead_id=boom)
         assert dead.delivery.endpoint_id == FAILED_ENDPOINT
         assert dead.state is DeliveryState.DEAD
         assert dead.last_error.startswith("processing_error: ZeroDivisionError")
@@ -274,7 +274,7 @@ class TestUnreadableBound:
                 vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
             )
             await _fence(vici, receiver, "bound")
-            [dead] = await wait_until_async(lambda: _dead_of(state, lead), WAIT_S)
+            [dead] = await wait_until_async(lambda: dead_letters(state, lead_id=lead), WAIT_S)
             assert dead.delivery.endpoint_id == FAILED_ENDPOINT
             assert "GRANT SELECT ON `asterisk`.`custom_105`" in dead.last_error
             assert len(run.service.waiting) == 0
@@ -287,16 +287,3 @@ class TestUnreadableBound:
             await _wait_count(receiver, "/n", 1)
         assert _targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
 
-
-def _dead_of(state: Path, lead_id: int) -> list[DeliveryRecord]:
-    """Dead letters of one lead, read on a connection of the test's own.
-
-    The service's store is one connection owned by its worker thread: the test must not
-    call it from the event loop's thread while the service uses it.
-    """
-    store = SqliteStore(state)
-    store.open()
-    try:
-        return store.list_dead(lead_id=lead_id)
-    finally:
-        store.close()

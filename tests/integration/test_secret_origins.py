@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StartPipeline  # type: ignore[import-not-found]
+from helpers import dead_letters  # type: ignore[import-not-found]
 from test_formats import (  # type: ignore[import-not-found]
     configure,
     fence,
@@ -56,18 +57,10 @@ def endpoint_toml(allowed: Receiver) -> str:
     )
 
 
-def dead_of(state: Path, endpoint_id: str) -> list[DeliveryRecord]:
-    store = SqliteStore(state)
-    store.open()
-    try:
-        return store.list_dead(endpoint_id=endpoint_id)
-    finally:
-        store.close()
-
 
 async def wait_dead(state: Path, endpoint_id: str, count: int) -> list[DeliveryRecord]:
     deadline = time.monotonic() + WAIT_S
-    while len(dead := await asyncio.to_thread(dead_of, state, endpoint_id)) < count:
+    while len(dead := await asyncio.to_thread(dead_letters, state, endpoint_id=endpoint_id)) < count:
         assert time.monotonic() < deadline, f"fewer than {count} dead letters for {endpoint_id}"
         await asyncio.sleep(0.1)
     return dead
