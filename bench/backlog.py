@@ -4,7 +4,7 @@ The issue's memory target is "RSS ≤ 200 MB including a 1M-delivery backlog on 
 Two fresh processes (see ``bench.run``), so that the service's peak RSS is its own:
 
 - :func:`fill_backlog` writes ``deliveries`` pending deliveries into a new state file
-  with the service's own store (:class:`cdc.outbox.SqliteStore`), in batches, as the
+  with the service's own store (:class:`cdc.store.sqlite.SqliteStore`), in batches, as the
   pipeline would have committed them: URLs of about 300 bytes rendered from the bench
   template (plus address fields) with VICIdial's substitution, ``host:port`` as endpoint;
 - :func:`drain_backlog` starts the real :class:`cdc.service.Service` on that file
@@ -31,9 +31,9 @@ from typing import Any
 
 from bench import phases
 from cdc.config import Config, EndpointLimits, HttpConfig, ReaderConfig, StateConfig, UrlsConfig
-from cdc.outbox import SqliteStore
 from cdc.records import Delivery, Position, UrlSource
 from cdc.resolve import origin_of
+from cdc.store.sqlite import SqliteStore
 from cdc.template import render
 
 __all__ = ["BacklogParams", "drain_backlog", "fill_backlog", "state_size_mb"]

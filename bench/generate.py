@@ -1,6 +1,6 @@
 """Write a VICIdial-shaped binlog fast, with the simulator's own statements.
 
-:class:`cdc.simulate.Vicidial` builds every statement (its ``add_lead_steps``,
+:class:`cdc.testing.simulate.Vicidial` builds every statement (its ``add_lead_steps``,
 ``loader_insert_steps`` and ``noise_steps`` sequences); this module only runs them
 faster than one round trip per statement. A :class:`BatchWriter` drives each step
 sequence to its end without waiting for the server: it predicts the ``lastrowid`` the
@@ -28,9 +28,9 @@ from typing import Any
 import pymysql
 from pymysql.constants import CLIENT
 
-from cdc.mariadb import PrivateMariaDB
 from cdc.records import Position
-from cdc.simulate import Result, Statement, Steps, Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.simulate import Result, Statement, Steps, Vicidial
 
 __all__ = [
     "BENCH_LIST_ID",

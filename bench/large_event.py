@@ -1,6 +1,6 @@
 """Time and peak memory of the fast reader through one huge row event.
 
-    .venv/bin/python -m bench.large_event [--mib 64] [--reader cdc.fastbinlog]
+    .venv/bin/python -m bench.large_event [--mib 64] [--reader cdc.reader.raw]
 
 Starts a private MariaDB (``max_allowed_packet=512M``), writes one ``--mib`` MiB row
 into an unwatched table (the reader skips it), then one into a watched ``custom_<id>``
@@ -27,8 +27,8 @@ from typing import Any
 import pymysql
 
 from cdc.config import MysqlConfig
-from cdc.mariadb import PrivateMariaDB, ensure_installed
 from cdc.records import GroupEnd, Position
+from cdc.testing.mariadb import PrivateMariaDB, ensure_installed
 
 DATABASE = "big"
 
@@ -85,7 +85,7 @@ def _position(conn: pymysql.Connection[Any]) -> Position:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=64)
-    parser.add_argument("--reader", default="cdc.fastbinlog")
+    parser.add_argument("--reader", default="cdc.reader.raw")
     parser.add_argument("--child", nargs=4, metavar=("PORT", "START", "STOP", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -25,9 +25,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cdc.mariadb import PrivateMariaDB
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 DATABASE = "asterisk"
 LIST_ID = 4242

@@ -90,11 +90,11 @@ def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlCon
 def reader_class(kind: str) -> type[Any]:
     """The reader class for ``kind`` (imported lazily: the fast one may be absent)."""
     if kind == "library":
-        from cdc.binlog import BinlogReader
+        from cdc.reader.library import BinlogReader
 
         return BinlogReader
     if kind == "fast":
-        from cdc.fastbinlog import FastBinlogReader
+        from cdc.reader.raw import FastBinlogReader
 
         return FastBinlogReader
     if kind == "process":
@@ -240,12 +240,12 @@ def mariadb_binlog_scan(binary: str, datadir: Path, start: Position, end: Positi
 
 
 def receiver_main(conn: Connection, received: Synchronized[int], latency_s: float) -> None:
-    """Run a :class:`cdc.receiver.Receiver` until told to stop; report (lead_id, received_at)."""
+    """Run a :class:`cdc.testing.receiver.Receiver` until told to stop; report (lead_id, received_at)."""
     asyncio.run(_receiver_main(conn, received, latency_s))
 
 
 async def _receiver_main(conn: Connection, received: Synchronized[int], latency_s: float) -> None:
-    from cdc.receiver import Receiver
+    from cdc.testing.receiver import Receiver
 
     receiver = Receiver(latency_s=latency_s)
     await receiver.start()

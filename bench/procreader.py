@@ -1,8 +1,8 @@
 """Prototype: the fast reader in its own process, for the process-layout measurement.
 
-:class:`ProcessBinlogReader` has the :class:`cdc.binlog.BinlogReader` interface, so
+:class:`ProcessBinlogReader` has the :class:`cdc.reader.library.BinlogReader` interface, so
 the benchmark hands it to the real ``Service`` as its reader factory (``--readers process``).
-A child process (``spawn``) runs :class:`cdc.fastbinlog.FastBinlogReader`'s reader
+A child process (``spawn``) runs :class:`cdc.reader.raw.FastBinlogReader`'s reader
 loop on its main thread; each batch goes to the parent over a pipe with a snapshot
 of the reader's statistics. In the parent a thread receives the batches and hands
 them to the event loop through the inherited bounded channel. Backpressure is end to
@@ -24,10 +24,10 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cdc.binlog import BinlogReader, ReaderStatistics
 from cdc.config import MysqlConfig
 from cdc.errors import SourceError
-from cdc.fastbinlog import FastBinlogReader
+from cdc.reader.library import BinlogReader, ReaderStatistics
+from cdc.reader.raw import FastBinlogReader
 from cdc.records import Position, RowChange, SourceItem
 
 __all__ = ["ProcessBinlogReader"]
@@ -38,7 +38,7 @@ _PORTABLE = ("queue_batches", "batch_rows", "reconnect_initial_s", "reconnect_ma
 
 
 class ProcessBinlogReader(BinlogReader):
-    """:class:`cdc.binlog.BinlogReader` whose reader loop runs in a child process."""
+    """:class:`cdc.reader.library.BinlogReader` whose reader loop runs in a child process."""
 
     def __init__(
         self, mysql: MysqlConfig, tables: Iterable[str], start: Position | str, **kwargs: Any

@@ -10,13 +10,13 @@ measures, each in a fresh process:
   (``--noise-ratio`` of the statements are busy-dialer noise, the rest complete
   add_lead calls and loader inserts) and a *leads* one (add_lead calls only), by
   (a) stock ``mysql-replication`` with the same table filter and ``freeze_schema``,
-  (b) our library-based reader (``cdc.binlog.BinlogReader``, ``reader.decoder = "library"``,
+  (b) our library-based reader (``cdc.reader.library.BinlogReader``, ``reader.decoder = "library"``,
   feeding an asyncio consumer; ``--scanners ...,library``),
   (c) ``mariadb-binlog --verbose`` decoding the same file to /dev/null and
-  (d) the fast reader (``cdc.fastbinlog.FastBinlogReader``); medians of ``--repeat``;
+  (d) the fast reader (``cdc.reader.raw.FastBinlogReader``); medians of ``--repeat``;
 - **e2e**: the real ``cdc.service.Service`` (durable SQLite outbox) replaying the
   leads segment as a backlog (``start`` = its first position) against a
-  ``cdc.receiver.Receiver`` in its own process: API leads/s delivered, measured from
+  ``cdc.testing.receiver.Receiver`` in its own process: API leads/s delivered, measured from
   the first to the last request received; CPU seconds per 1,000 leads; peak RSS. Once
   at 0 ms per reader of ``--readers``, once at ``--latency-ms``. The same over the
   mixed segment gives CPU seconds per 100,000 noise events;
@@ -60,10 +60,10 @@ from typing import Any
 
 from bench import backlog, phases
 from bench.generate import BENCH_LIST_ID, LiveLoad, Segment, connect_writer, generate_segment, master_position
-from cdc.mariadb import PrivateMariaDB, ensure_installed
 from cdc.records import Position
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB, ensure_installed
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 DATABASE = "asterisk"
 URL_PATH = (
@@ -202,7 +202,7 @@ def log(message: str) -> None:
 
 
 class ReceiverProcess:
-    """A :class:`cdc.receiver.Receiver` in its own process (it must not share our GIL)."""
+    """A :class:`cdc.testing.receiver.Receiver` in its own process (it must not share our GIL)."""
 
     def __init__(self, latency_s: float) -> None:
         self.received = _CTX.Value("q", 0)

@@ -187,14 +187,14 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
+    from .testing.demo import main as demo_main
 
     return demo_main(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 all good, 1 warnings, 2 blockers (a config error is 2 as well)."""
-    from . import check
+    from .ops import check
 
     cfg = _operator_config(args)
     max_downtime_s = (
@@ -206,7 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check.exit_code(results)
 
 
-# -- operator commands: status, dlq, replay (cdc/operator.py, cdc/replay.py) ----------
+# -- operator commands: status, dlq, replay (cdc/ops/operator.py, cdc/ops/replay.py) ----------
 
 
 def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -271,7 +271,7 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from .operator import status_command
+    from .ops.operator import status_command
 
     return status_command(_operator_config(args), as_json=args.json, out=sys.stdout, now=time.time())
 
@@ -280,7 +280,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     import time
 
     from .duration import parse_duration
-    from .operator import DeadSelector, dlq_command
+    from .ops.operator import DeadSelector, dlq_command
 
     selector = DeadSelector(
         ids=tuple(args.id),
@@ -305,7 +305,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay_command
+    from .ops.replay import replay_command
 
     return replay_command(
         _operator_config(args),

@@ -136,7 +136,7 @@ class ReaderConfig:
     max_pending_bytes: int = 64 * 1024 * 1024
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
-    #: While a fault that reconnecting cannot heal stands (cdc.faults): re-check this often.
+    #: While a fault that reconnecting cannot heal stands (cdc.reader.faults): re-check this often.
     fault_recheck_s: float = 60.0
     #: Seconds between tries to read a custom_<list_id> table the account cannot read
     #: (the reader re-reads its columns; the service releases the leads waiting on it).
@@ -150,8 +150,8 @@ class ReaderConfig:
     max_downtime_s: float = 86400.0
     #: Run ``vicidial-cdc check`` at start-up and log what is not right (never fatal).
     check_at_start: bool = True
-    #: "fast": raw replication packets, only watched tables decoded (``cdc.fastbinlog``);
-    #: "library": ``mysql-replication``'s event objects (``cdc.binlog``), the fallback.
+    #: "fast": raw replication packets, only watched tables decoded (``cdc.reader.raw``);
+    #: "library": ``mysql-replication``'s event objects (``cdc.reader.library``), the fallback.
     decoder: str = "fast"
 
 
@@ -628,7 +628,7 @@ def _check_choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _validate_reader(reader: ReaderConfig) -> None:
     from . import charset  # pure; the charsets VICIdial's connection may use
-    from .binlog import parse_start  # raises ConfigError naming reader.start
+    from .reader.library import parse_start  # raises ConfigError naming reader.start
 
     parse_start(reader.start)
     if reader.server_charset:

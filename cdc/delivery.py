@@ -32,11 +32,11 @@ import yarl
 from .breaker import BreakerState, CircuitBreaker
 from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
-from .outbox import StoredDelivery
 from .records import Attempt, Outcome
 from .resolve import origin_of, origin_refusal
 from .retry import classify, next_delay, parse_retry_after, redirect_reason, verdict
 from .signing import webhook_headers
+from .store.sqlite import StoredDelivery
 
 log = logging.getLogger(__name__)
 

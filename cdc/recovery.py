@@ -27,15 +27,16 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pymysql
 
-from . import binlog, leadfetch, vicidial
+from . import leadfetch, vicidial
 from .config import Config
 from .detect import LateMatch
 from .errors import CdcError, ReaderFault, SourceError
-from .outbox import AsyncStore
 from .pipeline import Pipeline, Step, failed_delivery
+from .reader import library as binlog
+from .reader.unreadable import grant_statement
 from .records import ApiLead, Delivery
 from .settings import SettingsCache
-from .unreadable import grant_statement
+from .store.sqlite import AsyncStore
 from .waiting import META_KEY, WaitingLead, WaitingLeads
 
 log = logging.getLogger(__name__)

@@ -26,19 +26,22 @@ from typing import Any
 import aiohttp
 import pymysql
 
-from . import binlog, fastbinlog, faults, server, serverinfo, vicidb, vicidial
+from . import server, vicidb, vicidial
 from .config import Config
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
 from .modes import Mode
-from .outbox import AsyncStore, LockWait, SqliteStore
 from .pipeline import Pipeline, PipelineStatistics
+from .reader import faults, serverinfo
+from .reader import library as binlog
+from .reader import raw as fastbinlog
 from .records import Position, SourceItem
 from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
+from .store.sqlite import AsyncStore, LockWait, SqliteStore
 from .urllog import UrlLogTracker
 from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
@@ -49,7 +52,7 @@ LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
 #: ``meta`` key of the identity of the database server the state follows.
 META_SERVER_IDENTITY = "server_identity"
 
-#: Builds the binlog reader; called like :class:`cdc.binlog.BinlogReader`'s constructor.
+#: Builds the binlog reader; called like :class:`cdc.reader.library.BinlogReader`'s constructor.
 ReaderFactory = Callable[..., binlog.BinlogReader]
 
 
@@ -300,7 +303,7 @@ class Service:
 
     async def _preflight(self) -> None:
         """``vicidial-cdc check`` at start-up: what is not right is logged, never fatal."""
-        from . import check
+        from .ops import check
 
         try:
             results = await asyncio.to_thread(

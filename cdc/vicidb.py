@@ -102,7 +102,7 @@ def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> boo
 # Replay (and anything else that reads a lead by SELECT) must build the very ApiLead the
 # binlog path builds, or the same lead renders differently (a post-json body without
 # modify_date, a GET with another date format). One column list, the table's own, in
-# its order; one normalization, to what cdc.rowdecode produces.
+# its order; one normalization, to what cdc.reader.rowdecode produces.
 
 #: The binlog's TIMESTAMP: seconds after this, as a naive UTC datetime.
 _EPOCH: Final = _dt.datetime(1970, 1, 1)
@@ -148,7 +148,7 @@ def row_select(columns: Sequence[Column]) -> str:
 
 def binlog_row(row: Mapping[str, Value], columns: Sequence[Column]) -> dict[str, Value]:
     """A row read with :func:`row_select` over a connection that returns DATE, DATETIME and
-    TIME as text (``cdc.replay.connection_options``), with the values the binlog reader gives.
+    TIME as text (``cdc.ops.replay.connection_options``), with the values the binlog reader gives.
 
     DATE → ``date``, DATETIME → ``datetime`` (a zero or partly zero date stays text, as the
     binlog's), TIMESTAMP → naive UTC ``datetime``, TIME → ``timedelta``; the rest (text,

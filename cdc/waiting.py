@@ -1,7 +1,7 @@
 """Leads held until data the streamer cannot read now becomes readable.
 
 A lead whose URL needs its ``custom_<list_id>`` row, when the reader could not decode
-that table (:class:`cdc.records.UnreadableRows`, see :mod:`cdc.unreadable`), is not
+that table (:class:`cdc.records.UnreadableRows`, see :mod:`cdc.reader.unreadable`), is not
 routed with literal tokens: it waits here. Only its ids are kept, durably, in the state
 store's ``meta`` table (:data:`META_KEY`, JSON), written *before* the checkpoint that
 passes the lead is committed; so a wait of hours neither holds the checkpoint (binlog

@@ -5,7 +5,7 @@
   extra server, stopped at the end of the test.
 - ``vicidial_db``: the name of a fresh VICIdial database on ``mariadb`` (dropped
   afterwards); parametrize it indirectly with ``{"charset": ..., "with_apinewlead": ...}``.
-- ``vicidial``: a :class:`cdc.simulate.Vicidial` writing to ``vicidial_db``.
+- ``vicidial``: a :class:`cdc.testing.simulate.Vicidial` writing to ``vicidial_db``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from helpers import MariaDBFactory
 
-from cdc.mariadb import PrivateMariaDB, ensure_installed
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB, ensure_installed
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 _db_numbers = itertools.count(1)
 _SERVER_FIXTURES = frozenset({"mariadb", "mariadb_factory"})

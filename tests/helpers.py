@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from cdc.mariadb import PrivateMariaDB
-    from cdc.outbox import DeliveryRecord
+    from cdc.store.sqlite import DeliveryRecord
+    from cdc.testing.mariadb import PrivateMariaDB
 
 T = TypeVar("T")
 #: What the ``mariadb_factory`` fixture yields: ``start(charset=..., row_metadata=..., **kwargs)``.
@@ -144,7 +144,7 @@ def dead_letters(state: Path, **selector: Any) -> list[DeliveryRecord]:
     A running service's store is one connection owned by its worker thread: a test must
     not call it from another thread while the service uses it.
     """
-    from cdc.outbox import SqliteStore
+    from cdc.store.sqlite import SqliteStore
 
     store = SqliteStore(state)
     store.open()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Self
 import yaml
 
 if TYPE_CHECKING:
-    from cdc.mariadb import PrivateMariaDB
+    from cdc.testing.mariadb import PrivateMariaDB
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "grafana" / "dashboards" / "vicidial-cdc.json"

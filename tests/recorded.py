@@ -1,7 +1,7 @@
 """The cases recorded on a real VICIdial (``tests/golden/vicidial-recorded/``), loaded for tests.
 
 Each case's ``binlog.bin`` is replayed through the fast reader's own framing and
-decoding (:func:`cdc.fastbinlog.read_recorded`), with :data:`COLUMNS` standing in
+decoding (:func:`cdc.reader.raw.read_recorded`), with :data:`COLUMNS` standing in
 for ``information_schema`` (the recording server ran ``binlog_row_metadata=NO_LOG``).
 """
 
@@ -14,9 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cdc.fastbinlog import file_events, read_recorded
+from cdc.reader.raw import file_events, read_recorded
+from cdc.reader.schemahistory import ColumnInfo
 from cdc.records import SourceItem
-from cdc.schemahistory import ColumnInfo
 
 ROOT = Path(__file__).parent / "golden" / "vicidial-recorded"
 #: The recorded tables' charset: their VARCHAR lengths in the table maps are 3 bytes a character.

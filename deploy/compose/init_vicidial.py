@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pymysql
 
-from cdc.schema import create_vicidial_schema
+from cdc.testing.schema import create_vicidial_schema
 
 GRANTS = Path("/init/grants.sql")
 PASSWORD_FILE = Path("/run/secrets/cdc_mysql_password")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from cdc.config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
-from cdc.mariadb import PrivateMariaDB
 from cdc.metrics import Metrics
-from cdc.receiver import Receiver
 from cdc.service import ReaderFactory, Service
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
 
 
 @dataclasses.dataclass

@@ -23,11 +23,11 @@ from helpers import MariaDBFactory, wait_until
 from opstools import grants_user
 
 from cdc import cli
-from cdc.check import READ_TABLES
 from cdc.config import ENV_PREFIX
-from cdc.mariadb import OptionValue, PrivateMariaDB
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.ops.check import READ_TABLES
+from cdc.testing.mariadb import OptionValue, PrivateMariaDB
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

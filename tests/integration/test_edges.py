@@ -14,11 +14,11 @@ from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: i
 
 from cdc.config import DECODERS
 from cdc.errors import SchemaError
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import SqliteStore
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -1,6 +1,6 @@
 """The fast reader against the standard one, value by value, on a generated binlog.
 
-``cdc.binlog.BinlogReader`` (the library's decoding) is the reference. Both readers
+``cdc.reader.library.BinlogReader`` (the library's decoding) is the reference. Both readers
 read the same stretch of binlog, written first: every column type VICIdial uses (and
 a few it does not), signed and unsigned, NULLs, zero dates, negative decimals, ENUM
 and SET, latin1 and utf8mb4 tables, multi-row INSERT/UPDATE/DELETE events, MyISAM
@@ -29,16 +29,16 @@ from test_edges import TestRotationAndStart as _RotationAndStart  # type: ignore
 from test_edges import TestSchemaChanges as _SchemaChanges  # type: ignore[import-not-found]
 from test_pipeline import TestNoise as _Noise  # type: ignore[import-not-found]
 
-from cdc.binlog import BinlogReader
 from cdc.config import MysqlConfig
 from cdc.errors import BinlogPurgedError
-from cdc.fastbinlog import FastBinlogReader
-from cdc.mariadb import PrivateMariaDB
+from cdc.reader.library import BinlogReader
+from cdc.reader.raw import FastBinlogReader
 from cdc.records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value
-from cdc.schema import create_vicidial_schema
 from cdc.service import LEAD_TABLES, ReaderFactory
 from cdc.settings import SETTINGS_TABLES
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
@@ -404,13 +404,13 @@ class TestFastReader:
     async def test_streams_without_mysql_replication(
         self, mariadb: PrivateMariaDB, vicidial_db: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The fast reader connects and dumps by itself (cdc.replication), from a position
+        """The fast reader connects and dumps by itself (cdc.reader.replication), from a position
         and from a GTID, with checksums on: mysql-replication is never asked."""
 
         def refuse(*_args: object, **_kwargs: object) -> None:
             raise AssertionError("the fast reader used mysql-replication's BinLogStreamReader")
 
-        monkeypatch.setattr("cdc.binlog.BinLogStreamReader", refuse)
+        monkeypatch.setattr("cdc.reader.library.BinLogStreamReader", refuse)
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
             _execute(conn, TYPES_DDL.format(name="types_utf8", engine="MyISAM", charset="utf8mb4"))
             with conn.cursor() as cur:

@@ -30,10 +30,10 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from cdc.config import Config, load
-from cdc.mariadb import PrivateMariaDB
-from cdc.receiver import ReceivedRequest, Receiver
-from cdc.schema import DEFAULT_API_USER, create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import ReceivedRequest, Receiver
+from cdc.testing.schema import DEFAULT_API_USER, create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -19,9 +19,9 @@ from helpers import MariaDBFactory  # type: ignore[import-not-found]
 from opstools import grants_user
 
 from cdc.config import DECODERS, Secret
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

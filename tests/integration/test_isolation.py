@@ -25,13 +25,13 @@ from test_durability import fast_config  # type: ignore[import-not-found]
 from cdc.breaker import BreakerState
 from cdc.config import DeliveryConfig, EndpointLimits
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
-from cdc.mariadb import PrivateMariaDB
 from cdc.metrics import Metrics
-from cdc.outbox import AsyncStore, DeliveryState, SqliteStore
-from cdc.receiver import Receiver
 from cdc.records import Delivery, UrlSource
 from cdc.server import bound_port
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import AsyncStore, DeliveryState, SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 WAIT_S = 30.0
 

@@ -29,16 +29,16 @@ from test_pipeline import (  # type: ignore[import-not-found]
 )
 
 from cdc import endpoints
-from cdc.check import READ_TABLES
 from cdc.config import DECODERS, Config, Secret
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import DeliveryState
+from cdc.ops.check import READ_TABLES
 from cdc.pipeline import FAILED_ENDPOINT
-from cdc.receiver import Receiver
 from cdc.records import ApiLead
-from cdc.schema import create_vicidial_schema
 from cdc.settings import SettingsSnapshot
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import DeliveryState
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

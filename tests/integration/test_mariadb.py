@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from helpers import MariaDBFactory, binlog_events, binlog_mark, rows_events, wait_until
 
-import cdc.mariadb
-from cdc.mariadb import MariaDBError, PrivateMariaDB, ensure_installed
-from cdc.schema import (
+import cdc.testing.mariadb
+from cdc.testing.mariadb import MariaDBError, PrivateMariaDB, ensure_installed
+from cdc.testing.schema import (
     APINEWLEAD_SCHEMA_VERSION,
     DEFAULT_API_PASS,
     TABLES,
     VICIDIAL_LIST_COLUMNS,
     create_vicidial_schema,
 )
-from cdc.simulate import NOISE_TABLES, SYSTEM_NEWLEAD_CAMPAIGN, StepRunner, Vicidial, run_interleaved
+from cdc.testing.simulate import NOISE_TABLES, SYSTEM_NEWLEAD_CAMPAIGN, StepRunner, Vicidial, run_interleaved
 
 pytestmark = pytest.mark.mariadb
 
@@ -153,7 +153,7 @@ class TestServerVariants:
     def test_missing_binaries_raise_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without mariadbd and without permission to install, ensure_installed explains."""
         ensure_installed(allow_install=False)
-        monkeypatch.setattr(cdc.mariadb, "_binaries", lambda: None)
+        monkeypatch.setattr(cdc.testing.mariadb, "_binaries", lambda: None)
         with pytest.raises(MariaDBError, match="mariadb-server"):
             ensure_installed(allow_install=False)
 

@@ -30,9 +30,9 @@ import pytest
 from opstools import REPO, free_port, grants_user  # type: ignore[import-not-found]
 
 from cdc import cli
-from cdc.mariadb import PrivateMariaDB
-from cdc.receiver import Receiver
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 WAIT_S = 60.0
 UNITS = REPO / "deploy" / "systemd"

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 
-from cdc.binlog import BinlogReader
 from cdc.config import DECODERS, UrlsConfig
-from cdc.fastbinlog import FastBinlogReader
-from cdc.mariadb import PrivateMariaDB
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import StepRunner, Vicidial, run_interleaved
+from cdc.reader.library import BinlogReader
+from cdc.reader.raw import FastBinlogReader
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import StepRunner, Vicidial, run_interleaved
 
 pytestmark = pytest.mark.mariadb
 

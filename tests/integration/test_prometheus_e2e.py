@@ -39,9 +39,9 @@ from opstools import (
 )
 
 from cdc.config import Config, DeliveryConfig, EndpointConfig, EndpointLimits, Secret
-from cdc.mariadb import PrivateMariaDB
-from cdc.receiver import Receiver
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -27,15 +27,15 @@ import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from helpers import MariaDBFactory, wait_until_async
 
-from cdc import check
 from cdc.config import DECODERS, Secret
 from cdc.errors import ReaderFault, ReaderFaultError, StateLockedError
-from cdc.mariadb import PrivateMariaDB
 from cdc.metrics import Metrics
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
+from cdc.ops import check
 from cdc.service import Service
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
@@ -98,7 +98,7 @@ class TestFaults:
             cfg = dataclasses.replace(
                 cfg, mysql=dataclasses.replace(cfg.mysql, user=user, password=Secret("pw"))
             )
-            caplog.set_level(logging.ERROR, logger="cdc.binlog")
+            caplog.set_level(logging.ERROR, logger="cdc.reader.library")
             run = await start_pipeline(mariadb, vicidial_db, config=cfg)
             reader = run.service.reader
             assert reader is not None
@@ -142,7 +142,7 @@ class TestFaults:
         server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
-        caplog.set_level(logging.WARNING, logger="cdc.binlog")
+        caplog.set_level(logging.WARNING, logger="cdc.reader.library")
         run = await start_pipeline(server, "asterisk")
         reader = run.service.reader
         assert reader is not None

@@ -23,14 +23,16 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 from test_pipeline import _wait_count  # type: ignore[import-not-found]
 
-from cdc import binlog, config, replay
+from cdc import config
 from cdc.endpoints import Router
-from cdc.mariadb import PrivateMariaDB
 from cdc.modes import VicidialSender
-from cdc.receiver import Receiver
+from cdc.ops import replay
+from cdc.reader import library as binlog
 from cdc.records import Delivery, Position
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -26,10 +26,10 @@ from test_formats import (  # type: ignore[import-not-found]
 )
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import DeliveryState, SqliteStore
-from cdc.receiver import Receiver
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import DeliveryState, SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

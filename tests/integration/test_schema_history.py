@@ -22,18 +22,18 @@ from helpers import MariaDBFactory  # type: ignore[import-not-found]
 from test_fastbinlog import _mysql  # type: ignore[import-not-found]
 from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
 
-from cdc.binlog import BinlogReader
 from cdc.config import DECODERS
 from cdc.errors import ReaderFault
-from cdc.fastbinlog import FastBinlogReader
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import SqliteStore
-from cdc.receiver import Receiver
+from cdc.reader.library import BinlogReader
+from cdc.reader.raw import FastBinlogReader
 from cdc.records import Position, RowChange, SourceItem
-from cdc.schema import create_vicidial_schema
 from cdc.service import LEAD_TABLES
 from cdc.settings import SETTINGS_TABLES
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

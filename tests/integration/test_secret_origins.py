@@ -30,11 +30,11 @@ from test_formats import (  # type: ignore[import-not-found]
 )
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import DeliveryRecord, SqliteStore
-from cdc.receiver import Receiver
 from cdc.records import Delivery, UrlSource
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import DeliveryRecord, SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -20,10 +20,10 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from test_pipeline import _fence  # type: ignore[import-not-found]
 
 from cdc.config import Config, UrlsConfig
-from cdc.mariadb import PrivateMariaDB
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -26,11 +26,11 @@ import pytest
 from conftest import StartPipeline  # type: ignore[import-not-found]
 from opstools import free_port  # type: ignore[import-not-found]
 
-from cdc.mariadb import PrivateMariaDB
-from cdc.outbox import SqliteStore
-from cdc.receiver import Receiver
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
-from cdc.simulate import Vicidial
+from cdc.store.sqlite import SqliteStore
+from cdc.testing.mariadb import PrivateMariaDB
+from cdc.testing.receiver import Receiver
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

@@ -23,13 +23,15 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from helpers import MariaDBFactory  # type: ignore[import-not-found]
 from opstools import apply_grants
 
-from cdc import binlog, check, config, operator, replay
+from cdc import config
 from cdc.config import DECODERS, Config, MysqlConfig
 from cdc.errors import SourceError
-from cdc.mariadb import PrivateMariaDB, TlsFiles, ensure_installed, make_tls_files
-from cdc.receiver import Receiver
-from cdc.schema import create_vicidial_schema
-from cdc.simulate import Vicidial
+from cdc.ops import check, operator, replay
+from cdc.reader import library as binlog
+from cdc.testing.mariadb import PrivateMariaDB, TlsFiles, ensure_installed, make_tls_files
+from cdc.testing.receiver import Receiver
+from cdc.testing.schema import create_vicidial_schema
+from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 

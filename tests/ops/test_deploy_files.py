@@ -29,7 +29,7 @@ import yaml
 from opstools import REPO, OpsTools, ensure_ops_tools, grants_user
 
 from cdc import config as cdc_config
-from cdc.mariadb import PrivateMariaDB
+from cdc.testing.mariadb import PrivateMariaDB
 
 DEPLOY = REPO / "deploy"
 UNITS = DEPLOY / "systemd"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cdc import binlog
 from cdc.config import MysqlConfig
 from cdc.errors import ConfigError
+from cdc.reader import library as binlog
 from cdc.records import Position, Value
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for cdc.check: SHOW GRANTS parsing and every check rule, without a server."""
+"""Unit tests for cdc.ops.check: SHOW GRANTS parsing and every check rule, without a server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 import pymysql
 import pytest
 
-from cdc.check import (
+from cdc.config import MysqlConfig
+from cdc.errors import ConfigError, SourceError
+from cdc.ops.check import (
     READ_TABLES,
     CheckResult,
     Grant,
@@ -41,8 +43,6 @@ from cdc.check import (
     render_json,
     render_text,
 )
-from cdc.config import MysqlConfig
-from cdc.errors import ConfigError, SourceError
 from cdc.records import Value
 from cdc.settings import UrlOverrides
 from cdc.vicidb import SettingsRows

@@ -10,7 +10,7 @@ import pytest
 
 from cdc import config
 from cdc.errors import ConfigError
-from cdc.mariadb import TlsFiles, make_tls_files
+from cdc.testing.mariadb import TlsFiles, make_tls_files
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for cdc.operator's pure parts: durations, URL redaction, binlog lag, rendering."""
+"""Tests for cdc.ops.operator's pure parts: durations, URL redaction, binlog lag, rendering."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from cdc import config
 from cdc.cli import main
 from cdc.errors import ConfigError, ExitCode
-from cdc.operator import (
+from cdc.ops.operator import (
     DeadSelector,
     ServerState,
     binlog_lag,
@@ -16,8 +16,8 @@ from cdc.operator import (
     status_report,
     url_host_path,
 )
-from cdc.outbox import EndpointCounts
 from cdc.records import Position
+from cdc.store.sqlite import EndpointCounts
 
 T0 = 1_700_000_000.0
 LOGS = (("mysql-bin.000001", 1000), ("mysql-bin.000002", 5000), ("mysql-bin.000003", 700))

@@ -1,4 +1,4 @@
-"""Tests for cdc.outbox: the SQLite outbox and checkpoint, on real files under tmp_path."""
+"""Tests for cdc.store.sqlite: the SQLite outbox and checkpoint, on real files under tmp_path."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import cast
 import pytest
 
 from cdc.errors import StoreError
-from cdc.outbox import (
+from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
+from cdc.store.sqlite import (
     OPERATOR_BATCH_ROWS,
     SCHEMA_VERSION,
     AsyncStore,
@@ -31,7 +32,6 @@ from cdc.outbox import (
     _store_error,
     fair_merge,
 )
-from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
 
 T0 = 1_700_000_000.0
 P1 = Position("mysql-bin.000007", 4_000, "0-1-100")
@@ -897,7 +897,7 @@ class TestSharedFile:
             enqueue(service, make_delivery(1))
             second.open()
             code = (
-                "import sys\nfrom cdc.outbox import SqliteStore\n"
+                "import sys\nfrom cdc.store.sqlite import SqliteStore\n"
                 "from cdc.records import Delivery, UrlSource\n"
                 "s = SqliteStore(sys.argv[1]); s.open(); s.counts()\n"
                 "if sys.argv[2] == 'write':\n"

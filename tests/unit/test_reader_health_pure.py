@@ -9,7 +9,6 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from cdc import check
 from cdc.errors import (
     BinlogPurgedError,
     ReaderFault,
@@ -17,11 +16,12 @@ from cdc.errors import (
     SourceError,
     StateLockedError,
 )
-from cdc.fastbinlog import _LONG_PACKET, _read_packet
-from cdc.faults import TransientCause, classify, explain, transient_cause
+from cdc.ops import check
+from cdc.reader.faults import TransientCause, classify, explain, transient_cause
+from cdc.reader.raw import _LONG_PACKET, _read_packet
+from cdc.reader.rowdecode import UnsupportedColumnError
+from cdc.reader.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
 from cdc.records import Position
-from cdc.rowdecode import UnsupportedColumnError
-from cdc.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
 from cdc.statelock import StateLock, held_by
 
 
@@ -269,8 +269,9 @@ def test_rows_of_a_table_without_columns_are_a_table_unreadable_fault(reader_cla
     """The reader's own error for a watched table it cannot see (no SELECT, no column names
     in the binlog) is a table_unreadable fault with the GRANT, never a transient disconnect
     retried forever (schema history's wording 'but none' no longer matched the classifier)."""
-    from cdc import binlog, fastbinlog
     from cdc.config import MysqlConfig
+    from cdc.reader import library as binlog
+    from cdc.reader import raw as fastbinlog
 
     cls = fastbinlog.FastBinlogReader if reader_class == "FastBinlogReader" else binlog.BinlogReader
     mysql = MysqlConfig(user="cdc", database="asterisk")

@@ -1,4 +1,4 @@
-"""Tests for cdc.replay's pure parts: lead-id arguments, selections, the report."""
+"""Tests for cdc.ops.replay's pure parts: lead-id arguments, selections, the report."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import decimal
 import pytest
 
 from cdc.errors import ConfigError
+from cdc.ops.replay import LeadIdRange, ReplayReport, Selection, _data_lead_id, parse_lead_ids, render_report
 from cdc.records import Value
-from cdc.replay import LeadIdRange, ReplayReport, Selection, _data_lead_id, parse_lead_ids, render_report
 from cdc.vicidb import Column, binlog_row
 
 
@@ -81,7 +81,7 @@ class TestClusters:
         """Two close dates and a far one give two ranges, each from first to last."""
         import datetime as dt
 
-        from cdc.replay import _clusters
+        from cdc.ops.replay import _clusters
 
         t = dt.datetime(2025, 6, 1, 12, 0, 0)
         times = [t + dt.timedelta(hours=30), t, t + dt.timedelta(minutes=50)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from cdc import replication
 from cdc.config import MysqlConfig
+from cdc.reader import replication
 from cdc.records import Position
 
 

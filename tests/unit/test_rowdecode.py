@@ -1,4 +1,4 @@
-"""cdc.rowdecode: table maps and row images from raw bytes (pure, no server).
+"""cdc.reader.rowdecode: table maps and row images from raw bytes (pure, no server).
 
 Bytes are built here from the format descriptions (MySQL's ``decimal2bin``,
 ``my_datetime_packed_to_binary``, the TABLE_MAP layout), never by the code under
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cdc import rowdecode
-from cdc.rowdecode import (
+from cdc.reader import rowdecode
+from cdc.reader.rowdecode import (
     T_BLOB,
     T_DATE,
     T_DATETIME2,
@@ -257,7 +257,7 @@ class TestEnumAndSet:
 
 @dataclass(frozen=True)
 class Info:
-    """An information_schema column, as cdc.binlog.ColumnInfo gives it."""
+    """An information_schema column, as cdc.reader.library.ColumnInfo gives it."""
 
     name: str
     unsigned: bool = False

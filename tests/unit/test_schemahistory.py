@@ -1,12 +1,11 @@
-"""Tests for cdc.schemahistory: prefix fitting, lookup by position, the fault's message."""
+"""Tests for cdc.reader.schemahistory: prefix fitting, lookup by position, the fault's message."""
 
 from __future__ import annotations
 
 import pytest
 
-from cdc import rowdecode as rd
-from cdc.records import Position
-from cdc.schemahistory import (
+from cdc.reader import rowdecode as rd
+from cdc.reader.schemahistory import (
     ColumnInfo,
     SchemaHistory,
     ambiguous_message,
@@ -14,6 +13,7 @@ from cdc.schemahistory import (
     columns_to_json,
     fits,
 )
+from cdc.records import Position
 
 ID = ColumnInfo("lead_id", "int", True, None)
 DATE = ColumnInfo("entry_date", "datetime", False, None)

@@ -1,9 +1,9 @@
-"""Unit tests for cdc.waiting (held leads) and cdc.unreadable (unreadable custom tables)."""
+"""Unit tests for cdc.waiting (held leads) and cdc.reader.unreadable (unreadable custom tables)."""
 
 from __future__ import annotations
 
+from cdc.reader.unreadable import UnreadableTables, grant_statement
 from cdc.records import ApiLead
-from cdc.unreadable import UnreadableTables, grant_statement
 from cdc.waiting import WaitingLead, WaitingLeads
 
 T0 = 1_700_000_000.0

@@ -67,19 +67,20 @@ from typing import Any, Final, Protocol, TextIO, runtime_checkable
 
 import pymysql
 
-from . import binlog, vicidb, vicidial
-from .config import Config
-from .duration import parse_duration
-from .endpoints import Router
-from .errors import ConfigError, ExitCode
-from .leadfetch import LeadFetcher, build_lead, connection_options
-from .modes import vicidial_sender
+from .. import vicidb, vicidial
+from ..config import Config
+from ..duration import parse_duration
+from ..endpoints import Router
+from ..errors import ConfigError, ExitCode
+from ..leadfetch import LeadFetcher, build_lead, connection_options
+from ..modes import vicidial_sender
+from ..reader import library as binlog
+from ..records import ApiLead, Delivery, Position, SkipReason, Value
+from ..records import as_int as _int
+from ..records import as_text as _text
+from ..settings import SettingsCache, SettingsSnapshot, UrlOverrides
+from ..store.sqlite import OPERATOR_BATCH_ROWS
 from .operator import open_store
-from .outbox import OPERATOR_BATCH_ROWS
-from .records import ApiLead, Delivery, Position, SkipReason, Value
-from .records import as_int as _int
-from .records import as_text as _text
-from .settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
 __all__ = [
     "API_LOG_WINDOW_S",

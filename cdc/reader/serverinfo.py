@@ -28,7 +28,7 @@ from typing import Any
 
 import pymysql
 
-from .records import Position
+from ..records import Position
 
 #: Variables read at every connect (absent ones are "": older servers, MariaDB vs MySQL).
 _VARIABLES = (

@@ -51,10 +51,10 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from . import charset, faults, replication, serverinfo
-from .config import MysqlConfig, SslMode
-from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError, StoreError
-from .records import (
+from .. import charset
+from ..config import MysqlConfig, SslMode
+from ..errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError, StoreError
+from ..records import (
     GroupEnd,
     Op,
     Position,
@@ -65,6 +65,8 @@ from .records import (
     Value,
     has_undecodable,
 )
+from ..vicidial import custom_table_list_id
+from . import faults, replication, serverinfo
 from .schemahistory import (
     ColumnInfo,
     SchemaHistory,
@@ -74,7 +76,6 @@ from .schemahistory import (
     fits,
 )
 from .unreadable import UNREADABLE_REASON, UnreadableTables
-from .vicidial import custom_table_list_id
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class ReaderStatistics:
     binlog_file: str = ""
     #: The standing fault (``None`` while the reader reads or retries a transient error).
     fault: faults.FaultReport | None = None
-    #: Transient reconnects by :class:`cdc.faults.TransientCause`.
+    #: Transient reconnects by :class:`cdc.reader.faults.TransientCause`.
     transient: dict[str, int] = field(default_factory=dict)
     #: What the server said at the last connect.
     server: serverinfo.ServerFacts | None = None
@@ -128,7 +129,7 @@ def parse_start(spec: str) -> Position | str:
         return Position(file, int(pos))
     if re.fullmatch(r"\d+-\d+-\d+(,\d+-\d+-\d+)*", spec):
         return spec
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     raise ConfigError(
         f"reader.start must be 'current', 'earliest', 'FILE:POS' or a MariaDB GTID, got {spec!r}"
@@ -257,7 +258,7 @@ def purged_message(position: Position, names: Iterable[str] = ()) -> str:
 class SchemaCache:
     """``information_schema`` reads of the reader thread, on its own connection.
 
-    What it reads is how tables look *now*; :class:`cdc.schemahistory.SchemaHistory`
+    What it reads is how tables look *now*; :class:`cdc.reader.schemahistory.SchemaHistory`
     keeps what they looked like before.
     """
 
@@ -327,7 +328,7 @@ class SchemaCache:
 class SchemaHistoryStore(Protocol):
     """Where the reader keeps its schema history: the state store, on the reader's own connection.
 
-    :class:`cdc.outbox.SqliteStore` implements it; the reader opens it in its thread, so
+    :class:`cdc.store.sqlite.SqliteStore` implements it; the reader opens it in its thread, so
     it never shares the service's connection.
     """
 
@@ -420,12 +421,12 @@ class BinlogReader:
 
         ``identity``: the server the checkpoint was read from (``None``: not recorded).
         ``on_fault(kind, cause)`` runs in the reader thread for every error (transient
-        ones too, kind ``connection`` and cause a :class:`cdc.faults.TransientCause`);
+        ones too, kind ``connection`` and cause a :class:`cdc.reader.faults.TransientCause`);
         ``on_server(facts)`` runs on the loop, in stream order, after every connect,
         before the batches read on that connection.
         """
         self._mysql = mysql
-        #: custom_<list_id> tables whose rows are handed over as UnreadableRows (cdc.unreadable).
+        #: custom_<list_id> tables whose rows are handed over as UnreadableRows (cdc.reader.unreadable).
         self._unreadable = UnreadableTables(mysql.database, mysql.user, unreadable_retry_s)
         self._tables: set[str] = WatchedTables(tables)
         self._start = start
@@ -509,7 +510,7 @@ class BinlogReader:
         return self._stats
 
     def unreadable_tables(self) -> frozenset[str]:
-        """The custom tables whose rows are handed over as unreadable now (cdc.unreadable)."""
+        """The custom tables whose rows are handed over as unreadable now (cdc.reader.unreadable)."""
         return self._unreadable.tables()
 
     def request_stop(self) -> None:
@@ -806,7 +807,7 @@ class BinlogReader:
     ) -> list[SchemaChange]:
         """The watched tables a statement's DDL touches; their columns from ``position`` on are learned.
 
-        Shared with :class:`cdc.fastbinlog.FastBinlogReader`, which has no event objects.
+        Shared with :class:`cdc.reader.raw.FastBinlogReader`, which has no event objects.
         """
         if not _DDL_RE.match(query):
             return []
@@ -821,7 +822,7 @@ class BinlogReader:
             log.info("binlog.schema_change table=%s", table)
         return out
 
-    # -- schema history (cdc.schemahistory) --------------------------------------------
+    # -- schema history (cdc.reader.schemahistory) --------------------------------------------
 
     def _learn_schema(self) -> None:
         """At the first connect: the stored history, then every watched table as it is now."""
@@ -869,7 +870,7 @@ class BinlogReader:
         """The definition the rows of a table map at ``position`` were written with.
 
         ``None`` when no known definition fits their column ``types`` (see
-        :meth:`cdc.schemahistory.SchemaHistory.choose`), even after a fresh look at
+        :meth:`cdc.reader.schemahistory.SchemaHistory.choose`), even after a fresh look at
         ``information_schema``. Callers that have no column names in the binlog then
         raise :meth:`_ambiguous`.
         """
@@ -918,7 +919,7 @@ class BinlogReader:
 
         From the table's definition when the rows were written (the schema history),
         or by name when the binlog carries names (``binlog_row_metadata=FULL``). A
-        ``custom_<list_id>`` table with neither is unreadable (:mod:`cdc.unreadable`):
+        ``custom_<list_id>`` table with neither is unreadable (:mod:`cdc.reader.unreadable`):
         its columns are looked up again only every ``unreadable_retry_s``.
         """
         columns = event.columns

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ..records import Position
 from . import rowdecode as rd
-from .records import Position
 
 __all__ = [
     "ColumnInfo",

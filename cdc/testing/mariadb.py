@@ -39,8 +39,8 @@ from typing import Any, Literal, Self
 
 import pymysql
 
-from .config import is_ip_address
-from .errors import CdcError
+from ..config import is_ip_address
+from ..errors import CdcError
 
 __all__ = [
     "Charset",
@@ -522,7 +522,7 @@ class PrivateMariaDB:
         return merged
 
     def _write_config(self) -> None:
-        lines = ["# written by cdc.mariadb.PrivateMariaDB", "[mariadbd]"]
+        lines = ["# written by cdc.testing.mariadb.PrivateMariaDB", "[mariadbd]"]
         for name, value in self._options().values():
             lines.append(name if value is None else f"{name}={value}")
         self.config_file.write_text("\n".join(lines) + "\n", encoding="utf-8")

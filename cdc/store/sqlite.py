@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar
 
-from .errors import StoreError
-from .records import Attempt, Delivery, Outcome, Position, UrlSource
-from .resolve import origin_of
+from ..errors import StoreError
+from ..records import Attempt, Delivery, Outcome, Position, UrlSource
+from ..resolve import origin_of
 
 __all__ = [
     "OPERATOR_BATCH_ROWS",
@@ -282,14 +282,14 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
-    # 2: the schema history of watched tables (cdc.schemahistory), written by the reader.
+    # 2: the schema history of watched tables (cdc.reader.schemahistory), written by the reader.
     (
         """CREATE TABLE schema_history (
             db TEXT NOT NULL,
             table_name TEXT NOT NULL,
             file TEXT NOT NULL,  -- the columns hold from this binlog position on
             pos INTEGER NOT NULL,
-            columns TEXT NOT NULL,  -- JSON (cdc.schemahistory.columns_to_json)
+            columns TEXT NOT NULL,  -- JSON (cdc.reader.schemahistory.columns_to_json)
             learned_at REAL NOT NULL,
             PRIMARY KEY (db, table_name, file, pos)
         ) WITHOUT ROWID""",
@@ -829,7 +829,7 @@ class SqliteStore:
                 (key, value),
             )
 
-    # -- schema history (cdc.schemahistory) -----------------------------------------------
+    # -- schema history (cdc.reader.schemahistory) -----------------------------------------------
 
     def schema_history(self, database: str) -> list[tuple[str, Position, str]]:
         """Every stored (table, position, columns JSON) of ``database``, in binlog order."""

@@ -4,7 +4,7 @@ Both open the state file the streamer writes (``state.path`` of the same ``--con
 file the service runs with; a missing file is an error, never a new outbox), each
 with its own SQLite connection. The store is single-writer by design, but WAL mode
 and batched writes make ``dlq retry``/``purge`` safe next to a running streamer, however
-many rows they change: each batch of :data:`~cdc.outbox.OPERATOR_BATCH_ROWS` is its own
+many rows they change: each batch of :data:`~cdc.store.sqlite.OPERATOR_BATCH_ROWS` is its own
 short transaction, and the streamer's writes wait out the gaps. Rows made pending
 again are picked up by the streamer itself, whose sender looks at the outbox's next
 due time at least once a second.
@@ -33,12 +33,12 @@ from typing import Any, Final, TextIO
 
 import pymysql
 
-from . import binlog
-from .config import Config
-from .duration import parse_duration
-from .errors import CdcError, ConfigError, ExitCode
-from .outbox import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
-from .records import Position
+from ..config import Config
+from ..duration import parse_duration
+from ..errors import CdcError, ConfigError, ExitCode
+from ..reader import library as binlog
+from ..records import Position
+from ..store.sqlite import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
 
 __all__ = [
     "DeadSelector",

@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from . import vicidial
+from .. import vicidial
 from .mariadb import Charset
 
 __all__ = [

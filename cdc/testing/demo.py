@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import logs, runtime
-from .config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
+from .. import logs, runtime
+from ..config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
+from ..service import Service
 from .mariadb import PrivateMariaDB, ensure_installed
 from .receiver import Receiver
 from .schema import create_vicidial_schema
-from .service import Service
 from .simulate import Vicidial
 
 DATABASE = "asterisk"

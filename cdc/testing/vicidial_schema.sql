@@ -1,6 +1,6 @@
 -- VICIdial-shaped tables for tests, the demo and benchmarks (written for vicidial-cdc
 -- from the facts in docs, not copied from VICIdial). Plain DDL, one statement per
--- ";"-terminated line group. Placeholders filled by cdc/schema.py:
+-- ";"-terminated line group. Placeholders filled by cdc/testing/schema.py:
 --   {url_type_values}  the vicidial_url_multi.url_type ENUM labels
 -- Tables declare no charset unless VICIdial's does: they follow the database default.
 

@@ -1,10 +1,10 @@
 """The fast binlog reader: skips the dialer's noise at packet level.
 
-:class:`FastBinlogReader` is a drop-in :class:`cdc.binlog.BinlogReader` (same
+:class:`FastBinlogReader` is a drop-in :class:`cdc.reader.library.BinlogReader` (same
 constructor, same loop-side methods, same records, same reconnect and purge rules:
 those are inherited). Only the reader thread's ``_stream`` differs.
 
-The connection and the dump request are :mod:`cdc.replication`'s (PyMySQL for the
+The connection and the dump request are :mod:`cdc.reader.replication`'s (PyMySQL for the
 connection, TLS and the session variables; our own ``COM_BINLOG_DUMP``): ``mysql-replication``
 (the library reader's) plays no part. We read the socket ourselves because the
 library's per-event path is where its time goes: for every packet it builds a PyMySQL
@@ -15,15 +15,15 @@ than 95 % rows of tables we never look at.
 So we frame the replication packets out of large socket reads and, per event, look at
 two things only: the event type and, for ``TABLE_MAP`` and rows events, the table id.
 A rows event whose table id is not mapped to a watched table is skipped without
-building anything. Watched tables get a :class:`cdc.rowdecode.RowDecoder` built once
+building anything. Watched tables get a :class:`cdc.reader.rowdecode.RowDecoder` built once
 from their ``TABLE_MAP`` (types and metadata, plus ``information_schema`` when the
 server does not log ``binlog_row_metadata=FULL``), cached by the table map's bytes
 (its column signature) and dropped when a DDL statement for the table passes by.
 
-Semantics are those of ``cdc.binlog`` (the differential test compares both readers
+Semantics are those of ``cdc.reader.library`` (the differential test compares both readers
 value by value): a ``GroupEnd`` at the ``COMMIT`` Query of MyISAM groups, at ``Xid``,
 at DDL and at a real rotation; the group's thread id from its Query event; the same
-normalized values (:mod:`cdc.rowdecode` lists the three places where the library
+normalized values (:mod:`cdc.reader.rowdecode` lists the three places where the library
 loses data and we do not). CRC32 checksums are stripped from every event (per file,
 as its FORMAT_DESCRIPTION says) and verified on the events we decode.
 
@@ -49,11 +49,11 @@ from typing import Any, Final, NoReturn, Protocol
 
 import pymysql
 
+from ..config import MysqlConfig
+from ..errors import ReaderFault, ReaderFaultError, SourceError
+from ..records import GroupEnd, Op, Position, RowChange, SourceItem, UnreadableRows, Value
 from . import replication, rowdecode
-from .binlog import BinlogReader, SchemaCache, always_watched, connection_settings
-from .config import MysqlConfig
-from .errors import ReaderFault, ReaderFaultError, SourceError
-from .records import GroupEnd, Op, Position, RowChange, SourceItem, UnreadableRows, Value
+from .library import BinlogReader, SchemaCache, always_watched, connection_settings
 from .schemahistory import ColumnInfo
 from .unreadable import UNREADABLE_REASON
 
@@ -108,7 +108,7 @@ _Row = tuple[str, str, Op, dict[str, Value] | None, dict[str, Value] | None, int
 
 
 class _Packets(Protocol):
-    """Where ``_follow`` reads replication packets: a :class:`cdc.replication.BinlogStream`,
+    """Where ``_follow`` reads replication packets: a :class:`cdc.reader.replication.BinlogStream`,
     or a recorded binlog file (:func:`read_recorded`)."""
 
     @property
@@ -134,7 +134,7 @@ class _State:
     gtid: tuple[Any, ...] | None = None
     thread: int = 0
     rows: list[_Row] = field(default_factory=list)
-    #: Rows events of unreadable custom tables in the current group (cdc.unreadable).
+    #: Rows events of unreadable custom tables in the current group (cdc.reader.unreadable).
     unreadable: list[UnreadableRows] = field(default_factory=list)
     end: _End | None = None
     last_ts: int = 0
@@ -147,7 +147,7 @@ class _State:
 
 
 class FastBinlogReader(BinlogReader):
-    """:class:`cdc.binlog.BinlogReader` with a reader thread that reads raw packets."""
+    """:class:`cdc.reader.library.BinlogReader` with a reader thread that reads raw packets."""
 
     _sees_compressed_events = True  # a compressed event of a watched table is a fault (``_event``)
 
@@ -160,7 +160,7 @@ class FastBinlogReader(BinlogReader):
         linger_s: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        """Arguments as :class:`cdc.binlog.BinlogReader`, plus ``linger_s``.
+        """Arguments as :class:`cdc.reader.library.BinlogReader`, plus ``linger_s``.
 
         ``linger_s``: once the reader has caught up with the server, it waits this long
         before reading again, so that what a busy dialer writes meanwhile arrives as
@@ -218,7 +218,7 @@ class FastBinlogReader(BinlogReader):
             events = 0
             crc = st.crc
             query_post_header = st.post_header[_QUERY]
-            # Unreadable tables whose columns are due to be read again (cdc.unreadable):
+            # Unreadable tables whose columns are due to be read again (cdc.reader.unreadable):
             # their known table ids must not take the fast path. Usually empty.
             retry = self._unreadable.due(time.monotonic()) if self._unreadable else _NOTHING
             while n - p >= 4:

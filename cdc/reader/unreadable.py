@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 
-from .errors import ReaderFault
-from .vicidial import custom_table_list_id
+from ..errors import ReaderFault
+from ..vicidial import custom_table_list_id
 
 log = logging.getLogger(__name__)
 

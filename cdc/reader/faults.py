@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pymysql
 
-from .errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SchemaError, SourceError
-from .records import Position
+from ..errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SchemaError, SourceError
+from ..records import Position
 from .rowdecode import UnsupportedColumnError
 
 #: Seconds between re-checks while a fault stands (``reader.fault_recheck_s``).

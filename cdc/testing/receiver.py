@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .server import bound_port
+from ..server import bound_port
 
 
 @dataclass(frozen=True, slots=True)

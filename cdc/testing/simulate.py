@@ -30,7 +30,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
-from . import vicidial
+from .. import vicidial
 from .mariadb import PrivateMariaDB
 from .schema import DEFAULT_API_PASS, DEFAULT_API_USER, VICIDIAL_LIST_COLUMNS
 

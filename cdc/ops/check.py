@@ -35,13 +35,14 @@ from typing import Any, TypeVar
 
 import pymysql
 
-from . import binlog, vicidb
-from .config import DEFAULT_SERVER_ID, Config, MysqlConfig, SslMode, tls_warnings
-from .duration import parse_duration
-from .errors import CdcError, SchemaError, SourceError
-from .records import UrlSource
-from .resolve import check_url
-from .settings import (
+from .. import vicidb
+from ..config import DEFAULT_SERVER_ID, Config, MysqlConfig, SslMode, tls_warnings
+from ..duration import parse_duration
+from ..errors import CdcError, SchemaError, SourceError
+from ..reader import library as binlog
+from ..records import UrlSource
+from ..resolve import check_url
+from ..settings import (
     FIELD_COLUMNS,
     SYSTEM_CAMPAIGN_ID,
     SettingsCache,
@@ -49,7 +50,7 @@ from .settings import (
     UrlOverrides,
     url_host,
 )
-from .vicidial import (
+from ..vicidial import (
     API_LOG_TABLE,
     DISABLED,
     LEAD_TABLE,
@@ -712,8 +713,9 @@ def check_compression(facts: ServerFacts) -> CheckResult:
 
 def check_state(cfg: Config) -> list[CheckResult]:
     """The state file: which server it follows (vs the one answering), who runs on it."""
-    from . import serverinfo, statelock
-    from .outbox import SqliteStore
+    from .. import statelock
+    from ..reader import serverinfo
+    from ..store.sqlite import SqliteStore
 
     path = Path(cfg.state.path)
     if not path.exists():

@@ -1,11 +1,11 @@
-"""Table maps and row images, decoded from raw binlog bytes for :mod:`cdc.fastbinlog`.
+"""Table maps and row images, decoded from raw binlog bytes for :mod:`cdc.reader.raw`.
 
 Pure, no I/O. :func:`parse_table_map` reads a ``TABLE_MAP`` event body (column types,
 per-type metadata and the optional metadata MariaDB writes with
 ``binlog_row_metadata``); :func:`build_decoder` turns it, plus column info from
 ``information_schema`` where the binlog lacks it, into a :class:`RowDecoder` made of
 one small closure per column, prepared once per table definition and reused for
-every row. Values are normalized exactly as :mod:`cdc.binlog` normalizes the
+every row. Values are normalized exactly as :mod:`cdc.reader.library` normalizes the
 library's: text decoded losslessly with the column's charset (``bytes`` for binary
 columns), ENUM and SET labels, ``Decimal`` with its scale, zero dates as text,
 TIMESTAMP as a naive UTC ``datetime`` (the library's choice). Three deliberate
@@ -32,8 +32,8 @@ from typing import Final, Protocol
 
 from pymysqlreplication.constants import CHARSET
 
-from . import charset
-from .records import Value, has_undecodable
+from .. import charset
+from ..records import Value, has_undecodable
 
 __all__ = [
     "ColumnFacts",
@@ -133,7 +133,7 @@ class TableMap:
 
 
 class ColumnFacts(Protocol):
-    """What the decoder reads of :class:`cdc.schemahistory.ColumnInfo` (``information_schema``)."""
+    """What the decoder reads of :class:`cdc.reader.schemahistory.ColumnInfo` (``information_schema``)."""
 
     @property
     def name(self) -> str: ...
@@ -331,7 +331,7 @@ def column_specs(tmap: TableMap, info: Sequence[ColumnFacts] | None) -> tuple[Co
     """Merge the binlog's own metadata with ``information_schema`` columns (by position).
 
     The binlog wins where it has the fact (it describes the row as written);
-    ``info`` fills what it lacks, as :class:`cdc.binlog.BinlogReader` does.
+    ``info`` fills what it lacks, as :class:`cdc.reader.library.BinlogReader` does.
     """
     specs: list[ColumnSpec] = []
     enum_k = set_k = 0
