@@ -86,15 +86,28 @@ def effective_charset(configured: str, character_set_server: str) -> str:
     return configured or character_set_server or "latin1"
 
 
-def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> bool:
-    """Whether ``vicidial_url_multi.url_type`` lists ``apinewlead`` (builds that send it)."""
+def enum_labels(column_type: str) -> tuple[str, ...]:
+    """``enum('a','b''c')`` → ``('a', "b'c")`` (an ``information_schema.COLUMNS.COLUMN_TYPE``)."""
+    if "(" not in column_type:
+        return ()
+    inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
+
+
+def url_type_labels(conn: pymysql.Connection[Any], database: str) -> tuple[str, ...] | None:
+    """The labels of the ``vicidial_url_multi.url_type`` ENUM; ``None`` when not visible."""
     rows = select(
         conn,
         "SELECT COLUMN_TYPE FROM information_schema.COLUMNS"
         f" WHERE TABLE_SCHEMA=%s AND TABLE_NAME='{vicidial.URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
         (database,),
     )
-    return bool(rows) and f"'{vicidial.URL_TYPE}'" in str(rows[0]["COLUMN_TYPE"])
+    return enum_labels(str(rows[0]["COLUMN_TYPE"])) if rows else None
+
+
+def url_type_has_apinewlead(conn: pymysql.Connection[Any], database: str) -> bool:
+    """Whether ``vicidial_url_multi.url_type`` lists ``apinewlead`` (builds that send it)."""
+    return vicidial.URL_TYPE in (url_type_labels(conn, database) or ())
 
 
 # -- rows read by SELECT, with the values the binlog reader gives ------------------------

@@ -259,13 +259,7 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
             conn, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (database,)
         )
     )
-    type_rows = _rows(
-        conn,
-        "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s"
-        f" AND TABLE_NAME='{URL_MULTI_TABLE}' AND COLUMN_NAME='url_type'",
-        (database,),
-    )
-    labels = enum_labels(str(type_rows[0][0])) if type_rows else None
+    labels = vicidb.url_type_labels(conn, database)
     settings, settings_error = _try_select(lambda: vicidb.load_settings_rows(conn, database))
     ssl_status = {
         str(name): str(value or "")
@@ -538,14 +532,6 @@ def extra_privileges(grants: Iterable[Grant], database: str, tables: Iterable[st
         elif grant.grant_option:
             out.append(f"GRANT OPTION ON {grant.on}")
     return out
-
-
-def enum_labels(column_type: str) -> tuple[str, ...]:
-    """``enum('a','b''c')`` → ``('a', "b'c")``."""
-    if "(" not in column_type:
-        return ()
-    inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
-    return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
 
 
 # -- evaluation (pure) ----------------------------------------------------------------------

@@ -65,6 +65,7 @@ from ..records import (
     Value,
     has_undecodable,
 )
+from ..vicidb import enum_labels
 from ..vicidial import custom_table_list_id
 from . import faults, replication, serverinfo
 from .schemahistory import (
@@ -290,7 +291,7 @@ class SchemaCache:
                     data_type=kind,
                     unsigned="unsigned" in str(column_type).lower(),
                     charset=str(cs) if cs else None,
-                    enum_labels=_enum_labels(str(column_type)) if kind in ("enum", "set") else (),
+                    enum_labels=enum_labels(str(column_type)) if kind in ("enum", "set") else (),
                 )
             )
         return {table: tuple(columns) for table, columns in out.items()}
@@ -343,11 +344,6 @@ class SchemaHistoryStore(Protocol):
     ) -> None: ...
 
     def prune_schema_history(self, database: str, keep_from: Position) -> int: ...
-
-
-def _enum_labels(column_type: str) -> tuple[str, ...]:
-    inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
-    return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
 
 
 def always_watched(table: str) -> bool:

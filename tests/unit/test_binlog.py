@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cdc import vicidb
 from cdc.config import MysqlConfig
 from cdc.errors import ConfigError
 from cdc.reader import library as binlog
@@ -43,8 +44,10 @@ class TestEnumLabels:
 
     def test_labels(self) -> None:
         """Quotes, doubled quotes and commas inside labels."""
-        assert binlog._enum_labels("enum('M','F','U')") == ("M", "F", "U")
-        assert binlog._enum_labels("enum('it''s','a,b','')") == ("it's", "a,b", "")
+        assert vicidb.enum_labels("enum('M','F','U')") == ("M", "F", "U")
+        assert vicidb.enum_labels("enum('it''s','a,b','')") == ("it's", "a,b", "")
+        assert vicidb.enum_labels("enum('dispo','apinewlead','')") == ("dispo", "apinewlead", "")
+        assert vicidb.enum_labels("varchar(20)") == ()
 
 
 def _column(name: str, data_type: str) -> Any:

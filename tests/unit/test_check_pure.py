@@ -32,7 +32,6 @@ from cdc.ops.check import (
     check_tables,
     check_tls,
     connect_failure,
-    enum_labels,
     evaluate,
     exit_code,
     extra_privileges,
@@ -205,11 +204,6 @@ class TestParseGrant:
     def test_role_proxy_and_default_role_lines_are_not_privileges(self, line: str) -> None:
         """Lines that carry no table privilege give None."""
         assert parse_grant(line) is None
-
-    def test_enum_labels(self) -> None:
-        """ENUM labels of COLUMN_TYPE, quotes unescaped."""
-        assert enum_labels("enum('dispo','apinewlead','')") == ("dispo", "apinewlead", "")
-        assert enum_labels("enum('a''b')") == ("a'b",)
 
 
 class TestHasPrivilege:
