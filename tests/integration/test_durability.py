@@ -18,11 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from opstools import free_port  # type: ignore[import-not-found]
 from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
 
 from cdc.config import Config, DeliveryConfig, EndpointLimits
@@ -69,7 +72,7 @@ def _write_config(path: Path, server: PrivateMariaDB, database: str, state: Path
         "[state]",
         f'path = "{state}"',
         "[http]",
-        'listen = "127.0.0.1:0"',
+        f'listen = "127.0.0.1:{free_port()}"',
         "[delivery]",
         'mode = "send"',
         "retry_base_s = 0.2",
@@ -93,6 +96,19 @@ def _spawn(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
             stderr=stderr,
             env={**os.environ, "VICIDIAL_CDC_MYSQL_PASSWORD": ""},
         )
+
+
+def _wait_ready(config: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the spawned service answers /readyz 200: it has stored its start position."""
+    listen = tomllib.loads(config.read_text("utf-8"))["http"]["listen"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{listen}/readyz", timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the service did not become ready in 60 s: {log.read_text()[-2000:]}")
 
 
 class TestCrash:
@@ -127,7 +143,8 @@ class TestCrash:
                 failure.append(exc)
 
         try:
-            await asyncio.sleep(1.5)  # first start stores its "current" position before traffic
+            # the first start stores its "current" position before traffic
+            await asyncio.to_thread(_wait_ready, config, proc, log)
             writer = threading.Thread(target=write, name="crash-writer")
             writer.start()
             rng = random.Random(2026)
@@ -422,7 +439,7 @@ class TestShutdown:
             config = _write_config(tmp_path / "t.toml", mariadb, vicidial_db, tmp_path / "t.db")
             log = tmp_path / "t.log"
             proc = _spawn(config, log)
-            await asyncio.sleep(1.5)
+            await asyncio.to_thread(_wait_ready, config, proc, log)
             ids = [
                 await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
                 for i in range(5)
