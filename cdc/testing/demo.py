@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .. import logs, runtime
+from .. import logs, runtime, vicidial
 from ..config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
 from ..service import Service
 from .mariadb import PrivateMariaDB, ensure_installed
@@ -97,7 +97,7 @@ async def _run(args: argparse.Namespace, db: PrivateMariaDB, workdir: Path, rece
             "&gmt=--A--gmt_offset_now--B--&added=--A--SQLdate--B--"
         )
         setup.set_list_url(102, f"{base}/partner/hook?id=--A--lead_id--B--&vendor=--A--vendor_id--B--")
-        setup.set_list_url(103, "---DISABLED---")
+        setup.set_list_url(103, vicidial.DISABLED)
     finally:
         setup.close()
 

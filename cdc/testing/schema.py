@@ -15,37 +15,32 @@ from .. import vicidial
 from .mariadb import Charset
 
 __all__ = [
-    "APINEWLEAD_SCHEMA_VERSION",
     "OLD_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "TABLES",
-    "VICIDIAL_LIST_COLUMNS",
     "create_vicidial_schema",
     "schema_statements",
 ]
 
-#: First ``db_schema_version`` with VICIdial's own ``apinewlead`` feature.
-APINEWLEAD_SCHEMA_VERSION = vicidial.SENDER_SCHEMA_VERSION
 #: ``db_schema_version`` written by default (a current build).
 SCHEMA_VERSION = 1728
-#: ``db_schema_version`` written for an old build (``with_apinewlead=False``).
-OLD_SCHEMA_VERSION = 1725
+#: ``db_schema_version`` written for an old build (``with_apinewlead=False``): the last
+#: one before VICIdial sent the API New Lead URL itself.
+OLD_SCHEMA_VERSION = vicidial.SENDER_SCHEMA_VERSION - 1
 VERSION = "2.14b0.5"
-
-#: ``vicidial_list`` columns in VICIdial's order.
-VICIDIAL_LIST_COLUMNS = vicidial.LEAD_COLUMNS
 
 #: Every table the DDL file creates, in file order.
 TABLES: tuple[str, ...] = (
-    "vicidial_list", "vicidial_api_log", "vicidial_api_urls", "vicidial_url_multi",
-    "vicidial_lists", "vicidial_lists_fields", "vicidial_url_log", "system_settings",
-    "vicidial_users", "vicidial_list_alt_phones", "vicidial_hopper", "vicidial_callbacks",
-    "vicidial_live_agents", "vicidial_auto_calls", "vicidial_log", "call_log",
+    vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE, "vicidial_api_urls", vicidial.URL_MULTI_TABLE,
+    vicidial.LISTS_TABLE, vicidial.LIST_FIELDS_TABLE, vicidial.URL_LOG_TABLE,
+    vicidial.SYSTEM_SETTINGS_TABLE, "vicidial_users", "vicidial_list_alt_phones", "vicidial_hopper",
+    "vicidial_callbacks", "vicidial_live_agents", "vicidial_auto_calls", "vicidial_log", "call_log",
     "vicidial_manager",
 )  # fmt: skip
 
-_URL_TYPES_NEW = "'dispo','start','addlead','noagent','apinewlead',''"
-_URL_TYPES_OLD = "'dispo','start','addlead','noagent',''"
+#: ``url_type`` ENUM labels of a current build; an old build lacks ``apinewlead``.
+_URL_TYPES_NEW = ("dispo", "start", "addlead", "noagent", vicidial.URL_TYPE, "")
+_URL_TYPES_OLD = tuple(label for label in _URL_TYPES_NEW if label != vicidial.URL_TYPE)
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 # The default API user, as a fresh VICIdial install has it. The password is a sentinel
@@ -58,9 +53,8 @@ def schema_statements(*, with_apinewlead: bool = True) -> list[str]:
     """The CREATE TABLE statements of ``vicidial_schema.sql``, placeholders filled."""
     text = resources.files(__package__).joinpath("vicidial_schema.sql").read_text("utf-8")
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    body = "\n".join(lines).replace(
-        "{url_type_values}", _URL_TYPES_NEW if with_apinewlead else _URL_TYPES_OLD
-    )
+    labels = _URL_TYPES_NEW if with_apinewlead else _URL_TYPES_OLD
+    body = "\n".join(lines).replace("{url_type_values}", ",".join(f"'{label}'" for label in labels))
     return [stmt.strip() for stmt in body.split(";") if stmt.strip()]
 
 
@@ -75,7 +69,8 @@ def create_vicidial_schema(
 
     ``conn`` is a PyMySQL connection with CREATE rights; it is left using
     ``database``. ``with_apinewlead=False`` builds an old VICIdial: the ``url_type``
-    ENUM lacks ``apinewlead`` and ``db_schema_version`` is below 1726. Fails if the
+    ENUM lacks ``apinewlead`` and ``db_schema_version`` is below
+    :data:`cdc.vicidial.SENDER_SCHEMA_VERSION`. Fails if the
     database exists.
     """
     if not _DATABASE_NAME.match(database):

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 from helpers import MariaDBFactory, binlog_events, binlog_mark, rows_events, wait_until
 
-import cdc.testing.mariadb
+import cdc.testing.mariadb.install
+from cdc.settings import SYSTEM_CAMPAIGN_ID
 from cdc.testing.mariadb import MariaDBError, PrivateMariaDB, ensure_installed
-from cdc.testing.schema import (
-    APINEWLEAD_SCHEMA_VERSION,
-    DEFAULT_API_PASS,
-    TABLES,
-    VICIDIAL_LIST_COLUMNS,
-    create_vicidial_schema,
-)
-from cdc.testing.simulate import NOISE_TABLES, SYSTEM_NEWLEAD_CAMPAIGN, StepRunner, Vicidial, run_interleaved
+from cdc.testing.schema import DEFAULT_API_PASS, TABLES, create_vicidial_schema
+from cdc.testing.simulate import NOISE_TABLES, StepRunner, Vicidial, run_interleaved
+from cdc.vicidial import LEAD_COLUMNS, SENDER_SCHEMA_VERSION
 
 pytestmark = pytest.mark.mariadb
 
@@ -153,7 +149,7 @@ class TestServerVariants:
     def test_missing_binaries_raise_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without mariadbd and without permission to install, ensure_installed explains."""
         ensure_installed(allow_install=False)
-        monkeypatch.setattr(cdc.testing.mariadb, "_binaries", lambda: None)
+        monkeypatch.setattr(cdc.testing.mariadb.install, "find_binaries", lambda: None)
         with pytest.raises(MariaDBError, match="mariadb-server"):
             ensure_installed(allow_install=False)
 
@@ -184,7 +180,7 @@ class TestSchema:
                 " WHERE table_schema=%s AND table_name='vicidial_list' ORDER BY ordinal_position",
                 vicidial_db,
             )
-        assert tuple(name for name, _ in columns) == VICIDIAL_LIST_COLUMNS
+        assert tuple(name for name, _ in columns) == LEAD_COLUMNS
         types = dict(columns)
         assert types["lead_id"] == "int(9) unsigned"
         assert types["list_id"] == types["entry_list_id"] == "bigint(14) unsigned"
@@ -214,7 +210,7 @@ class TestSchema:
             )
         assert url_type == "enum('dispo','start','addlead','noagent','apinewlead','')"
         assert len(settings) == 1
-        assert settings[0][0] >= APINEWLEAD_SCHEMA_VERSION
+        assert settings[0][0] >= SENDER_SCHEMA_VERSION
         assert settings[0][1:] == ("0", "1")
         assert default_charset == "utf8mb4"
 
@@ -236,7 +232,7 @@ class TestSchema:
                 vicidial_db,
             )
         assert "apinewlead" not in url_type
-        assert version < APINEWLEAD_SCHEMA_VERSION
+        assert version < SENDER_SCHEMA_VERSION
         assert list_collation == "latin1_swedish_ci"
 
 
@@ -291,7 +287,7 @@ class TestAddLead:
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
             lead = dict(
                 zip(
-                    VICIDIAL_LIST_COLUMNS,
+                    LEAD_COLUMNS,
                     query(conn, "SELECT * FROM vicidial_list WHERE lead_id=%s", lead_id)[0],
                     strict=True,
                 )
@@ -394,7 +390,7 @@ class TestSettingsWriters:
                 )
 
         assert rows() == [
-            (SYSTEM_NEWLEAD_CAMPAIGN, "system", "apinewlead", "http://b/--A--lead_id--B--"),
+            (SYSTEM_CAMPAIGN_ID, "system", "apinewlead", "http://b/--A--lead_id--B--"),
             ("101", "list", "apinewlead", "---DISABLED---"),
         ]
         vicidial.delete_system_url()

@@ -14,9 +14,11 @@ SHUTDOWN, bounded, then SIGKILL), ``kill()`` (SIGKILL, to simulate a crash),
 ``restart()`` (same datadir, same port), ``close()`` (stop and remove the base
 directory if the instance created it). Root has an empty password.
 
-TLS: ``PrivateMariaDB(tls=make_tls_files(directory))`` serves TLS with certificates
-made on the spot by the ``openssl`` command (a CA, a server certificate for 127.0.0.1
-and localhost, a client certificate); ``require_tls=True`` refuses plaintext clients.
+TLS: ``PrivateMariaDB(tls=make_tls_files(directory))`` (see ``tls.py``) serves TLS;
+``require_tls=True`` refuses plaintext clients.
+
+One cohesive thing: one server process, the option file it starts from (built from
+the instance's own paths, port and settings), its lifecycle, and connections to it.
 """
 
 from __future__ import annotations
@@ -31,27 +33,17 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import pymysql
 
-from ..config import is_ip_address
-from ..errors import CdcError
+from .install import LOG_TAIL_LINES, MariaDBError, ensure_installed, find_binaries, initialise_datadir
+from .tls import TlsFiles
 
-__all__ = [
-    "Charset",
-    "MariaDBError",
-    "OptionValue",
-    "PrivateMariaDB",
-    "RowMetadata",
-    "TlsFiles",
-    "ensure_installed",
-    "make_tls_files",
-]
+__all__ = ["Charset", "OptionValue", "PrivateMariaDB", "RowMetadata"]
 
 Charset = Literal["utf8mb4", "latin1"]
 RowMetadata = Literal["FULL", "MINIMAL", "NO_LOG"]
@@ -59,136 +51,11 @@ RowMetadata = Literal["FULL", "MINIMAL", "NO_LOG"]
 OptionValue = str | int | None
 
 _COLLATIONS: dict[str, str] = {"utf8mb4": "utf8mb4_general_ci", "latin1": "latin1_swedish_ci"}
-_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 _LOCALHOST = "127.0.0.1"
 # Unix socket paths longer than this do not fit ``sockaddr_un.sun_path``.
 _MAX_SOCKET_PATH = 100
-_LOG_TAIL_LINES = 25
 
 _running: weakref.WeakSet[PrivateMariaDB] = weakref.WeakSet()
-
-
-class MariaDBError(CdcError):
-    """The private MariaDB could not be installed, started or stopped."""
-
-
-def _find_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _SBIN_DIRS:
-        candidate = Path(directory, name)
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _binaries() -> tuple[str, str] | None:
-    server = _find_binary("mariadbd") or _find_binary("mysqld")
-    installer = _find_binary("mariadb-install-db") or _find_binary("mysql_install_db")
-    if server is None or installer is None:
-        return None
-    return server, installer
-
-
-def ensure_installed(allow_install: bool) -> None:
-    """Make sure ``mariadbd`` and ``mariadb-install-db`` exist.
-
-    When they are missing and ``allow_install`` is true, runs ``apt-get update`` and
-    ``apt-get install -y mariadb-server`` (non-interactive, needs root) and does nothing
-    else: the packaged service is neither stopped nor disabled, and never used.
-    """
-    if _binaries() is not None:
-        return
-    if not allow_install:
-        raise MariaDBError(
-            "mariadbd or mariadb-install-db not found (looked in PATH and /usr/sbin): "
-            "install the mariadb-server package, or allow the install"
-        )
-    if shutil.which("apt-get") is None:
-        raise MariaDBError("mariadbd is missing and apt-get is not available: install MariaDB")
-    if os.geteuid() != 0:
-        raise MariaDBError("mariadbd is missing and installing it needs root: run as root")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "mariadb-server"]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
-            raise MariaDBError(f"{' '.join(argv)} failed ({done.returncode}):\n{tail}")
-    if _binaries() is None:
-        raise MariaDBError("mariadb-server was installed but mariadbd is still not found")
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    """PEM files made by :func:`make_tls_files`; keys are mode 0600."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def make_tls_files(
-    directory: str | os.PathLike[str],
-    *,
-    server_names: Sequence[str] = (_LOCALHOST, "localhost"),
-    ca_name: str = "vicidial-cdc test CA",
-    days: int = 2,
-) -> TlsFiles:
-    """A new CA, a server certificate for ``server_names`` and a client certificate.
-
-    Made by the ``openssl`` command (EC P-256 keys, short-lived). ``server_names`` go
-    into the server certificate's subjectAltName: IP addresses as ``IP:``, others as ``DNS:``.
-    """
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise MariaDBError("the openssl command is needed to make test certificates: install openssl")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise MariaDBError(f"openssl {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
-
-    def key(name: str) -> Path:
-        path = out / f"{name}.key"
-        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
-        path.chmod(0o600)
-        return path
-
-    def issue(name: str, subject: str, extensions: str) -> tuple[Path, Path]:
-        private = key(name)
-        csr, cert, ext = out / f"{name}.csr", out / f"{name}.pem", out / f"{name}.ext"
-        ext.write_text(extensions, encoding="ascii")
-        run("req", "-new", "-key", str(private), "-subj", subject, "-out", str(csr))
-        run(
-            "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", str(days), "-sha256", "-extfile", str(ext), "-out", str(cert),
-        )  # fmt: skip
-        return cert, private
-
-    ca_key, ca = key("ca"), out / "ca.pem"
-    run(
-        "req", "-x509", "-new", "-key", str(ca_key), "-subj", f"/CN={ca_name}", "-days", str(days),
-        "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(ca),
-    )  # fmt: skip
-    alt_names = ",".join(f"IP:{n}" if is_ip_address(n) else f"DNS:{n}" for n in server_names)
-    server_cert, server_key = issue(
-        "server",
-        f"/CN={server_names[0]}",
-        f"subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    client_cert, client_key = issue(
-        "client",
-        "/CN=vicidial-cdc client",
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    return TlsFiles(ca, server_cert, server_key, client_cert, client_key)
 
 
 def _free_port() -> int:
@@ -314,11 +181,11 @@ class PrivateMariaDB:
             raise RuntimeError("this PrivateMariaDB was closed; create a new one")
         if self.is_running():
             raise RuntimeError("the server is already running")
-        binaries = _binaries()
+        binaries = find_binaries()
         if binaries is None:
             raise MariaDBError("mariadbd not found: call ensure_installed() first")
         server_bin, installer = binaries
-        self._initialise(installer)
+        initialise_datadir(installer, self.datadir, self._base / "tmp")
         fixed_port = self._port is not None
         for _ in range(1 if fixed_port else 3):
             if not fixed_port:
@@ -450,30 +317,6 @@ class PrivateMariaDB:
 
     # -- internals --------------------------------------------------------------------
 
-    def _initialise(self, installer: str) -> None:
-        if (self.datadir / "mysql").is_dir():
-            return
-        tmpdir = self._base / "tmp"
-        tmpdir.mkdir(exist_ok=True)
-        argv = [
-            installer,
-            "--no-defaults",
-            f"--datadir={self.datadir}",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-            # Passed on to the bootstrap mariadbd: its temporary tables stay out of a shared
-            # /tmp, where another process's clean-up made the install fail now and then.
-            f"--tmpdir={tmpdir}",
-        ]
-        if os.geteuid() == 0:
-            argv.append("--user=root")
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
-            shutil.rmtree(self.datadir, ignore_errors=True)
-            raise MariaDBError(f"mariadb-install-db failed ({done.returncode}):\n{tail}")
-
     def _options(self) -> dict[str, tuple[str, OptionValue]]:
         defaults: list[tuple[str, OptionValue]] = [
             ("datadir", str(self.datadir)),
@@ -578,4 +421,4 @@ class PrivateMariaDB:
                 text = fh.read().decode("utf-8", "replace")
         except OSError:
             return f"(no error log at {self.error_log})"
-        return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
+        return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
