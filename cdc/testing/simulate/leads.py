@@ -106,28 +106,19 @@ class LeadWrites:
                     " alt_phone_note, alt_phone_count, active) VALUES (%s, %s, %s, %s, %s, 'Y')",
                     (lead_id, lead["phone_code"], alt, self._text(f"ALT{count}"), count),
                 )
-            yield from self._api_log(
-                user=user,
-                function="add_lead",
-                result="NOTICE",
-                reason="add_lead MULTI-ALT-PHONE NUMBERS LOADED",
-                source=source,
-                data=f"{len(alt_phones)}|{lead_id}|{phone_number}",
-                query=None,
+            yield from self._add_lead_notice(
+                user,
+                source,
+                "add_lead MULTI-ALT-PHONE NUMBERS LOADED",
+                f"{len(alt_phones)}|{lead_id}|{phone_number}",
             )
         if custom is not None:
             yield from self._custom_row(lead_id, list_id, custom)
             yield Statement(
                 f"UPDATE {vicidial.LEAD_TABLE} SET entry_list_id=%s WHERE lead_id=%s", (list_id, lead_id)
             )
-            yield from self._api_log(
-                user=user,
-                function="add_lead",
-                result="NOTICE",
-                reason="add_lead CUSTOM FIELDS VALUES ADDED",
-                source=source,
-                data=f"{phone_number}|{lead_id}|{list_id}",
-                query=None,
+            yield from self._add_lead_notice(
+                user, source, "add_lead CUSTOM FIELDS VALUES ADDED", f"{phone_number}|{lead_id}|{list_id}"
             )
         if add_to_hopper:
             hopper_id = (
@@ -145,14 +136,8 @@ class LeadWrites:
                     ),
                 )
             ).lastrowid
-            yield from self._api_log(
-                user=user,
-                function="add_lead",
-                result="NOTICE",
-                reason="add_lead ADDED TO HOPPER",
-                source=source,
-                data=f"{phone_number}|{lead_id}|{hopper_id}",
-                query=None,
+            yield from self._add_lead_notice(
+                user, source, "add_lead ADDED TO HOPPER", f"{phone_number}|{lead_id}|{hopper_id}"
             )
         if callback:
             callback_id = (
@@ -164,14 +149,8 @@ class LeadWrites:
                     (lead_id, list_id, hopper_campaign_id, user),
                 )
             ).lastrowid
-            yield from self._api_log(
-                user=user,
-                function="add_lead",
-                result="NOTICE",
-                reason="add_lead SCHEDULED CALLBACK ADDED",
-                source=source,
-                data=f"{phone_number}|{lead_id}|{callback_id}",
-                query=None,
+            yield from self._add_lead_notice(
+                user, source, "add_lead SCHEDULED CALLBACK ADDED", f"{phone_number}|{lead_id}|{callback_id}"
             )
         if sent_url is not None:
             url_log_id = (yield url_log_insert(lead_id, sent_url, self._text)).lastrowid
@@ -310,6 +289,20 @@ class LeadWrites:
         return Statement(
             "UPDATE vicidial_users SET last_login_date=NOW(), last_ip=%s, failed_login_count=0 WHERE user=%s",
             (_WEB_IP, self._text(user)),
+        )
+
+    def _add_lead_notice(
+        self, user: str, source: str, reason: str, data: str
+    ) -> Generator[Statement, Result, int]:
+        """An add_lead NOTICE row: a step after the lead (alt phones, custom fields, hopper, callback)."""
+        return self._api_log(
+            user=user,
+            function="add_lead",
+            result="NOTICE",
+            reason=reason,
+            source=source,
+            data=data,
+            query=None,
         )
 
     def _api_log(
