@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python bench/isolation.py [--backlog 10000] [--healthy-s 20] [--blocked-s 5]
 [--out bench/results/isolation.json]``
 
-The real :class:`cdc.delivery.Sender` on a real SQLite outbox (:class:`cdc.store.sqlite.SqliteStore`
+The real :class:`cdc.delivery.Sender` on a real SQLite outbox (:class:`cdc.store.SqliteStore`
 in a temporary directory) sending to real aiohttp receivers on 127.0.0.1; no MariaDB (the
 sender only sees the outbox). Prints one JSON object and writes it to ``--out``.
 
@@ -51,7 +51,7 @@ from cdc.config import DeliveryConfig, EndpointLimits
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Attempt, Delivery, UrlSource
-from cdc.store.sqlite import AsyncStore, SqliteStore, StoredDelivery
+from cdc.store import AsyncStore, SqliteStore, StoredDelivery
 from cdc.testing.receiver import Receiver
 
 

@@ -23,7 +23,7 @@ from typing import Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
-from cdc.store.sqlite import SqliteStore
+from cdc.store import SqliteStore
 
 NOW = 1_700_000_000.0
 

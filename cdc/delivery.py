@@ -8,8 +8,8 @@ out as ``yarl.URL(url, encoded=True)``: the bytes we rendered are the bytes sent
 happens after an attempt is decided by the pure functions in :mod:`cdc.retry`.
 
 Fair claiming: the claim loop asks the outbox for at most what each endpoint can send
-soon (:func:`claim_allowance`: its free concurrency, the tokens its bucket releases
-within :data:`CLAIM_HORIZON_S`, one probe when half-open, none when open or paused), so
+soon (:func:`cdc.ratelimit.claim_allowance`: its free concurrency, the tokens its bucket releases
+within :data:`cdc.ratelimit.CLAIM_HORIZON_S`, one probe when half-open, none when open or paused), so
 a throttled endpoint's backlog stays in the outbox instead of holding the slots another
 endpoint's new leads need. When nothing can be claimed the loop sleeps until the
 earliest moment something can be due (a row's due time, a cool-down or ``Retry-After``
@@ -22,9 +22,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import aiohttp
 import yarl
@@ -32,11 +31,12 @@ import yarl
 from .breaker import BreakerState, CircuitBreaker
 from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
+from .ratelimit import Gate, TokenBucket, claim_allowance, fresh_allowance
 from .records import Attempt, Outcome
 from .resolve import origin_of, origin_refusal
 from .retry import classify, next_delay, parse_retry_after, redirect_reason, verdict
 from .signing import webhook_headers
-from .store.sqlite import StoredDelivery
+from .store import AsyncOutbox, StoredDelivery
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +44,9 @@ log = logging.getLogger(__name__)
 SENDER = "cdc"
 #: Headers aiohttp would add that VICIdial's PHP request does not carry.
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
-#: How far ahead an endpoint's token bucket is booked when claiming: rows that would not
-#: get a token within this long stay pending in the outbox, where they hold no slot.
-CLAIM_HORIZON_S = 1.0
 #: Longest sleep of the claim loop without a notification: rows another process makes
 #: due (``dlq retry``, ``replay``) are seen within this long.
 IDLE_POLL_S = 1.0
-
-
-class Outbox(Protocol):
-    """The async face of the state store that the sender uses."""
-
-    async def claim_due(
-        self,
-        now: float,
-        limit: int,
-        exclude_endpoints: Collection[str] = (),
-        *,
-        caps: Mapping[str, int] | None = None,
-        default_cap: int | None = None,
-    ) -> Sequence[StoredDelivery]: ...
-    async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int: ...
-    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None: ...
-    async def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,92 +60,6 @@ class EndpointStatistics:
     opened_at: float | None
     #: Rows claimed and not finished (waiting for a slot or a token, or in flight).
     claimed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Gate:
-    """One endpoint's limits and state as the claim loop sees them (input of :func:`claim_allowance`)."""
-
-    concurrency: int
-    claimed: int  # rows claimed and not finished
-    tokens: float  # in the bucket now; negative while tokens are booked ahead
-    rate_per_s: float
-    paused_until: float  # Retry-After (wall clock)
-    circuit: BreakerState
-    probing: bool  # the half-open probe is out
-    reopen_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Allowance:
-    """How many rows an endpoint may claim now, and when to look again if none."""
-
-    count: int
-    #: When ``count`` can grow with no event (pause or cool-down over, a token refilled);
-    #: ``None``: only an event can (a finished request, a probe's verdict).
-    recheck_at: float | None
-
-
-def claim_allowance(gate: Gate, now: float, horizon_s: float = CLAIM_HORIZON_S) -> Allowance:
-    """Rows an endpoint may claim now: never more than it can start within ``horizon_s``.
-
-    Paused or open: none, until the pause or cool-down ends. Half-open: one probe, none
-    while it (or a row claimed before) is out. Closed: its free concurrency, and no more
-    than the tokens its bucket holds or refills within ``horizon_s``. Pure.
-    """
-    if gate.paused_until > now:
-        return Allowance(0, gate.paused_until)
-    if gate.circuit is BreakerState.OPEN:
-        return Allowance(0, gate.reopen_at)
-    if gate.circuit is BreakerState.HALF_OPEN:
-        room = 0 if gate.probing or gate.claimed else 1
-    else:
-        room = gate.concurrency - gate.claimed
-    if room <= 0:
-        return Allowance(0, None)
-    soon = gate.tokens + gate.rate_per_s * horizon_s
-    if soon < 1.0:
-        return Allowance(0, now + (1.0 - soon) / gate.rate_per_s)
-    return Allowance(min(room, int(soon)), None)
-
-
-class TokenBucket:
-    """``rate_per_s`` tokens a second, at most ``burst`` saved up."""
-
-    __slots__ = ("_burst", "_clock", "_rate", "_tokens", "_updated")
-
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._updated = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
-
-    def delay_for_one(self) -> float:
-        """Take a token (booking ahead when there is none); return how long to wait for it."""
-        return self._take()
-
-    def give_back(self) -> None:
-        """Return a token taken for a request that was not sent (its endpoint got blocked)."""
-        self._refill()
-        self._tokens = min(self._burst, self._tokens + 1.0)
-
-    def _take(self) -> float:
-        self._refill()
-        self._tokens -= 1.0
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self._rate
-
-    @property
-    def tokens(self) -> float:
-        self._refill()
-        return self._tokens
 
 
 class _Endpoint:
@@ -224,7 +118,7 @@ class Sender:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        outbox: Outbox,
+        outbox: AsyncOutbox,
         config: DeliveryConfig,
         metrics: Metrics,
         *,
@@ -254,9 +148,10 @@ class Sender:
         #: Caps of endpoints not seen yet (no row claimed): what a fresh endpoint with
         #: its configured limits may claim; "scheme://host:port" overrides by "host:port".
         self._fresh_caps = {
-            key.partition("://")[2] or key: _fresh_cap(limits) for key, limits in config.endpoints.items()
+            key.partition("://")[2] or key: fresh_allowance(limits)
+            for key, limits in config.endpoints.items()
         }
-        self._default_cap = _fresh_cap(config.defaults)
+        self._default_cap = fresh_allowance(config.defaults)
 
     def notify(self) -> None:
         """New deliveries are due: look at the outbox now instead of at the next tick."""
@@ -326,9 +221,7 @@ class Sender:
                     continue
             self._claims += 1
             self._metrics.outbox_claims.inc()
-            claimed = await self._outbox.claim_due(
-                now, capacity, caps=caps, default_cap=self._default_cap
-            )
+            claimed = await self._outbox.claim_due(now, capacity, caps=caps, default_cap=self._default_cap)
             for item in claimed:
                 self._dispatch(tg, item)
             check_first = len(claimed) < capacity
@@ -588,21 +481,6 @@ class Sender:
                 await self._outbox.record_attempts(results, self._clock())
             if stop.is_set() and not self._results:
                 return
-
-
-def _fresh_cap(limits: EndpointLimits) -> int:
-    """What an endpoint not seen yet may claim: its concurrency, and its burst's worth."""
-    fresh = Gate(
-        concurrency=limits.concurrency,
-        claimed=0,
-        tokens=float(limits.burst),
-        rate_per_s=limits.rate_per_s,
-        paused_until=0.0,
-        circuit=BreakerState.CLOSED,
-        probing=False,
-        reopen_at=None,
-    )
-    return claim_allowance(fresh, 0.0).count
 
 
 def _earliest(*times: float | None) -> float | None:

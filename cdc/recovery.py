@@ -36,7 +36,7 @@ from .reader import library as binlog
 from .reader.unreadable import grant_statement
 from .records import ApiLead, Delivery
 from .settings import SettingsCache
-from .store.sqlite import AsyncStore
+from .store import AsyncMetadata, AsyncOutbox
 from .waiting import META_KEY, WaitingLead, WaitingLeads
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,24 @@ class LeadRecovery:
     """Late matches and waiting leads of one service (see the module docstring)."""
 
     def __init__(
-        self, config: Config, pipeline: Pipeline, settings: SettingsCache, store: AsyncStore
+        self,
+        config: Config,
+        pipeline: Pipeline,
+        settings: SettingsCache,
+        outbox: AsyncOutbox,
+        meta: AsyncMetadata,
     ) -> None:
+        """``outbox`` stores the leads' deliveries; ``meta`` keeps the waiting leads."""
         self._config = config
         self._pipeline = pipeline
         self._settings = settings
-        self._store = store
+        self._outbox = outbox
+        self._meta = meta
         self.waiting = WaitingLeads()
 
     async def load(self) -> None:
         """The waiting leads stored by an earlier run."""
-        self.waiting = WaitingLeads.loads(await self._store.meta_get(META_KEY))
+        self.waiting = WaitingLeads.loads(await self._meta.meta_get(META_KEY))
 
     async def complete(self, step: Step) -> Step:
         """``step`` with its late leads fetched and routed, and its waiting leads stored.
@@ -75,7 +82,7 @@ class LeadRecovery:
             deliveries, waiting = deliveries + fetched.deliveries, waiting + fetched.waiting
         if waiting:  # durable before the checkpoint passes them
             self.waiting.add(waiting, _UNREADABLE, time.time())
-            await self._store.meta_set(META_KEY, self.waiting.dumps())
+            await self._meta.meta_set(META_KEY, self.waiting.dumps())
             for lead in waiting:
                 log.warning(
                     "lead.waiting_data lead_id=%d list_id=%d reason=%s table=custom_%d",
@@ -146,11 +153,11 @@ class LeadRecovery:
         step = self._pipeline.route_released(leads)
         dead = [self._waited_too_long(w) for w in expired]
         step = dataclasses.replace(step, deliveries=step.deliveries + dead)
-        await self._store.commit_batch(step.deliveries, None, now)
+        await self._outbox.commit_batch(step.deliveries, None, now)
         self._pipeline.committed(step)
         self._pipeline.unreadable_lists -= readable
         self.waiting.remove(released | {w.lead_id for w in expired})
-        await self._store.meta_set(META_KEY, self.waiting.dumps())
+        await self._meta.meta_set(META_KEY, self.waiting.dumps())
         log.warning(
             "lead.waiting_released released=%d missing=%d dead_lettered=%d tables=%s",
             len(leads),

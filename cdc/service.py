@@ -41,7 +41,7 @@ from .records import Position, SourceItem
 from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
-from .store.sqlite import AsyncStore, LockWait, SqliteStore
+from .store import AsyncMetadata, AsyncOutbox, AsyncStore, LockWait, SqliteStore
 from .urllog import UrlLogTracker
 from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
@@ -143,9 +143,9 @@ class Service:
 
             if cfg.reader.check_at_start:
                 await self._preflight()
-            start = await self._load_source(store)
+            start = await self._load_source(store, store)
             assert self.pipeline is not None
-            self.recovery = LeadRecovery(cfg, self.pipeline, self.settings, store)
+            self.recovery = LeadRecovery(cfg, self.pipeline, self.settings, store, store)
             await self.recovery.load()
             for table in self._watched_tables():
                 self.metrics.decode_errors.labels(table)  # series exist before the first error
@@ -316,7 +316,7 @@ class Service:
             if r.status in (check.Status.WARN, check.Status.FAIL):
                 log.warning("check.%s status=%s %s", r.name, r.status.value, r.message)
 
-    async def _load_source(self, store: AsyncStore) -> Position | str:
+    async def _load_source(self, outbox: AsyncOutbox, meta: AsyncMetadata) -> Position | str:
         """Load settings by SELECT and decide where the binlog starts."""
         cfg = self.config
 
@@ -352,8 +352,8 @@ class Service:
             self.settings.snapshot().system.db_schema_version,
             charset,
         )
-        checkpoint = await store.load_checkpoint()
-        recorded_text = await store.meta_get(META_SERVER_IDENTITY)
+        checkpoint = await meta.load_checkpoint()
+        recorded_text = await meta.meta_get(META_SERVER_IDENTITY)
         recorded = serverinfo.ServerIdentity.from_json(recorded_text) if recorded_text else None
         self._identity = facts.identity
         replaced = checkpoint is not None and self._replace_checkpoint
@@ -374,15 +374,15 @@ class Service:
             # The reader re-checks against the recorded server at its first connect.
             self._identity = recorded or facts.identity
             if recorded is None:
-                await store.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
+                await meta.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
             log.info("binlog.resume position=%s server=%s", checkpoint, facts.identity)
             self.stats.checkpoint = checkpoint
             self.metrics.state_fresh_start.set(0)
             return checkpoint
-        await store.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
+        await meta.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
         if isinstance(configured, Position):
             # Remember the first position now, so a restart never jumps to "current" again.
-            await store.commit_batch([], configured, time.time())
+            await outbox.commit_batch([], configured, time.time())
             self.stats.checkpoint = configured
         if replaced:
             self.metrics.state_fresh_start.set(0)

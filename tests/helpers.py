@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from cdc.store.sqlite import DeliveryRecord
+    from cdc.store import DeliveryRecord
     from cdc.testing.mariadb import PrivateMariaDB
 
 T = TypeVar("T")
@@ -144,7 +144,7 @@ def dead_letters(state: Path, **selector: Any) -> list[DeliveryRecord]:
     A running service's store is one connection owned by its worker thread: a test must
     not call it from another thread while the service uses it.
     """
-    from cdc.store.sqlite import SqliteStore
+    from cdc.store import SqliteStore
 
     store = SqliteStore(state)
     store.open()

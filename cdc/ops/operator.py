@@ -4,7 +4,7 @@ Both open the state file the streamer writes (``state.path`` of the same ``--con
 file the service runs with; a missing file is an error, never a new outbox), each
 with its own SQLite connection. The store is single-writer by design, but WAL mode
 and batched writes make ``dlq retry``/``purge`` safe next to a running streamer, however
-many rows they change: each batch of :data:`~cdc.store.sqlite.OPERATOR_BATCH_ROWS` is its own
+many rows they change: each batch of :data:`~cdc.store.OPERATOR_BATCH_ROWS` is its own
 short transaction, and the streamer's writes wait out the gaps. Rows made pending
 again are picked up by the streamer itself, whose sender looks at the outbox's next
 due time at least once a second.
@@ -38,7 +38,7 @@ from ..duration import parse_duration
 from ..errors import CdcError, ConfigError, ExitCode
 from ..reader import library as binlog
 from ..records import Position
-from ..store.sqlite import DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore, StateStore
+from ..store import DeadLetters, DeliveryRecord, DeliveryState, EndpointCounts, SqliteStore
 
 __all__ = [
     "DeadSelector",
@@ -377,7 +377,7 @@ class DeadSelector:
         )
 
 
-def select_dead(store: StateStore, selector: DeadSelector, now: float, limit: int) -> list[DeliveryRecord]:
+def select_dead(store: DeadLetters, selector: DeadSelector, now: float, limit: int) -> list[DeliveryRecord]:
     """Dead rows matching ``selector``, oldest id first, at most ``limit``."""
     if selector.ids:
         found = (store.get(delivery_id) for delivery_id in sorted(set(selector.ids)))

@@ -22,7 +22,7 @@ endpoint), so a replay never duplicates what the live path (or an earlier replay
 stored. Deduplication covers what the outbox still holds: delivered rows are pruned
 after ``state.retention_s`` (7 days by default), so older leads are sent again even
 without ``--force``. ``--force`` resets rows already stored back to pending (see
-:class:`RequeueStore`), so even delivered leads are sent again, under the same
+:meth:`cdc.store.DeadLetters.requeue`), so even delivered leads are sent again, under the same
 idempotency key.
 
 The lead is the very row the binlog path builds: every ``vicidial_list`` column, in
@@ -63,7 +63,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TextIO, runtime_checkable
+from typing import Any, Final, TextIO
 
 import pymysql
 
@@ -75,19 +75,17 @@ from ..errors import ConfigError, ExitCode
 from ..leadfetch import LeadFetcher, build_lead, connection_options
 from ..modes import vicidial_sender
 from ..reader import library as binlog
-from ..records import ApiLead, Delivery, Position, SkipReason, Value
+from ..records import ApiLead, Delivery, SkipReason, Value
 from ..records import as_int as _int
 from ..records import as_text as _text
 from ..settings import SettingsCache, SettingsSnapshot, UrlOverrides
-from ..store.sqlite import OPERATOR_BATCH_ROWS
+from ..store import OPERATOR_BATCH_ROWS, DeadLetters, Outbox
 from .operator import open_store
 
 __all__ = [
     "API_LOG_WINDOW_S",
-    "CommitStore",
     "LeadIdRange",
     "ReplayReport",
-    "RequeueStore",
     "Selection",
     "connection_options",
     "load_snapshot",
@@ -182,30 +180,6 @@ class ReplayReport:
         return out
 
 
-class CommitStore(Protocol):
-    """The part of the state store replay writes through."""
-
-    def commit_batch(
-        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
-    ) -> list[int]: ...
-
-
-@runtime_checkable
-class RequeueStore(Protocol):
-    """A store that can send stored deliveries again (``replay --force``).
-
-    ``requeue(deliveries, now)``: for each delivery whose (source, lead_id,
-    endpoint_id) is stored and not in flight, replace its request (method, url, body,
-    content_type, url_source, list_id, inserted_at) with the given one and make it
-    pending again, due at ``now``, with ``attempts = 0``, ``last_status = 0``,
-    ``last_error = ''``, ``delivered_at = NULL`` and ``created_at = updated_at = now``
-    (a fresh retry budget: the sender's max age counts from ``created_at``), in one
-    transaction. Returns the number of rows changed. Keys not stored are ignored.
-    """
-
-    def requeue(self, deliveries: Sequence[Delivery], now: float) -> int: ...
-
-
 # -- arguments ------------------------------------------------------------------------
 
 
@@ -278,7 +252,7 @@ def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnap
 
 def replay(
     conn: pymysql.Connection[Any],
-    store: CommitStore | None,
+    store: Outbox | None,
     selection: Selection,
     snapshot: SettingsSnapshot,
     *,
@@ -291,10 +265,10 @@ def replay(
     """Find the selected API leads, resolve them, and commit their deliveries.
 
     ``store=None`` is a dry run: everything is counted, nothing is written (and the
-    outbox is not asked what it holds). ``force`` needs a :class:`RequeueStore`.
+    outbox is not asked what it holds). ``force`` needs a store that is also :class:`~cdc.store.DeadLetters`.
     """
     dry_run = store is None
-    if force and not dry_run and not isinstance(store, RequeueStore):
+    if force and not dry_run and not isinstance(store, DeadLetters):
         raise ConfigError("replay --force needs a state store with requeue(); this one has none")
     report = ReplayReport(selection=selection.describe(), dry_run=dry_run, force=force)
     finder = _Finder(conn, database, snapshot, selection, report, batch_size, router)
@@ -314,7 +288,7 @@ def replay(
             chunk = deliveries[start : start + OPERATOR_BATCH_ROWS]
             now = clock()
             if force:
-                assert isinstance(store, RequeueStore)
+                assert isinstance(store, DeadLetters)
                 report.requeued += store.requeue(chunk, now)
             new_ids = store.commit_batch(chunk, None, now)
             report.enqueued += len(new_ids)
@@ -334,7 +308,7 @@ def replay_command(
     as_json: bool = False,
     create_state: bool = False,
     out: TextIO,
-    store_opener: Callable[[Config], CommitStore] | None = None,
+    store_opener: Callable[[Config], Outbox] | None = None,
 ) -> int:
     """``vicidial-cdc replay``: connect, select, resolve, commit, print the counts.
 
@@ -342,7 +316,7 @@ def replay_command(
     error unless ``create_state`` (a replay before the streamer's first start).
     """
     ids, ranges = parse_lead_ids(lead_ids)
-    store: CommitStore | None = None
+    store: Outbox | None = None
     with contextlib.ExitStack() as stack:
         if not dry_run:  # first: a wrong state file fails before any query
             if store_opener is not None:
@@ -350,7 +324,7 @@ def replay_command(
             else:
                 store = open_store(config, create=create_state)
             stack.callback(_close, store)
-            if force and not isinstance(store, RequeueStore):
+            if force and not isinstance(store, DeadLetters):
                 raise ConfigError(
                     "replay --force needs the state store's requeue(), which this build lacks;"
                     " run without --force (already stored leads are then left as they are)"

@@ -1,1 +1,55 @@
-"""store"""
+"""The state store: the outbox, the checkpoint and what else survives a restart.
+
+Interfaces by role (:mod:`cdc.store.interfaces`), the records they exchange
+(:mod:`cdc.store.records`), the SQLite backend (:mod:`cdc.store.sqlite`) and its async
+face (:mod:`cdc.store.asyncstore`). The in-memory backend for unit tests,
+:mod:`cdc.store.memory`, is imported from there.
+"""
+
+from .asyncstore import AsyncStore
+from .fairness import fair_merge
+from .interfaces import (
+    OPERATOR_BATCH_ROWS,
+    AsyncMetadata,
+    AsyncOutbox,
+    DeadLetters,
+    Metadata,
+    Outbox,
+    OutboxStatistics,
+    Retention,
+    SchemaHistory,
+    StateStore,
+)
+from .migrations import SCHEMA_VERSION
+from .records import (
+    DeliveryRecord,
+    DeliveryState,
+    EndpointCounts,
+    LockWait,
+    StoredDelivery,
+    StoreStatistics,
+)
+from .sqlite import SqliteStore
+
+__all__ = [
+    "OPERATOR_BATCH_ROWS",
+    "SCHEMA_VERSION",
+    "AsyncMetadata",
+    "AsyncOutbox",
+    "AsyncStore",
+    "DeadLetters",
+    "DeliveryRecord",
+    "DeliveryState",
+    "EndpointCounts",
+    "LockWait",
+    "Metadata",
+    "Outbox",
+    "OutboxStatistics",
+    "Retention",
+    "SchemaHistory",
+    "SqliteStore",
+    "StateStore",
+    "StoreStatistics",
+    "StoredDelivery",
+    "fair_merge",
+]

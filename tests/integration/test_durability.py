@@ -29,7 +29,7 @@ from opstools import free_port  # type: ignore[import-not-found]
 from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
 
 from cdc.config import Config, DeliveryConfig, EndpointLimits
-from cdc.store.sqlite import SqliteStore
+from cdc.store import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema

@@ -28,7 +28,7 @@ from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Delivery, UrlSource
 from cdc.server import bound_port
-from cdc.store.sqlite import AsyncStore, DeliveryState, SqliteStore
+from cdc.store import AsyncStore, DeliveryState, SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial

@@ -34,7 +34,7 @@ from cdc.ops.check import READ_TABLES
 from cdc.pipeline import FAILED_ENDPOINT
 from cdc.records import ApiLead
 from cdc.settings import SettingsSnapshot
-from cdc.store.sqlite import DeliveryState
+from cdc.store import DeliveryState
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema

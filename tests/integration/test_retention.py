@@ -26,7 +26,7 @@ from test_formats import (  # type: ignore[import-not-found]
 )
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
-from cdc.store.sqlite import DeliveryState, SqliteStore
+from cdc.store import DeliveryState, SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial

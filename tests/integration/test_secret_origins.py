@@ -31,7 +31,7 @@ from test_formats import (  # type: ignore[import-not-found]
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 
 from cdc.records import Delivery, UrlSource
-from cdc.store.sqlite import DeliveryRecord, SqliteStore
+from cdc.store import DeliveryRecord, SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial

@@ -27,7 +27,7 @@ from conftest import StartPipeline  # type: ignore[import-not-found]
 from opstools import free_port  # type: ignore[import-not-found]
 
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
-from cdc.store.sqlite import SqliteStore
+from cdc.store import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial

@@ -17,7 +17,7 @@ from cdc.ops.operator import (
     url_host_path,
 )
 from cdc.records import Position
-from cdc.store.sqlite import EndpointCounts
+from cdc.store import EndpointCounts
 
 T0 = 1_700_000_000.0
 LOGS = (("mysql-bin.000001", 1000), ("mysql-bin.000002", 5000), ("mysql-bin.000003", 700))

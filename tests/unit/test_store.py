@@ -1,4 +1,10 @@
-"""Tests for cdc.store.sqlite: the SQLite outbox and checkpoint, on real files under tmp_path."""
+"""Tests for cdc.store: the roles' semantics on both backends, and the SQLite file's own duties.
+
+The ``store`` fixture runs a test against :class:`SqliteStore` (a real file under
+tmp_path) and :class:`MemoryStore` alike, so the in-memory fake the sender's unit tests
+use is proven against the real store; ``sqlite_store`` tests what only a file has
+(modes, WAL, atomicity on failure, erasure, busy locks, other connections).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import pytest
 
 from cdc.errors import StoreError
 from cdc.records import Attempt, Delivery, Outcome, Position, UrlSource
-from cdc.store.sqlite import (
+from cdc.store import (
     OPERATOR_BATCH_ROWS,
     SCHEMA_VERSION,
     AsyncStore,
@@ -29,9 +35,10 @@ from cdc.store.sqlite import (
     LockWait,
     SqliteStore,
     StateStore,
-    _store_error,
     fair_merge,
 )
+from cdc.store.memory import MemoryStore
+from cdc.store.sqlitefile import store_error
 
 T0 = 1_700_000_000.0
 P1 = Position("mysql-bin.000007", 4_000, "0-1-100")
@@ -75,21 +82,30 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
+def sqlite_store(db_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(db_path)
     s.open()
     yield s
     s.close()
 
 
-def enqueue(store: SqliteStore, *deliveries: Delivery, now: float = T0) -> list[int]:
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[StateStore]:
+    """Each backend in turn: the role tests hold for both."""
+    s: StateStore = SqliteStore(db_path) if request.param == "sqlite" else MemoryStore()
+    s.open()
+    yield s
+    s.close()
+
+
+def enqueue(store: StateStore, *deliveries: Delivery, now: float = T0) -> list[int]:
     return store.commit_batch(list(deliveries), None, now)
 
 
 class TestOpen:
     """Opening creates or upgrades a private WAL-mode file and refuses foreign ones."""
 
-    def test_new_file_gets_schema_and_private_modes(self, store: SqliteStore, db_path: Path) -> None:
+    def test_new_file_gets_schema_and_private_modes(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """A new file has the current user_version, mode 0600, in a new 0700 directory."""
         with raw(db_path) as conn:
             assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -97,9 +113,9 @@ class TestOpen:
         assert mode(db_path) == 0o600
         assert mode(db_path.parent) == 0o700
 
-    def test_wal_files_are_private(self, store: SqliteStore, db_path: Path) -> None:
+    def test_wal_files_are_private(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """The -wal and -shm files that hold recent commits are 0600 as well."""
-        enqueue(store, make_delivery())
+        enqueue(sqlite_store, make_delivery())
         for suffix in ("-wal", "-shm"):
             companion = Path(f"{db_path}{suffix}")
             assert companion.exists()
@@ -214,11 +230,17 @@ class TestOpen:
         backend.open()
         backend.close()
 
+    def test_memory_store_satisfies_the_interface(self) -> None:
+        """MemoryStore is a StateStore too (checked by mypy on this assignment)."""
+        backend: StateStore = MemoryStore()
+        backend.open()
+        backend.close()
+
 
 class TestCommitBatch:
     """Enqueueing is idempotent on (source, lead_id, endpoint_id); fields round-trip."""
 
-    def test_same_key_is_stored_once(self, store: SqliteStore) -> None:
+    def test_same_key_is_stored_once(self, store: StateStore) -> None:
         """The same key twice in one batch, or in a later batch, yields one row.
 
         Ids are increasing but not dense: an ignored duplicate still uses up an id.
@@ -229,12 +251,12 @@ class TestCommitBatch:
         assert third > max(first)
         assert [c.delivery.lead_id for c in store.claim_due(T0 + 1, 10)] == [1, 2, 3]
 
-    def test_other_endpoint_or_source_is_a_new_key(self, store: SqliteStore) -> None:
+    def test_other_endpoint_or_source_is_a_new_key(self, store: StateStore) -> None:
         """Another endpoint or another source for the same lead is a separate delivery."""
         ids = enqueue(store, make_delivery(1), make_delivery(1, "erp"), make_delivery(1, source="vici2"))
         assert ids == [1, 2, 3]
 
-    def test_delivered_row_is_not_enqueued_again(self, store: SqliteStore) -> None:
+    def test_delivered_row_is_not_enqueued_again(self, store: StateStore) -> None:
         """Re-reading the binlog after delivery does not create a second delivery."""
         enqueue(store, make_delivery(1))
         (claimed,) = store.claim_due(T0, 10)
@@ -244,7 +266,7 @@ class TestCommitBatch:
         assert record is not None
         assert record.state is DeliveryState.DELIVERED
 
-    def test_fields_round_trip(self, store: SqliteStore, db_path: Path) -> None:
+    def test_fields_round_trip(self, store: StateStore) -> None:
         """Everything needed to send is stored; the row starts pending, due now."""
         d = Delivery(
             source="vici1",
@@ -265,11 +287,16 @@ class TestCommitBatch:
         assert record.state is DeliveryState.PENDING
         assert (record.attempts, record.next_attempt_at, record.created_at) == (0, T0, T0)
         assert (record.last_status, record.last_error, record.delivered_at) == (0, "", None)
+
+    def test_idempotency_key_is_stored(self, sqlite_store: SqliteStore, db_path: Path) -> None:
+        """The row carries its idempotency key in its own column."""
+        d = make_delivery(77)
+        (delivery_id,) = enqueue(sqlite_store, d)
         with raw(db_path) as conn:
             row = conn.execute("SELECT idempotency_key FROM delivery WHERE id = ?", (delivery_id,))
             assert row.fetchone() == (d.idempotency_key,)
 
-    def test_refused_delivery_is_dead_at_once(self, store: SqliteStore) -> None:
+    def test_refused_delivery_is_dead_at_once(self, store: StateStore) -> None:
         """A delivery refused at routing is stored dead with its reason, never claimed."""
         refused = dataclasses.replace(make_delivery(2), refused="origin_refused https://evil.example:443")
         ids = enqueue(store, make_delivery(1), refused)
@@ -283,7 +310,7 @@ class TestCommitBatch:
         )
         assert [r.id for r in store.list_dead(endpoint_id="crm")] == [ids[1]]
 
-    def test_checkpoint_alone(self, store: SqliteStore) -> None:
+    def test_checkpoint_alone(self, store: StateStore) -> None:
         """A batch without deliveries saves the checkpoint; nothing at all is a no-op."""
         assert store.load_checkpoint() is None
         assert store.commit_batch([], P1, T0) == []
@@ -300,9 +327,9 @@ class TestCommitBatch:
 class TestAtomicity:
     """Deliveries and the checkpoint commit together or not at all."""
 
-    def test_bad_delivery_rolls_back_batch_and_checkpoint(self, store: SqliteStore) -> None:
+    def test_bad_delivery_rolls_back_batch_and_checkpoint(self, sqlite_store: SqliteStore) -> None:
         """A NOT NULL violation mid-batch leaves neither earlier rows nor the checkpoint."""
-        store.commit_batch([make_delivery(1)], P1, T0)
+        sqlite_store.commit_batch([make_delivery(1)], P1, T0)
         bad = Delivery(
             source="vici1",
             lead_id=3,
@@ -314,30 +341,30 @@ class TestAtomicity:
             inserted_at=0,
         )
         with pytest.raises(StoreError, match="NOT NULL"):
-            store.commit_batch([make_delivery(2), bad], P2, T0 + 1)
-        assert store.load_checkpoint() == P1
-        assert [c.pending for c in store.counts()] == [1]
-        assert store.commit_batch([make_delivery(2)], P2, T0 + 2) != []
+            sqlite_store.commit_batch([make_delivery(2), bad], P2, T0 + 1)
+        assert sqlite_store.load_checkpoint() == P1
+        assert [c.pending for c in sqlite_store.counts()] == [1]
+        assert sqlite_store.commit_batch([make_delivery(2)], P2, T0 + 2) != []
 
-    def test_checkpoint_failure_rolls_back_deliveries(self, store: SqliteStore, db_path: Path) -> None:
+    def test_checkpoint_failure_rolls_back_deliveries(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """A failure while saving the checkpoint, after the inserts, removes them again."""
-        store.commit_batch([make_delivery(1)], P1, T0)
+        sqlite_store.commit_batch([make_delivery(1)], P1, T0)
         with raw(db_path) as conn:
             conn.execute(
                 "CREATE TRIGGER fail_checkpoint BEFORE UPDATE ON checkpoint"
                 " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
             )
         with pytest.raises(StoreError, match="injected failure"):
-            store.commit_batch([make_delivery(2), make_delivery(3)], P2, T0 + 1)
-        assert store.load_checkpoint() == P1
-        assert [c.pending for c in store.counts()] == [1]
-        assert store.get(2) is None
+            sqlite_store.commit_batch([make_delivery(2), make_delivery(3)], P2, T0 + 1)
+        assert sqlite_store.load_checkpoint() == P1
+        assert [c.pending for c in sqlite_store.counts()] == [1]
+        assert sqlite_store.get(2) is None
 
 
 class TestClaimDue:
     """claim_due hands out due pending rows once, in due order, marked in flight."""
 
-    def test_claims_due_rows_in_order(self, store: SqliteStore) -> None:
+    def test_claims_due_rows_in_order(self, store: StateStore) -> None:
         """Rows due by now come oldest-due first; later ones stay pending."""
         enqueue(store, make_delivery(1), now=T0 + 5)
         enqueue(store, make_delivery(2), now=T0)
@@ -351,7 +378,7 @@ class TestClaimDue:
         assert record is not None
         assert record.state is DeliveryState.IN_FLIGHT
 
-    def test_limit_and_no_double_claim(self, store: SqliteStore) -> None:
+    def test_limit_and_no_double_claim(self, store: StateStore) -> None:
         """The limit caps one claim; rows in flight are not claimed again."""
         enqueue(store, *(make_delivery(i) for i in range(1, 6)))
         assert [c.id for c in store.claim_due(T0, 2)] == [1, 2]
@@ -359,7 +386,7 @@ class TestClaimDue:
         assert store.claim_due(T0, 10) == []
         assert store.claim_due(T0, 0) == []
 
-    def test_excluded_endpoints_are_left_pending(self, store: SqliteStore) -> None:
+    def test_excluded_endpoints_are_left_pending(self, store: StateStore) -> None:
         """Rows of excluded endpoints are skipped; the others keep their due order."""
         enqueue(store, *(make_delivery(i, "down") for i in range(1, 50)), now=T0)
         enqueue(store, make_delivery(100, "crm"), now=T0 + 2)
@@ -372,7 +399,7 @@ class TestClaimDue:
         by_endpoint = {c.endpoint_id: c for c in store.counts()}
         assert by_endpoint["down"].pending == 49
 
-    def test_caps_bound_each_endpoint(self, store: SqliteStore) -> None:
+    def test_caps_bound_each_endpoint(self, store: StateStore) -> None:
         """A capped backlog takes only its cap; a newer row of another endpoint is claimed too."""
         enqueue(store, *(make_delivery(i, "slow") for i in range(1, 1001)), now=T0)
         enqueue(store, make_delivery(5000, "crm"), now=T0 + 5)
@@ -382,7 +409,7 @@ class TestClaimDue:
         assert store.claim_due(T0 + 10, 200, caps={"slow": 0, "crm": 16}) == []
         assert {c.endpoint_id: c.pending for c in store.counts()}["slow"] == 995
 
-    def test_short_limit_is_shared(self, store: SqliteStore) -> None:
+    def test_short_limit_is_shared(self, store: StateStore) -> None:
         """With fewer slots than rows, endpoints take turns instead of oldest-first."""
         enqueue(store, *(make_delivery(i, "slow") for i in range(1, 11)), now=T0)
         enqueue(store, make_delivery(100, "crm"), now=T0 + 5)
@@ -412,7 +439,7 @@ class TestFairMerge:
 class TestRecordAttempts:
     """Each outcome moves an in-flight row to its next state and counts the attempt."""
 
-    def test_outcomes(self, store: SqliteStore) -> None:
+    def test_outcomes(self, store: StateStore) -> None:
         """DELIVERED, RETRY and DEAD in one batch each update their row."""
         enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3))
         store.claim_due(T0, 10)
@@ -440,7 +467,23 @@ class TestRecordAttempts:
         assert (dead.state, dead.last_status, dead.updated_at) == (DeliveryState.DEAD, 404, T0 + 1)
         assert [r.attempts for r in (delivered, retry, dead)] == [1, 1, 1]
 
-    def test_retry_is_claimed_again_with_attempt_count(self, store: SqliteStore) -> None:
+    def test_delivered_row_keeps_no_lead_data(self, store: StateStore) -> None:
+        """A delivered row's URL shrinks to its origin and its body goes; ids and status stay."""
+        d = dataclasses.replace(
+            make_delivery(1),
+            method="POST",
+            url="https://user:pw@crm.example:8443/hook/s3cret?ph=3125558642",
+            body=b'{"phone_number":"3125558642"}',
+        )
+        (delivery_id,) = enqueue(store, d)
+        store.claim_due(T0, 10)
+        store.record_attempts([(attempt(delivery_id, Outcome.DELIVERED), None)], T0 + 1)
+        record = store.get(delivery_id)
+        assert record is not None and record.state is DeliveryState.DELIVERED
+        assert (record.delivery.url, record.delivery.body) == ("https://crm.example:8443", b"")
+        assert (record.delivery.lead_id, record.delivery.endpoint_id, record.last_status) == (1, "crm", 200)
+
+    def test_retry_is_claimed_again_with_attempt_count(self, store: StateStore) -> None:
         """A retried row is due at its retry time and carries its attempt count."""
         enqueue(store, make_delivery(1))
         store.claim_due(T0, 1)
@@ -449,7 +492,7 @@ class TestRecordAttempts:
         (again,) = store.claim_due(T0 + 30, 1)
         assert again.attempts == 1
 
-    def test_rows_not_in_flight_are_unchanged(self, store: SqliteStore) -> None:
+    def test_rows_not_in_flight_are_unchanged(self, store: StateStore) -> None:
         """An outcome for a pending or unknown row changes nothing and is not counted."""
         enqueue(store, make_delivery(1))
         assert store.record_attempts([(attempt(1, Outcome.DEAD), None)], T0) == 0
@@ -459,7 +502,7 @@ class TestRecordAttempts:
         assert record is not None
         assert (record.state, record.attempts) == (DeliveryState.PENDING, 0)
 
-    def test_retry_needs_a_time(self, store: SqliteStore) -> None:
+    def test_retry_needs_a_time(self, store: StateStore) -> None:
         """A RETRY without a retry time is rejected before anything is written."""
         enqueue(store, make_delivery(1), make_delivery(2))
         store.claim_due(T0, 10)
@@ -474,7 +517,7 @@ class TestRecordAttempts:
 class TestRequeueInFlight:
     """At startup, rows a previous run left in flight become pending again."""
 
-    def test_requeue(self, store: SqliteStore) -> None:
+    def test_requeue(self, store: StateStore) -> None:
         """Only in-flight rows move, their attempt count unchanged, due at once."""
         enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3))
         store.claim_due(T0, 2)
@@ -489,7 +532,7 @@ class TestRequeueInFlight:
 class TestNextDueAt:
     """next_due_at is the earliest due time of a pending row."""
 
-    def test_next_due_at(self, store: SqliteStore) -> None:
+    def test_next_due_at(self, store: StateStore) -> None:
         """None when nothing waits; in-flight and finished rows do not count."""
         assert store.next_due_at() is None
         enqueue(store, make_delivery(1), now=T0)
@@ -502,14 +545,14 @@ class TestNextDueAt:
         store.claim_due(T0 + 100, 10)
         assert store.next_due_at() is None
 
-    def test_excluded_endpoints_do_not_count(self, store: SqliteStore) -> None:
+    def test_excluded_endpoints_do_not_count(self, store: StateStore) -> None:
         """A paused endpoint's rows do not make the sender wake up early."""
         enqueue(store, make_delivery(1, "paused"), now=T0)
         enqueue(store, make_delivery(2, "open"), now=T0 + 30)
         assert store.next_due_at(["paused"]) == T0 + 30
         assert store.next_due_at(["paused", "open"]) is None
 
-    def test_release_returns_claimed_rows_unsent(self, store: SqliteStore) -> None:
+    def test_release_returns_claimed_rows_unsent(self, store: StateStore) -> None:
         """release puts in-flight rows back without counting an attempt."""
         enqueue(store, make_delivery(1), now=T0)
         [claimed] = store.claim_due(T0, 1)
@@ -522,7 +565,7 @@ class TestNextDueAt:
 class TestCounts:
     """counts() reports rows per endpoint and state, and the oldest waiting row."""
 
-    def test_counts(self, store: SqliteStore) -> None:
+    def test_counts(self, store: StateStore) -> None:
         """Each endpoint gets its own record; oldest covers pending and in-flight rows."""
         assert store.counts() == []
         enqueue(store, make_delivery(1, "crm"), make_delivery(2, "crm"), now=T0)
@@ -537,7 +580,7 @@ class TestCounts:
         assert erp.pending + erp.in_flight == 1
         assert erp.oldest_pending_created_at == T0 + 10
 
-    def test_without_delivered(self, store: SqliteStore) -> None:
+    def test_without_delivered(self, store: StateStore) -> None:
         """delivered=False (the service's gauges): delivered rows are not counted, the rest is."""
         enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3), now=T0)
         store.claim_due(T0, 2)
@@ -548,7 +591,7 @@ class TestCounts:
         assert crm.oldest_pending_created_at == T0
         assert store.counts()[0].delivered == 1
 
-    def test_oldest_is_the_first_created_even_when_due_later(self, store: SqliteStore) -> None:
+    def test_oldest_is_the_first_created_even_when_due_later(self, store: StateStore) -> None:
         """A retried row keeps its created_at: the oldest waiting row is still the first one."""
         enqueue(store, make_delivery(1), now=T0)
         enqueue(store, make_delivery(2), now=T0 + 5)
@@ -557,7 +600,7 @@ class TestCounts:
         (crm,) = store.counts(delivered=False)
         assert crm.pending == 2 and crm.oldest_pending_created_at == T0
 
-    def test_finished_endpoint_has_no_oldest(self, store: SqliteStore) -> None:
+    def test_finished_endpoint_has_no_oldest(self, store: StateStore) -> None:
         """An endpoint with only delivered or dead rows reports no oldest waiting row."""
         enqueue(store, make_delivery(1))
         store.claim_due(T0, 1)
@@ -568,7 +611,7 @@ class TestCounts:
 class TestPrune:
     """prune_delivered removes delivered rows past the retention, nothing else."""
 
-    def test_prune(self, store: SqliteStore) -> None:
+    def test_prune(self, store: StateStore) -> None:
         """Old delivered rows go; recent delivered, pending and dead rows stay."""
         enqueue(store, *(make_delivery(i) for i in range(1, 6)))
         store.claim_due(T0, 4)
@@ -585,7 +628,7 @@ class TestPrune:
         assert [store.get(i) is None for i in range(1, 6)] == [True, True, False, False, False]
         assert store.prune_delivered(T0 + 50) == 0
 
-    def test_idempotency_lasts_as_long_as_the_row(self, store: SqliteStore) -> None:
+    def test_idempotency_lasts_as_long_as_the_row(self, store: StateStore) -> None:
         """After pruning, the key is free again and ids are not reused."""
         enqueue(store, make_delivery(1))
         store.claim_due(T0, 1)
@@ -613,55 +656,55 @@ class TestErasure:
         files = (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"))
         return [f.name for f in files if f.exists() and self.PHONE in f.read_bytes()]
 
-    def test_delivered_row_is_blanked_and_erased(self, store: SqliteStore, db_path: Path) -> None:
+    def test_delivered_row_is_blanked_and_erased(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """On delivery the URL shrinks to its origin, the body goes; after truncate_wal no byte is left."""
-        (delivery_id,) = enqueue(store, self.lead_delivery(1))
-        (claimed,) = store.claim_due(T0, 10)
+        (delivery_id,) = enqueue(sqlite_store, self.lead_delivery(1))
+        (claimed,) = sqlite_store.claim_due(T0, 10)
         assert self.traces(db_path)  # pending: the data is needed to send
-        store.record_attempts([(attempt(claimed.id, Outcome.DELIVERED), None)], T0 + 1)
-        record = store.get(delivery_id)
+        sqlite_store.record_attempts([(attempt(claimed.id, Outcome.DELIVERED), None)], T0 + 1)
+        record = sqlite_store.get(delivery_id)
         assert record is not None and record.state is DeliveryState.DELIVERED
         assert (record.delivery.url, record.delivery.body) == ("https://crm.example:8443", b"")
         assert (record.delivery.lead_id, record.delivery.endpoint_id, record.last_status) == (1, "crm", 200)
-        assert store.truncate_wal() is True
+        assert sqlite_store.truncate_wal() is True
         assert self.traces(db_path) == []
         assert Path(f"{db_path}-wal").stat().st_size == 0
 
-    def test_dead_rows_keep_their_data_until_purged(self, store: SqliteStore, db_path: Path) -> None:
+    def test_dead_rows_keep_their_data_until_purged(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """A dead letter keeps URL and body (dlq retry needs them); purge and prune erase for good."""
-        enqueue(store, self.lead_delivery(1), self.lead_delivery(2))
-        first, second = store.claim_due(T0, 10)
-        store.record_attempts(
+        enqueue(sqlite_store, self.lead_delivery(1), self.lead_delivery(2))
+        first, second = sqlite_store.claim_due(T0, 10)
+        sqlite_store.record_attempts(
             [
                 (attempt(first.id, Outcome.DELIVERED), None),
                 (attempt(second.id, Outcome.DEAD, 404, "http_404"), None),
             ],
             T0 + 1,
         )
-        store.truncate_wal()
+        sqlite_store.truncate_wal()
         assert self.traces(db_path) == ["state.db"]  # the dead letter's
-        assert store.purge_dead(ids=[second.id]) == 1
-        assert store.prune_delivered(T0 + 2) == 1
-        assert store.truncate_wal() is True
+        assert sqlite_store.purge_dead(ids=[second.id]) == 1
+        assert sqlite_store.prune_delivered(T0 + 2) == 1
+        assert sqlite_store.truncate_wal() is True
         assert self.traces(db_path) == []
 
-    def test_truncate_wal_waits_for_no_reader(self, store: SqliteStore, db_path: Path) -> None:
+    def test_truncate_wal_waits_for_no_reader(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """A reader on an older snapshot: False (retried later), never an error."""
-        enqueue(store, self.lead_delivery(1))
+        enqueue(sqlite_store, self.lead_delivery(1))
         with raw(db_path) as other:
             other.execute("BEGIN")
             other.execute("SELECT COUNT(*) FROM delivery").fetchone()
-            enqueue(store, self.lead_delivery(2))
-            assert store.truncate_wal() is False
+            enqueue(sqlite_store, self.lead_delivery(2))
+            assert sqlite_store.truncate_wal() is False
             other.execute("COMMIT")
-        assert store.truncate_wal() is True
+        assert sqlite_store.truncate_wal() is True
 
 
 class TestDeadLetters:
     """Operators list, retry and purge dead rows by id or by filter."""
 
     @pytest.fixture
-    def dead_store(self, store: SqliteStore) -> SqliteStore:
+    def dead_store(self, store: StateStore) -> StateStore:
         """Rows 1-3 dead (crm, crm, erp) at T0+1, T0+2, T0+3; row 4 pending."""
         enqueue(store, make_delivery(1), make_delivery(2), make_delivery(3, "erp"), make_delivery(4))
         store.claim_due(T0, 3)
@@ -669,7 +712,7 @@ class TestDeadLetters:
             store.record_attempts([(attempt(i, Outcome.DEAD, 404, "http_4xx"), None)], T0 + i)
         return store
 
-    def test_list_dead_filters(self, dead_store: SqliteStore) -> None:
+    def test_list_dead_filters(self, dead_store: StateStore) -> None:
         """Filters combine; older_than compares with the time the row went dead."""
         assert [r.id for r in dead_store.list_dead()] == [1, 2, 3]
         assert [r.id for r in dead_store.list_dead(endpoint_id="crm")] == [1, 2]
@@ -680,7 +723,7 @@ class TestDeadLetters:
         first = dead_store.list_dead()[0]
         assert (first.state, first.last_status, first.last_error) == (DeliveryState.DEAD, 404, "http_4xx")
 
-    def test_retry_by_ids(self, dead_store: SqliteStore) -> None:
+    def test_retry_by_ids(self, dead_store: StateStore) -> None:
         """Retried rows are pending, due now, with no attempts; other ids are ignored."""
         assert dead_store.retry_dead(T0 + 100, ids=[]) == 0
         assert dead_store.retry_dead(T0 + 100, ids=[1, 4, 99]) == 1
@@ -694,7 +737,7 @@ class TestDeadLetters:
         assert record.created_at == T0 + 100  # a fresh retry budget
         assert [c.id for c in dead_store.claim_due(T0 + 100, 10)] == [4, 1]
 
-    def test_requeue_resends_any_state_but_in_flight(self, dead_store: SqliteStore) -> None:
+    def test_requeue_resends_any_state_but_in_flight(self, dead_store: StateStore) -> None:
         """requeue (replay --force) resets delivered and dead rows; in-flight and unknown keys stay."""
         new_url = make_delivery(1)
         assert dead_store.requeue([new_url, make_delivery(77)], T0 + 200) == 1
@@ -709,14 +752,14 @@ class TestDeadLetters:
         dead_store.claim_due(T0 + 300, 10)  # rows 1 and 4 now in flight
         assert dead_store.requeue([make_delivery(4)], T0 + 300) == 0
 
-    def test_retry_by_filter(self, dead_store: SqliteStore) -> None:
+    def test_retry_by_filter(self, dead_store: StateStore) -> None:
         """A filter selects the dead rows to retry."""
         assert dead_store.retry_dead(T0 + 100, endpoint_id="crm") == 2
         assert [r.id for r in dead_store.list_dead()] == [3]
         assert dead_store.retry_dead(T0 + 100, older_than=T0 + 100) == 1
         assert dead_store.list_dead() == []
 
-    def test_purge(self, dead_store: SqliteStore) -> None:
+    def test_purge(self, dead_store: StateStore) -> None:
         """Purge deletes dead rows only, by ids or by filter."""
         assert dead_store.purge_dead(ids=[1, 4]) == 1
         assert dead_store.get(1) is None
@@ -724,7 +767,7 @@ class TestDeadLetters:
         assert dead_store.purge_dead(lead_id=3) == 1
         assert [r.id for r in dead_store.list_dead()] == [2]
 
-    def test_a_selector_is_required(self, dead_store: SqliteStore) -> None:
+    def test_a_selector_is_required(self, dead_store: StateStore) -> None:
         """Retry and purge without ids or filters refuse to touch every row."""
         with pytest.raises(ValueError, match="filter"):
             dead_store.retry_dead(T0)
@@ -736,7 +779,7 @@ class TestDeadLetters:
 class TestMeta:
     """meta_get/meta_set keep small strings such as the source server identity."""
 
-    def test_meta(self, store: SqliteStore) -> None:
+    def test_meta(self, store: StateStore) -> None:
         """A missing key is None; set overwrites."""
         assert store.meta_get("server_uuid") is None
         store.meta_set("server_uuid", "a")
@@ -778,7 +821,7 @@ class TestErrors:
         exc = sqlite3.OperationalError("boom")
         exc.sqlite_errorcode = code
         exc.sqlite_errorname = "SQLITE_X"
-        error = _store_error(exc, "commit deliveries", Path("/var/lib/x/state.db"))
+        error = store_error(exc, "commit deliveries", Path("/var/lib/x/state.db"))
         assert isinstance(error, StoreError)
         assert hint in str(error)
         assert "commit deliveries" in str(error)
@@ -843,7 +886,7 @@ class TestBusy:
         finally:
             s.close()
 
-    def test_every_write_reports_its_wait(self, store: SqliteStore, db_path: Path) -> None:
+    def test_every_write_reports_its_wait(self, sqlite_store: SqliteStore, db_path: Path) -> None:
         """Uncontended writes report an acquired wait each (the lock-wait histogram's samples)."""
         waits: list[LockWait] = []
         s = SqliteStore(db_path, on_lock_wait=waits.append)
@@ -859,29 +902,33 @@ class TestBusy:
             ("claim due deliveries", True),
         ]
 
-    def test_operator_writes_are_batched(self, store: SqliteStore) -> None:
+    def test_operator_writes_are_batched(self, sqlite_store: SqliteStore) -> None:
         """retry_dead, purge_dead and requeue change OPERATOR_BATCH_ROWS rows per transaction."""
         n = 2 * OPERATOR_BATCH_ROWS + 500
         deliveries = [make_delivery(i) for i in range(1, n + 1)]
-        enqueue(store, *deliveries)
-        claimed = store.claim_due(T0, n)
-        store.record_attempts([(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 1)
-        before = store.statistics().writes
-        assert store.retry_dead(T0 + 2, older_than=T0 + 2) == n
-        assert store.statistics().writes - before == 3
-        (counts,) = store.counts()
+        enqueue(sqlite_store, *deliveries)
+        claimed = sqlite_store.claim_due(T0, n)
+        sqlite_store.record_attempts(
+            [(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 1
+        )
+        before = sqlite_store.statistics().writes
+        assert sqlite_store.retry_dead(T0 + 2, older_than=T0 + 2) == n
+        assert sqlite_store.statistics().writes - before == 3
+        (counts,) = sqlite_store.counts()
         assert (counts.pending, counts.dead) == (n, 0)
 
-        before = store.statistics().writes
-        assert store.requeue(deliveries, T0 + 3) == n
-        assert store.statistics().writes - before == 3
+        before = sqlite_store.statistics().writes
+        assert sqlite_store.requeue(deliveries, T0 + 3) == n
+        assert sqlite_store.statistics().writes - before == 3
 
-        claimed = store.claim_due(T0 + 4, n)
-        store.record_attempts([(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 5)
-        before = store.statistics().writes
-        assert store.purge_dead(ids=list(range(1, n + 1))) == n
-        assert store.statistics().writes - before == 3
-        assert store.counts() == []
+        claimed = sqlite_store.claim_due(T0 + 4, n)
+        sqlite_store.record_attempts(
+            [(attempt(c.id, Outcome.DEAD, 404, "http_404"), None) for c in claimed], T0 + 5
+        )
+        before = sqlite_store.statistics().writes
+        assert sqlite_store.purge_dead(ids=list(range(1, n + 1))) == n
+        assert sqlite_store.statistics().writes - before == 3
+        assert sqlite_store.counts() == []
 
 
 class TestSharedFile:
@@ -965,7 +1012,7 @@ class TestAsyncStore:
 class TestSchemaHistory:
     """The reader's schema history (migration 2): stored per database, pruned at the checkpoint."""
 
-    def test_added_entries_come_back_in_binlog_order(self, store: SqliteStore) -> None:
+    def test_added_entries_come_back_in_binlog_order(self, store: StateStore) -> None:
         """Entries round-trip; the same (table, position) is replaced, not duplicated."""
         store.add_schema_history("asterisk", [("t", P2, "[2]"), ("t", P1, "[1]")], T0)
         store.add_schema_history("asterisk", [("t", P2, "[2b]")], T0 + 1)
@@ -975,7 +1022,7 @@ class TestSchemaHistory:
             ("t", Position(P2.file, P2.pos), "[2b]"),
         ]
 
-    def test_prune_keeps_the_definition_in_force_at_the_checkpoint(self, store: SqliteStore) -> None:
+    def test_prune_keeps_the_definition_in_force_at_the_checkpoint(self, store: StateStore) -> None:
         """What a restart from the checkpoint or later can need stays; older entries go."""
         p0 = Position("mysql-bin.000006", 100)
         store.add_schema_history("asterisk", [("t", p0, "[0]"), ("t", P1, "[1]"), ("t", P2, "[2]")], T0)
@@ -987,14 +1034,16 @@ class TestSchemaHistory:
             ("t", P2.pos),
         ]
 
-    def test_a_second_connection_writes_beside_the_service(self, store: SqliteStore, db_path: Path) -> None:
-        """The reader's own store on the same file: history and outbox both durable."""
+    def test_a_second_connection_writes_beside_the_service(
+        self, sqlite_store: SqliteStore, db_path: Path
+    ) -> None:
+        """The reader's own sqlite_store on the same file: history and outbox both durable."""
         reader_side = SqliteStore(db_path)
         reader_side.open()
         try:
             reader_side.add_schema_history("asterisk", [("t", P1, "[1]")], T0)
-            store.commit_batch([make_delivery()], P2, T0)
+            sqlite_store.commit_batch([make_delivery()], P2, T0)
         finally:
             reader_side.close()
-        assert [t for t, _, _ in store.schema_history("asterisk")] == ["t"]
-        assert store.load_checkpoint() == P2
+        assert [t for t, _, _ in sqlite_store.schema_history("asterisk")] == ["t"]
+        assert sqlite_store.load_checkpoint() == P2

@@ -1,4 +1,4 @@
-"""claim_allowance: how many rows an endpoint may claim now (fair claiming). Pure."""
+"""cdc.ratelimit: how many rows an endpoint may claim now (fair claiming), and the token bucket. Pure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from cdc.breaker import BreakerState
-from cdc.delivery import Allowance, Gate, TokenBucket, claim_allowance
+from cdc.ratelimit import Allowance, Gate, TokenBucket, claim_allowance
 
 NOW = 1_700_000_000.0
 CLOSED = Gate(

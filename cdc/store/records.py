@@ -1,0 +1,96 @@
+"""The records the state store hands across its boundary (sender, service, operator tools).
+
+Every backend (:mod:`cdc.store.sqlite`, :mod:`cdc.store.memory`) returns these and only
+these; nothing outside :mod:`cdc.store` sees a database row.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..records import Delivery
+
+__all__ = [
+    "DeliveryRecord",
+    "DeliveryState",
+    "EndpointCounts",
+    "LockWait",
+    "StoreStatistics",
+    "StoredDelivery",
+]
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one stored delivery stands."""
+
+    PENDING = "pending"  # waiting for next_attempt_at
+    IN_FLIGHT = "in_flight"  # claimed by the sender, outcome not yet recorded
+    DELIVERED = "delivered"  # the endpoint accepted it; pruned after the retention
+    DEAD = "dead"  # given up; kept until an operator retries or purges it
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery claimed for sending, with its outbox id."""
+
+    id: int
+    delivery: Delivery
+    attempts: int  # attempts already recorded before this one
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """Everything the store knows about one delivery (dead-letter tools, ``status``)."""
+
+    id: int
+    delivery: Delivery
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+    last_status: int  # HTTP status of the last attempt, 0 when none or no response
+    last_error: str  # failure class of the last attempt, "" when none or success
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointCounts:
+    """Outbox rows of one endpoint by state, read at scrape time."""
+
+    endpoint_id: str
+    pending: int = 0
+    in_flight: int = 0
+    delivered: int = 0
+    dead: int = 0
+    #: ``created_at`` of the oldest row not yet delivered or dead (pending or in flight:
+    #: a row being re-sent is still waiting), or None when there is none.
+    oldest_pending_created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """One write's wait for the state file's write lock, reported to ``on_lock_wait``."""
+
+    action: str  # what the write does ("claim due deliveries", ...)
+    waited_s: float  # since the write first asked for the lock
+    #: True once the lock is held (reported for every write); False after each
+    #: ``busy_timeout_s`` slice that found it taken by another process.
+    acquired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """What one :class:`~cdc.store.sqlite.SqliteStore` connection's writes cost so far."""
+
+    writes: int = 0
+    #: The longest this connection held the write lock (one transaction).
+    longest_write_s: float = 0.0
+    #: ``busy_timeout_s`` slices that found the write lock taken by another process.
+    busy_waits: int = 0
+    #: The longest a write waited for the lock.
+    longest_lock_wait_s: float = 0.0
+    #: How long the write in progress has been waiting past its first busy slice (0: none).
+    waiting_s: float = 0.0
