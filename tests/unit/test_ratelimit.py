@@ -72,3 +72,37 @@ class TestTokenBucket:
         assert bucket.delay_for_one() == pytest.approx(0.2)
         now[0] = 10.0
         assert bucket.tokens == 1.0  # never more than the burst
+
+    def test_starts_full_and_spends_the_burst_without_waiting(self) -> None:
+        """A new bucket holds its burst: that many requests go at once, the next one waits."""
+        now = [0.0]
+        bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=lambda: now[0])
+        assert bucket.tokens == 3.0
+        assert [bucket.delay_for_one() for _ in range(3)] == [0.0, 0.0, 0.0]
+        assert bucket.delay_for_one() == pytest.approx(0.5)
+
+    def test_refills_at_the_rate(self) -> None:
+        """Tokens come back at rate_per_s, so spaced requests never wait."""
+        now = [0.0]
+        bucket = TokenBucket(rate_per_s=4.0, burst=1, clock=lambda: now[0])
+        for step in range(1, 6):
+            assert bucket.delay_for_one() == 0.0
+            now[0] = step * 0.25
+        assert bucket.tokens == pytest.approx(1.0)
+
+    def test_booking_ahead_queues_requests_a_token_apart(self) -> None:
+        """Requests past the burst are booked one token apart: the waits grow by 1/rate each."""
+        now = [0.0]
+        bucket = TokenBucket(rate_per_s=10.0, burst=1, clock=lambda: now[0])
+        waits = [bucket.delay_for_one() for _ in range(4)]
+        assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])
+        assert bucket.tokens == pytest.approx(-3.0)
+        now[0] = 0.3
+        assert bucket.tokens == pytest.approx(0.0)  # the bookings are paid off by then
+
+    def test_give_back_never_exceeds_the_burst(self) -> None:
+        """A token given back to a full bucket is not kept."""
+        now = [0.0]
+        bucket = TokenBucket(rate_per_s=1.0, burst=2, clock=lambda: now[0])
+        bucket.give_back()
+        assert bucket.tokens == 2.0

@@ -1,0 +1,290 @@
+"""cdc.delivery.Sender against a real receiver on 127.0.0.1 and the in-memory outbox.
+
+The outbox is :class:`cdc.store.memory.MemoryStore` (its semantics are proven against
+the SQLite store in ``test_store.py``), called on the event loop itself, so a test reads
+the rows between awaits. The receiver is the real aiohttp one from :mod:`cdc.testing`.
+Retry schedules are shrunk to milliseconds; waits are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cdc.breaker import BreakerState
+from cdc.config import DeliveryConfig, EndpointLimits
+from cdc.delivery import SKIP_AUTO_HEADERS, Sender
+from cdc.metrics import Metrics
+from cdc.records import Attempt, Delivery, Position, UrlSource
+from cdc.store import AsyncOutbox, DeliveryRecord, DeliveryState, StoredDelivery
+from cdc.store.memory import MemoryStore
+from cdc.testing.receiver import Receiver
+
+WAIT_S = 10.0
+
+
+class InlineOutbox:
+    """:class:`AsyncOutbox` on a :class:`MemoryStore`, run on the loop: no worker thread to race."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    async def commit_batch(
+        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
+    ) -> list[int]:
+        return self.store.commit_batch(deliveries, checkpoint, now)
+
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        exclude_endpoints: Collection[str] = (),
+        *,
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
+    ) -> Sequence[StoredDelivery]:
+        return self.store.claim_due(now, limit, exclude_endpoints, caps=caps, default_cap=default_cap)
+
+    async def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int:
+        return self.store.record_attempts(results, now)
+
+    async def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int:
+        return self.store.release(ids, next_attempt_at, now)
+
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None:
+        return self.store.next_due_at(exclude_endpoints)
+
+    async def requeue_in_flight(self) -> int:
+        return self.store.requeue_in_flight()
+
+
+def delivery_config(limits: EndpointLimits | None = None, **retry: Any) -> DeliveryConfig:
+    """The sender's config: fast retries (milliseconds) unless ``retry`` says otherwise."""
+    fast = {"retry_base_s": 0.02, "retry_factor": 1.0, "retry_cap_s": 0.05, "max_attempts": 5}
+    return DeliveryConfig(mode="send", defaults=limits or EndpointLimits(), **(fast | retry))
+
+
+@dataclass
+class Harness:
+    """One sender on one in-memory outbox, sending to one receiver."""
+
+    store: MemoryStore
+    receiver: Receiver
+    sender: Sender
+    metrics: Metrics
+
+    def enqueue(self, *lead_ids: int, url: str | None = None) -> list[int]:
+        deliveries = [
+            Delivery(
+                source="vici1",
+                lead_id=lead_id,
+                list_id=101,
+                endpoint_id="crm",
+                method="GET",
+                url=url or f"{self.receiver.url}/hook?lead_id={lead_id}&name=Jos%C3%A9",
+                url_source=UrlSource.CONFIG_SYSTEM,
+                inserted_at=int(time.time()),
+            )
+            for lead_id in lead_ids
+        ]
+        ids = self.store.commit_batch(deliveries, None, time.time())
+        self.sender.notify()
+        return ids
+
+    def row(self, delivery_id: int) -> DeliveryRecord:
+        record = self.store.get(delivery_id)
+        assert record is not None
+        return record
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+    async def wait_state(self, delivery_id: int, state: DeliveryState) -> DeliveryRecord:
+        await self.wait_until(lambda: self.row(delivery_id).state is state)
+        return self.row(delivery_id)
+
+
+@contextlib.asynccontextmanager
+async def running(config: DeliveryConfig) -> AsyncIterator[tuple[Harness, asyncio.Event, asyncio.Task[None]]]:
+    """A started receiver and a running sender; stopped (bounded) and closed on exit."""
+    receiver = Receiver()
+    await receiver.start()
+    store = MemoryStore()
+    metrics = Metrics()
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession(skip_auto_headers=SKIP_AUTO_HEADERS, raise_for_status=False) as session:
+        outbox: AsyncOutbox = InlineOutbox(store)
+        sender = Sender(session, outbox, config, metrics, flush_interval_s=0.005)
+        task = asyncio.create_task(sender.run(stop))
+        try:
+            yield Harness(store, receiver, sender, metrics), stop, task
+        finally:
+            stop.set()
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    await task
+            finally:
+                await receiver.stop()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    async with running(delivery_config()) as (h, _, _):
+        yield h
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class TestSending:
+    """A due row is sent once, byte for byte, and recorded delivered."""
+
+    async def test_delivered(self, harness: Harness) -> None:
+        """200: delivered after one attempt, the URL's bytes as stored, the idempotency key sent."""
+        (row_id,) = harness.enqueue(7)
+        record = await harness.wait_state(row_id, DeliveryState.DELIVERED)
+        assert (record.attempts, record.last_status, record.last_error) == (1, 200, "")
+        (request,) = harness.receiver.requests
+        assert request.target == "/hook?lead_id=7&name=Jos%C3%A9"
+        assert request.header("Idempotency-Key") == "vici1:7:crm"
+        assert request.header("User-Agent") is None
+        assert harness.sender.sent == 1
+
+
+class TestRetries:
+    """Each failure is classified: retried with backoff, or dead at once."""
+
+    async def test_5xx_is_retried_then_delivered(self, harness: Harness) -> None:
+        """503 without Retry-After, then 200: delivered on the second attempt."""
+        harness.receiver.respond_with([503])
+        (row_id,) = harness.enqueue(1)
+        record = await harness.wait_state(row_id, DeliveryState.DELIVERED)
+        assert record.attempts == 2
+        assert len(harness.receiver.requests) == 2
+
+    async def test_4xx_is_dead_at_once(self, harness: Harness) -> None:
+        """404 rejects the lead: dead after one attempt, its status and class kept."""
+        harness.receiver.respond_with([404])
+        (row_id,) = harness.enqueue(1)
+        record = await harness.wait_state(row_id, DeliveryState.DEAD)
+        assert (record.attempts, record.last_status, record.last_error) == (1, 404, "http_404")
+
+    async def test_redirect_is_not_followed(self, harness: Harness) -> None:
+        """A 3xx is dead, unfollowed, with a reason that names no query string."""
+        harness.receiver.respond_with([302])
+        (row_id,) = harness.enqueue(1)
+        record = await harness.wait_state(row_id, DeliveryState.DEAD)
+        assert (record.last_status, record.last_error) == (302, "redirect (no Location)")
+        assert len(harness.receiver.requests) == 1
+
+    async def test_timeout_is_retried(self) -> None:
+        """No answer within timeout_s: the attempt is a timeout, and the row is retried."""
+        limits = EndpointLimits(timeout_s=0.1)
+        async with running(delivery_config(limits, retry_base_s=60.0, retry_cap_s=60.0)) as (h, _, _):
+            h.receiver.latency_s = 1.0
+            (row_id,) = h.enqueue(1)
+            await h.wait_until(lambda: h.row(row_id).attempts == 1)
+            record = h.row(row_id)
+            assert (record.state, record.last_status, record.last_error) == (
+                DeliveryState.PENDING,
+                0,
+                "timeout",
+            )
+            assert record.next_attempt_at > time.time()
+
+    async def test_connection_refused_is_retried(self) -> None:
+        """Nobody listening: a connect error, retried until the attempts run out."""
+        async with running(delivery_config(max_attempts=2)) as (h, _, _):
+            (row_id,) = h.enqueue(1, url=f"http://127.0.0.1:{closed_port()}/hook?lead_id=1")
+            record = await h.wait_state(row_id, DeliveryState.DEAD)
+            assert (record.attempts, record.last_status, record.last_error) == (2, 0, "connect")
+
+    async def test_dead_after_max_attempts(self) -> None:
+        """Always 500: exactly max_attempts requests, then a dead letter."""
+        async with running(delivery_config(max_attempts=3, breaker_failures=100)) as (h, _, _):
+            h.receiver.respond_with([500] * 10)
+            (row_id,) = h.enqueue(1)
+            record = await h.wait_state(row_id, DeliveryState.DEAD)
+            assert (record.attempts, record.last_status, record.last_error) == (3, 500, "http_500")
+            await asyncio.sleep(0.2)  # nothing more is sent
+            assert len(h.receiver.requests) == 3
+
+
+class TestEndpointProtection:
+    """A failing or throttling endpoint is held back: breaker, Retry-After, rate limit."""
+
+    async def test_breaker_opens_after_consecutive_failures(self) -> None:
+        """breaker_failures failures in a row open the circuit: no more requests during the cool-down."""
+        config = delivery_config(
+            EndpointLimits(concurrency=1), max_attempts=100, breaker_failures=2, breaker_cooldown_s=30.0
+        )
+        async with running(config) as (h, _, _):
+            h.receiver.respond_with([500] * 100)
+            ids = h.enqueue(1, 2, 3, 4)
+            await h.wait_until(lambda: any(s.circuit is BreakerState.OPEN for s in h.sender.statistics()))
+            await asyncio.sleep(0.3)  # rows due again meanwhile are not sent
+            assert len(h.receiver.requests) == 2
+            (stats,) = h.sender.statistics()
+            assert stats.opened_at is not None
+            assert all(h.row(i).state is DeliveryState.PENDING for i in ids)
+
+    async def test_retry_after_pauses_the_endpoint(self) -> None:
+        """429 with Retry-After: 1: the endpoint pauses, the next request waits that long, then goes."""
+        async with running(delivery_config(retry_cap_s=5.0)) as (h, _, _):
+            h.receiver.respond_with([429], retry_after="1")
+            (row_id,) = h.enqueue(1)
+            await h.wait_until(lambda: h.row(row_id).attempts == 1)
+            (stats,) = h.sender.statistics()
+            assert stats.paused_until > time.time()
+            assert h.row(row_id).next_attempt_at >= stats.paused_until - 0.01
+            record = await h.wait_state(row_id, DeliveryState.DELIVERED)
+            first, second = h.receiver.requests
+            assert second.received_at - first.received_at >= 0.9
+            assert (record.attempts, record.last_status) == (2, 200)
+
+    async def test_rate_limit_is_honoured(self) -> None:
+        """rate 10/s, burst 1: five requests are spread over at least 0.4 s."""
+        async with running(delivery_config(EndpointLimits(rate_per_s=10.0, burst=1))) as (h, _, _):
+            ids = h.enqueue(1, 2, 3, 4, 5)
+            for row_id in ids:
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            times = sorted(r.received_at for r in h.receiver.requests)
+            assert len(times) == 5
+            assert times[-1] - times[0] >= 0.35
+            waits = h.metrics.registry.get_sample_value(
+                "vicidial_cdc_rate_limited_waits_total", {"endpoint": "crm"}
+            )
+            assert waits is not None and waits > 0
+
+
+class TestShutdown:
+    """Stopping takes no new rows and lets the requests in flight finish and be recorded."""
+
+    async def test_stop_drains_in_flight(self) -> None:
+        """A request in flight when stop is set completes, and its outcome is recorded."""
+        async with running(delivery_config(EndpointLimits(concurrency=1))) as (h, stop, task):
+            h.receiver.latency_s = 0.3
+            first, *rest = h.enqueue(1, 2, 3)
+            await h.receiver.wait_for(1, WAIT_S)
+            stop.set()
+            async with asyncio.timeout(WAIT_S):
+                await task
+            assert h.row(first).state is DeliveryState.DELIVERED
+            assert [h.row(i).state for i in rest] == [DeliveryState.PENDING, DeliveryState.PENDING]
+            assert len(h.receiver.requests) == 1
+            assert h.sender.in_flight == 0
