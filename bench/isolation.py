@@ -51,7 +51,7 @@ from cdc.config import DeliveryConfig, EndpointLimits
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Attempt, Delivery, UrlSource
-from cdc.store import AsyncStore, SqliteStore, StoredDelivery
+from cdc.store import AsyncStore, LockWait, SqliteStore, StoredDelivery
 from cdc.testing.receiver import Receiver
 
 
@@ -93,16 +93,14 @@ def _delivery(lead_id: int, endpoint_id: str, base_url: str) -> Delivery:
 
 @contextlib.asynccontextmanager
 async def _sender(path: Path, config: DeliveryConfig) -> Any:
-    sync_store = SqliteStore(path)
-    store = AsyncStore(sync_store)
-    await store.open()
     transactions = [0]
 
-    def trace(statement: str) -> None:
-        if statement.startswith("BEGIN IMMEDIATE"):
+    def count(wait: LockWait) -> None:
+        if wait.acquired:  # reported once per write transaction (BEGIN IMMEDIATE held)
             transactions[0] += 1
 
-    sync_store._conn.set_trace_callback(trace)  # type: ignore[union-attr]  # bench only: count BEGINs
+    store = AsyncStore(SqliteStore(path, on_lock_wait=count))
+    await store.open()
     counting = CountingStore(store)
     session = aiohttp.ClientSession(skip_auto_headers=SKIP_AUTO_HEADERS, raise_for_status=False)
     sender = Sender(session, counting, config, Metrics())  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ def _target_of(url: str) -> str:
 
 
 class _Collect:
-    """A :class:`replay.CommitStore` that keeps what it is given (no dedup)."""
+    """A :class:`cdc.store.Outbox` stand-in for replay that keeps what it is given (no dedup)."""
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
