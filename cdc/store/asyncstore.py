@@ -21,10 +21,13 @@ _T = TypeVar("_T")
 class AsyncStore:
     """The event loop's face of a :class:`StateStore`: every call runs on one thread.
 
-    A private single-thread executor serializes the calls, as :class:`SqliteStore`
-    requires. Cancelling an await does not stop its call: the call still commits or
-    rolls back on the worker thread, and later calls queue behind it. Operator tools
-    (dead letters, ``get``) use the synchronous store directly, through :attr:`store`.
+    It is the :class:`~cdc.store.interfaces.AsyncOutbox` and
+    :class:`~cdc.store.interfaces.AsyncMetadata` the sender, the service and lead
+    recovery use. A private single-thread executor serializes the calls, as
+    :class:`~cdc.store.sqlite.SqliteStore` requires. Cancelling an await does not stop
+    its call: the call still commits or rolls back on the worker thread, and later
+    calls queue behind it. Operator tools (dead letters, ``get``) use the synchronous
+    store directly, through :attr:`store`.
     """
 
     __slots__ = ("_executor", "_store")
