@@ -156,10 +156,13 @@ class MemoryStore:
         return changed
 
     def release(self, ids: Sequence[int], next_attempt_at: float, now: float) -> int:
-        rows = [r for i in ids if (r := self._rows.get(i)) is not None and r.state is DeliveryState.IN_FLIGHT]
-        for r in rows:
-            r.state, r.next_attempt_at, r.updated_at = DeliveryState.PENDING, next_attempt_at, now
-        return len(rows)
+        changed = 0
+        for i in ids:  # one at a time: an id given twice is released once
+            r = self._rows.get(i)
+            if r is not None and r.state is DeliveryState.IN_FLIGHT:
+                r.state, r.next_attempt_at, r.updated_at = DeliveryState.PENDING, next_attempt_at, now
+                changed += 1
+        return changed
 
     def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> float | None:
         excluded = set(exclude_endpoints)
