@@ -137,11 +137,17 @@ def _operator_config(args: argparse.Namespace) -> config.Config:
 
 
 async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
-    from .service import Service
+    from .service import Service, StartCheck
+
+    start_check: StartCheck | None = None
+    if cfg.reader.check_at_start:  # the only cdc.ops a running streamer imports
+        from .ops import check
+
+        start_check = check.start_check
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    service = Service(cfg, replace_checkpoint=replace_checkpoint)
+    service = Service(cfg, replace_checkpoint=replace_checkpoint, start_check=start_check)
     try:
         await service.run(stop)
     except ExceptionGroup as group:
@@ -206,7 +212,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check.exit_code(results)
 
 
-# -- operator commands: status, dlq, replay (cdc/ops/operator.py, cdc/ops/replay.py) ----------
+# -- operator commands: status, dlq, replay (cdc/ops/status.py, dlq.py, replay.py) ------------
 
 
 def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -271,7 +277,7 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from .ops.operator import status_command
+    from .ops.status import status_command
 
     return status_command(_operator_config(args), as_json=args.json, out=sys.stdout, now=time.time())
 
@@ -280,7 +286,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     import time
 
     from .duration import parse_duration
-    from .ops.operator import DeadSelector, dlq_command
+    from .ops.dlq import DeadSelector, dlq_command
 
     selector = DeadSelector(
         ids=tuple(args.id),

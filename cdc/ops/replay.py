@@ -78,9 +78,9 @@ from ..reader import library as binlog
 from ..records import ApiLead, Delivery, Position, SkipReason, Value
 from ..records import as_int as _int
 from ..records import as_text as _text
-from ..settings import SettingsCache, SettingsSnapshot, UrlOverrides
+from ..settings import SettingsSnapshot, UrlOverrides
 from ..store.sqlite import OPERATOR_BATCH_ROWS
-from .operator import open_store
+from .statefile import open_store
 
 __all__ = [
     "API_LOG_WINDOW_S",
@@ -89,7 +89,6 @@ __all__ = [
     "ReplayReport",
     "RequeueStore",
     "Selection",
-    "connection_options",
     "load_snapshot",
     "parse_lead_ids",
     "parse_time",
@@ -268,9 +267,7 @@ def parse_time(conn: pymysql.Connection[Any], text: str) -> str:
 def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnapshot:
     """The settings as the live path has them: VICIdial's rows plus the config's ``[urls]``."""
     rows = vicidb.load_settings_rows(conn, config.mysql.database)
-    cache = SettingsCache(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
-    cache.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
-    return cache.snapshot()
+    return rows.snapshot(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
 
 
 # -- the replay -------------------------------------------------------------------------
