@@ -8,7 +8,7 @@ REPLICATION CLIENT on ``*.*`` and SELECT on VICIdial's database (``deploy/sql/gr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ...vicidb import quote_name
@@ -104,6 +104,18 @@ def parse_grant(line: str) -> Grant | None:
 
 def _find_on(text: str, start: int) -> int:
     """Index of the `` ON `` that ends the privilege list (outside quotes and parentheses)."""
+    return next((i for i in _top_level(text, start) if text[i : i + 4].upper() == " ON "), -1)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split a privilege list at commas outside parentheses and quotes."""
+    cuts = [i for i in _top_level(text) if text[i] == ","]
+    bounds = zip([-1, *cuts], [*cuts, len(text)], strict=True)
+    return [text[first + 1 : end].strip() for first, end in bounds]
+
+
+def _top_level(text: str, start: int = 0) -> Iterator[int]:
+    """Indexes from ``start`` outside quotes and parentheses (a doubled quote stays quoted)."""
     depth = 0
     quote_char = ""
     i = start
@@ -121,35 +133,9 @@ def _find_on(text: str, start: int) -> int:
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif depth == 0 and text[i : i + 4].upper() == " ON ":
-            return i
+        elif depth == 0:
+            yield i
         i += 1
-    return -1
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split a privilege list at commas outside parentheses and quotes."""
-    items: list[str] = []
-    depth = 0
-    quote_char = ""
-    current: list[str] = []
-    for ch in text:
-        if quote_char:
-            if ch == quote_char:
-                quote_char = ""
-        elif ch in "`'\"":
-            quote_char = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    items.append("".join(current).strip())
-    return items
 
 
 def _normal(words: str) -> str:
