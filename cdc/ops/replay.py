@@ -80,6 +80,7 @@ from ..records import as_int as _int
 from ..records import as_text as _text
 from ..settings import SettingsSnapshot, UrlOverrides
 from ..store.sqlite import OPERATOR_BATCH_ROWS
+from ..vicidial import ADD_LEAD, API_LOG_TABLE, API_SUCCESS, LEAD_ADDED_REASON, UPDATE_LEAD
 from .statefile import open_store
 
 __all__ = [
@@ -108,8 +109,6 @@ LEAD_MISSING: Final = "lead_missing"  # the api_log row names a lead that no lon
 
 _LEAD_ID_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 _DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_ADD_LEAD = "add_lead"
-_UPDATE_LEAD = "update_lead"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -477,8 +476,8 @@ class _Finder:
                 self._conn,
                 "SELECT `api_id`, CAST(`api_date` AS CHAR) AS api_date, `data`,"
                 " UNIX_TIMESTAMP(`api_date`) AS api_epoch"
-                f" FROM {self._db}.`vicidial_api_log`"
-                " WHERE `function` = 'add_lead' AND `result` = 'SUCCESS' AND `api_date` >= %s"
+                f" FROM {self._db}.{API_LOG_TABLE}"
+                f" WHERE `function` = '{ADD_LEAD}' AND `result` = '{API_SUCCESS}' AND `api_date` >= %s"
                 " AND (`api_date` > %s OR (`api_date` = %s AND `api_id` > %s))"
                 f"{until_sql} ORDER BY `api_date`, `api_id` LIMIT {self._batch:d}",
                 args,
@@ -491,7 +490,7 @@ class _Finder:
                 lead_id = _data_lead_id(row.get("data"))
                 if lead_id is not None and lead_id not in api and lead_id not in seen:
                     seen.add(lead_id)
-                    api[lead_id] = _ApiRow(lead_id, _ADD_LEAD, _int(row.get("api_epoch")) or 0)
+                    api[lead_id] = _ApiRow(lead_id, ADD_LEAD, _int(row.get("api_epoch")) or 0)
             ids = sorted(api)
             leads = (
                 self._select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(ids)) + ")", tuple(ids))
@@ -541,9 +540,9 @@ class _Finder:
         rows = vicidb.select(
             self._conn,
             "SELECT `function`, `result_reason`, `data`, UNIX_TIMESTAMP(`api_date`) AS api_epoch"
-            f" FROM {self._db}.`vicidial_api_log` WHERE {where}"
-            " AND `result` = 'SUCCESS' AND (`function` = 'add_lead'"
-            " OR (`function` = 'update_lead' AND `result_reason` LIKE '%%LEAD HAS BEEN ADDED%%'))"
+            f" FROM {self._db}.{API_LOG_TABLE} WHERE {where}"
+            f" AND `result` = '{API_SUCCESS}' AND (`function` = '{ADD_LEAD}'"
+            f" OR (`function` = '{UPDATE_LEAD}' AND `result_reason` LIKE '%%{LEAD_ADDED_REASON}%%'))"
             " ORDER BY `api_id`",
             args,
         )
@@ -553,7 +552,7 @@ class _Finder:
                 continue
             function = _text(row.get("function")).strip()
             known = api.get(lead_id)
-            if known is None or (known.function != _ADD_LEAD and function == _ADD_LEAD):
+            if known is None or (known.function != ADD_LEAD and function == ADD_LEAD):
                 api[lead_id] = _ApiRow(lead_id, function, _int(row.get("api_epoch")) or 0)
 
     # -- both ------------------------------------------------------------------------------
@@ -568,7 +567,7 @@ class _Finder:
             if lead_id is None or list_id is None or match is None:
                 self._report.skipped[SkipReason.NOT_API.value] += 1
                 continue
-            if match.function != _ADD_LEAD:
+            if match.function != ADD_LEAD:
                 self._report.skipped[SkipReason.UPDATE_LEAD_INSERT.value] += 1
                 continue
             epoch = LeadFetcher.take_epoch(row)
