@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, config, logs, runtime
 from .errors import (
@@ -27,6 +28,9 @@ from .errors import (
     ReaderFaultError,
     StateLockedError,
 )
+
+if TYPE_CHECKING:  # the service is imported by `run` only, when it starts
+    from .service import StartCheck
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +140,24 @@ def _operator_config(args: argparse.Namespace) -> config.Config:
     return cfg
 
 
+def start_check_for(cfg: config.Config) -> StartCheck | None:
+    """The service's start-up check: ``vicidial-cdc check``'s when ``reader.check_at_start``.
+
+    The only part of :mod:`cdc.ops` a running streamer imports, and only then.
+    """
+    if not cfg.reader.check_at_start:
+        return None
+    from .ops import check
+
+    return check.start_check
+
+
 async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
-    from .service import Service, StartCheck
-
-    start_check: StartCheck | None = None
-    if cfg.reader.check_at_start:  # the only cdc.ops a running streamer imports
-        from .ops import check
-
-        start_check = check.start_check
+    from .service import Service
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    service = Service(cfg, replace_checkpoint=replace_checkpoint, start_check=start_check)
+    service = Service(cfg, replace_checkpoint=replace_checkpoint, start_check=start_check_for(cfg))
     try:
         await service.run(stop)
     except ExceptionGroup as group:

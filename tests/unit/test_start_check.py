@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import pymysql
 import pytest
 
-from cdc.config import Config
+from cdc.cli import start_check_for
+from cdc.config import Config, ReaderConfig
+from cdc.ops import check
 from cdc.ops.check.results import CheckResult, Status
 from cdc.service import Finding, log_start_check
 
@@ -51,3 +54,16 @@ class TestLogStartCheck:
         with caplog.at_level(logging.WARNING, logger="cdc.service"):
             await log_start_check(check, Config())
         assert [r.getMessage() for r in caplog.records] == [f"check.not_run error={type(error).__name__}"]
+
+
+class TestStartCheckFor:
+    """``vicidial-cdc run`` gives the service ``check``'s start-up check, only when configured."""
+
+    def test_check_at_start_gives_the_ops_check(self) -> None:
+        """``reader.check_at_start`` on (the default): :func:`cdc.ops.check.start_check`."""
+        assert start_check_for(Config()) is check.start_check
+
+    def test_without_check_at_start_there_is_none(self) -> None:
+        """Off: no start-up check at all."""
+        cfg = dataclasses.replace(Config(), reader=ReaderConfig(check_at_start=False))
+        assert start_check_for(cfg) is None
