@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, config, logs, runtime
 from .errors import (
@@ -27,6 +28,9 @@ from .errors import (
     ReaderFaultError,
     StateLockedError,
 )
+
+if TYPE_CHECKING:  # the service is imported by `run` only, when it starts
+    from .service import StartCheck
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +140,24 @@ def _operator_config(args: argparse.Namespace) -> config.Config:
     return cfg
 
 
+def start_check_for(cfg: config.Config) -> StartCheck | None:
+    """The service's start-up check: ``vicidial-cdc check``'s when ``reader.check_at_start``.
+
+    The only part of :mod:`cdc.ops` a running streamer imports, and only then.
+    """
+    if not cfg.reader.check_at_start:
+        return None
+    from .ops import check
+
+    return check.start_check
+
+
 async def _run(cfg: config.Config, *, replace_checkpoint: bool = False) -> int:
     from .service import Service
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    service = Service(cfg, replace_checkpoint=replace_checkpoint)
+    service = Service(cfg, replace_checkpoint=replace_checkpoint, start_check=start_check_for(cfg))
     try:
         await service.run(stop)
     except ExceptionGroup as group:
@@ -206,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check.exit_code(results)
 
 
-# -- operator commands: status, dlq, replay (cdc/ops/operator.py, cdc/ops/replay.py) ----------
+# -- operator commands: status, dlq, replay (cdc/ops/status.py, dlq.py, replay.py) ------------
 
 
 def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -271,7 +287,7 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from .ops.operator import status_command
+    from .ops.status import status_command
 
     return status_command(_operator_config(args), as_json=args.json, out=sys.stdout, now=time.time())
 
@@ -280,7 +296,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     import time
 
     from .duration import parse_duration
-    from .ops.operator import DeadSelector, dlq_command
+    from .ops.dlq import DeadSelector, dlq_command
 
     selector = DeadSelector(
         ids=tuple(args.id),

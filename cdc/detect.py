@@ -98,10 +98,14 @@ from .records import (
 from .records import as_int as _int
 from .records import as_text as _text
 from .vicidial import (
+    ADD_LEAD,
     API_LOG_TABLE,
+    API_SUCCESS,
     DATA_LEAD_ID,
     DATA_LIST_ID,
+    LEAD_ADDED_REASON,
     LEAD_TABLE,
+    UPDATE_LEAD,
     api_log_data_field,
     custom_table_list_id,
 )
@@ -109,12 +113,8 @@ from .vicidial import (
 #: The fixed tables the detector consumes; plus every ``custom_<list_id>`` table.
 DETECT_TABLES = frozenset({LEAD_TABLE, API_LOG_TABLE})
 
-_ADD_LEAD = "add_lead"
-_UPDATE_LEAD = "update_lead"
-_SUCCESS = "SUCCESS"
 _NOTICE = "NOTICE"
-_LEAD_ADDED = "LEAD HAS BEEN ADDED"
-_CUSTOM_STEP = "add_lead CUSTOM FIELDS"
+_CUSTOM_STEP = f"{ADD_LEAD} CUSTOM FIELDS"
 
 
 def is_detect_table(table: str) -> bool:
@@ -387,20 +387,20 @@ class Detector:
 
     def _on_api_log(self, row: Mapping[str, Value], leads: list[ApiLead], ts: int) -> None:
         function = _text(row.get("function"))
-        if function not in (_ADD_LEAD, _UPDATE_LEAD):
+        if function not in (ADD_LEAD, UPDATE_LEAD):
             return
         result = _text(row.get("result")).strip().upper()
         reason = _text(row.get("result_reason"))
-        if function == _ADD_LEAD and result == _SUCCESS:
+        if function == ADD_LEAD and result == API_SUCCESS:
             lead_id = self._data_lead_id(row, DATA_LEAD_ID)
             if lead_id is not None:
                 self._on_add_lead(lead_id, leads, row, ts)
-        elif function == _ADD_LEAD and result == _NOTICE and reason.startswith(_CUSTOM_STEP):
+        elif function == ADD_LEAD and result == _NOTICE and reason.startswith(_CUSTOM_STEP):
             lead_id = self._data_lead_id(row, 1)
             held = self._held.pop(lead_id, None) if lead_id is not None else None
             if held is not None:
                 leads.append(self._release(held))
-        elif function == _UPDATE_LEAD and result == _SUCCESS and _LEAD_ADDED in reason:
+        elif function == UPDATE_LEAD and result == API_SUCCESS and LEAD_ADDED_REASON in reason:
             lead_id = self._data_lead_id(row, 2)
             if lead_id is not None and lead_id in self._pending:
                 entry = self._pop_pending(lead_id)

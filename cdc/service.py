@@ -20,8 +20,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import pymysql
@@ -56,6 +56,22 @@ META_SERVER_IDENTITY = "server_identity"
 ReaderFactory = Callable[..., binlog.BinlogReader]
 
 
+class Finding(Protocol):
+    """One thing the start-up check found not right: logged as ``check.<name>``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+#: The start-up check (``reader.check_at_start``): what is not right with the server, the
+#: grants and the settings. The CLI passes ``vicidial-cdc check``'s (``cdc.ops.check.start_check``).
+StartCheck = Callable[[Config], Sequence[Finding]]
+
+
 def reader_for(decoder: str) -> ReaderFactory:
     """The reader ``reader.decoder`` names: the fast one unless it says ``library``."""
     if decoder == "library":
@@ -71,6 +87,17 @@ class Retention:
     headroom_bytes: float
 
 
+async def log_start_check(check: StartCheck, config: Config) -> None:
+    """``vicidial-cdc check`` at start-up: what is not right is logged, never fatal."""
+    try:
+        findings = await asyncio.to_thread(check, config)
+    except (CdcError, pymysql.MySQLError, OSError) as exc:
+        log.warning("check.not_run error=%s", type(exc).__name__)
+        return
+    for f in findings:
+        log.warning("check.%s status=%s %s", f.name, f.status, f.message)
+
+
 class Service:
     """One streamer for one VICIdial database."""
 
@@ -81,11 +108,14 @@ class Service:
         *,
         replace_checkpoint: bool = False,
         reader_factory: ReaderFactory | None = None,
+        start_check: StartCheck | None = None,
     ) -> None:
         """``reader_factory`` builds the binlog reader (default: the one ``reader.decoder``
-        names; the benchmark passes its own)."""
+        names; the benchmark passes its own). ``start_check`` runs at start-up when
+        ``reader.check_at_start`` is on (none: no check)."""
         self.config = config
         self._reader_factory = reader_factory or reader_for(config.reader.decoder)
+        self._start_check = start_check
         #: Start at ``reader.start`` even when a checkpoint is stored (``run --start``).
         self._replace_checkpoint = replace_checkpoint
         self.metrics = metrics or Metrics()
@@ -141,8 +171,8 @@ class Service:
             if requeued:
                 log.info("outbox.requeued count=%d", requeued)
 
-            if cfg.reader.check_at_start:
-                await self._preflight()
+            if cfg.reader.check_at_start and self._start_check is not None:
+                await log_start_check(self._start_check, cfg)
             start = await self._load_source(store, store)
             assert self.pipeline is not None
             self.recovery = LeadRecovery(cfg, self.pipeline, self.settings, store, store)
@@ -300,21 +330,6 @@ class Service:
         return Retention(headroom_s, float(older))
 
     # -- start-up ----------------------------------------------------------------------
-
-    async def _preflight(self) -> None:
-        """``vicidial-cdc check`` at start-up: what is not right is logged, never fatal."""
-        from .ops import check
-
-        try:
-            results = await asyncio.to_thread(
-                check.run_checks, self.config, max_downtime_s=self.config.reader.max_downtime_s
-            )
-        except (CdcError, pymysql.MySQLError, OSError) as exc:
-            log.warning("check.not_run error=%s", type(exc).__name__)
-            return
-        for r in results:
-            if r.status in (check.Status.WARN, check.Status.FAIL):
-                log.warning("check.%s status=%s %s", r.name, r.status.value, r.message)
 
     async def _load_source(self, outbox: AsyncOutbox, meta: AsyncMetadata) -> Position | str:
         """Load settings by SELECT and decide where the binlog starts."""

@@ -19,7 +19,15 @@ from . import vicidial
 from .errors import SchemaError
 from .records import Value
 from .records import as_text as _text
-from .settings import FIELD_COLUMNS, LIST_COLUMNS, SYSTEM_COLUMNS, URL_COLUMNS
+from .settings import (
+    FIELD_COLUMNS,
+    LIST_COLUMNS,
+    SYSTEM_COLUMNS,
+    URL_COLUMNS,
+    SettingsCache,
+    SettingsSnapshot,
+    UrlOverrides,
+)
 
 Row = Mapping[str, Value]
 
@@ -33,6 +41,12 @@ class SettingsRows:
     list_rows: list[Row]
     field_rows: list[Row]
     system_row: Row | None
+
+    def snapshot(self, overrides: UrlOverrides | None = None) -> SettingsSnapshot:
+        """These rows as the settings cache holds them, over the config file's ``[urls]``."""
+        cache = SettingsCache(overrides)
+        cache.load(self.url_rows, self.list_rows, self.field_rows, self.system_row)
+        return cache.snapshot()
 
 
 def select(conn: pymysql.Connection[Any], sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
@@ -64,9 +78,15 @@ def load_settings_rows(conn: pymysql.Connection[Any], database: str) -> Settings
         f" WHERE url_type='{vicidial.URL_TYPE}'",
     )
     lists = select(conn, f"SELECT {cols(LIST_COLUMNS)} FROM {db}.{vicidial.LISTS_TABLE}")
-    fields = select(conn, f"SELECT {cols(FIELD_COLUMNS)} FROM {db}.{vicidial.LIST_FIELDS_TABLE}")
+    fields = load_field_rows(conn, database)
     system = select(conn, f"SELECT {cols(SYSTEM_COLUMNS)} FROM {db}.{vicidial.SYSTEM_SETTINGS_TABLE} LIMIT 1")
     return SettingsRows(urls, lists, fields, system[0] if system else None)
+
+
+def load_field_rows(conn: pymysql.Connection[Any], database: str) -> list[Row]:
+    """The ``vicidial_lists_fields`` columns the settings cache reads (custom fields per list)."""
+    columns = ", ".join(quote_name(n) for n in FIELD_COLUMNS)
+    return select(conn, f"SELECT {columns} FROM {quote_name(database)}.{vicidial.LIST_FIELDS_TABLE}")
 
 
 def quote_name(name: str) -> str:
@@ -161,7 +181,7 @@ def row_select(columns: Sequence[Column]) -> str:
 
 def binlog_row(row: Mapping[str, Value], columns: Sequence[Column]) -> dict[str, Value]:
     """A row read with :func:`row_select` over a connection that returns DATE, DATETIME and
-    TIME as text (``cdc.ops.replay.connection_options``), with the values the binlog reader gives.
+    TIME as text (``cdc.leadfetch.connection_options``), with the values the binlog reader gives.
 
     DATE → ``date``, DATETIME → ``datetime`` (a zero or partly zero date stays text, as the
     binlog's), TIMESTAMP → naive UTC ``datetime``, TIME → ``timedelta``; the rest (text,

@@ -2,7 +2,8 @@
 
 Table names, the ``apinewlead`` url type, ``---DISABLED---``, the first schema version
 that sends the URL itself, the URL length and ``VAR`` rules, ``custom_<list_id>`` table
-names and the add_lead api_log ``data`` field. Sources: ``/work/shared/vicidial.md`` and
+names, the api_log functions and results that add a lead, and the add_lead api_log
+``data`` field. Sources: ``/work/shared/vicidial.md`` and
 VICIdial's ``www/vicidial/non_agent_api.php`` (its ``apinewlead`` section). Pure; imports
 nothing from the project, so every layer may use it.
 """
@@ -70,6 +71,14 @@ def custom_table_list_id(table: str) -> int | None:
     digits = table[len(CUSTOM_TABLE_PREFIX) :]
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
+
+#: ``vicidial_api_log.function`` of the two calls that insert a lead.
+ADD_LEAD = "add_lead"
+UPDATE_LEAD = "update_lead"
+#: ``vicidial_api_log.result`` of a call that did what it was asked.
+API_SUCCESS = "SUCCESS"
+#: In ``result_reason`` of an ``update_lead`` that inserted (``insert_if_not_found=Y``).
+LEAD_ADDED_REASON = "LEAD HAS BEEN ADDED"
 
 #: Fields of the add_lead api_log ``data`` column (``phone|list_id|lead_id|gmt``).
 DATA_LIST_ID = 1

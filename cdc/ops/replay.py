@@ -78,16 +78,16 @@ from ..reader import library as binlog
 from ..records import ApiLead, Delivery, SkipReason, Value
 from ..records import as_int as _int
 from ..records import as_text as _text
-from ..settings import SettingsCache, SettingsSnapshot, UrlOverrides
+from ..settings import SettingsSnapshot, UrlOverrides
 from ..store import OPERATOR_BATCH_ROWS, DeadLetters, Outbox
-from .operator import open_store
+from ..vicidial import ADD_LEAD, API_LOG_TABLE, API_SUCCESS, LEAD_ADDED_REASON, UPDATE_LEAD
+from .statefile import open_store
 
 __all__ = [
     "API_LOG_WINDOW_S",
     "LeadIdRange",
     "ReplayReport",
     "Selection",
-    "connection_options",
     "load_snapshot",
     "parse_lead_ids",
     "parse_time",
@@ -106,9 +106,6 @@ BATCH_SIZE: Final = 500
 LEAD_MISSING: Final = "lead_missing"  # the api_log row names a lead that no longer exists
 
 _LEAD_ID_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
-_DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_ADD_LEAD = "add_lead"
-_UPDATE_LEAD = "update_lead"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -242,9 +239,7 @@ def parse_time(conn: pymysql.Connection[Any], text: str) -> str:
 def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnapshot:
     """The settings as the live path has them: VICIdial's rows plus the config's ``[urls]``."""
     rows = vicidb.load_settings_rows(conn, config.mysql.database)
-    cache = SettingsCache(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
-    cache.load(rows.url_rows, rows.list_rows, rows.field_rows, rows.system_row)
-    return cache.snapshot()
+    return rows.snapshot(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
 
 
 # -- the replay -------------------------------------------------------------------------
@@ -454,8 +449,8 @@ class _Finder:
                 self._conn,
                 "SELECT `api_id`, CAST(`api_date` AS CHAR) AS api_date, `data`,"
                 " UNIX_TIMESTAMP(`api_date`) AS api_epoch"
-                f" FROM {self._db}.`vicidial_api_log`"
-                " WHERE `function` = 'add_lead' AND `result` = 'SUCCESS' AND `api_date` >= %s"
+                f" FROM {self._db}.{API_LOG_TABLE}"
+                f" WHERE `function` = '{ADD_LEAD}' AND `result` = '{API_SUCCESS}' AND `api_date` >= %s"
                 " AND (`api_date` > %s OR (`api_date` = %s AND `api_id` > %s))"
                 f"{until_sql} ORDER BY `api_date`, `api_id` LIMIT {self._batch:d}",
                 args,
@@ -468,7 +463,7 @@ class _Finder:
                 lead_id = _data_lead_id(row.get("data"))
                 if lead_id is not None and lead_id not in api and lead_id not in seen:
                     seen.add(lead_id)
-                    api[lead_id] = _ApiRow(lead_id, _ADD_LEAD, _int(row.get("api_epoch")) or 0)
+                    api[lead_id] = _ApiRow(lead_id, ADD_LEAD, _int(row.get("api_epoch")) or 0)
             ids = sorted(api)
             leads = (
                 self._select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(ids)) + ")", tuple(ids))
@@ -518,9 +513,9 @@ class _Finder:
         rows = vicidb.select(
             self._conn,
             "SELECT `function`, `result_reason`, `data`, UNIX_TIMESTAMP(`api_date`) AS api_epoch"
-            f" FROM {self._db}.`vicidial_api_log` WHERE {where}"
-            " AND `result` = 'SUCCESS' AND (`function` = 'add_lead'"
-            " OR (`function` = 'update_lead' AND `result_reason` LIKE '%%LEAD HAS BEEN ADDED%%'))"
+            f" FROM {self._db}.{API_LOG_TABLE} WHERE {where}"
+            f" AND `result` = '{API_SUCCESS}' AND (`function` = '{ADD_LEAD}'"
+            f" OR (`function` = '{UPDATE_LEAD}' AND `result_reason` LIKE '%%{LEAD_ADDED_REASON}%%'))"
             " ORDER BY `api_id`",
             args,
         )
@@ -530,7 +525,7 @@ class _Finder:
                 continue
             function = _text(row.get("function")).strip()
             known = api.get(lead_id)
-            if known is None or (known.function != _ADD_LEAD and function == _ADD_LEAD):
+            if known is None or (known.function != ADD_LEAD and function == ADD_LEAD):
                 api[lead_id] = _ApiRow(lead_id, function, _int(row.get("api_epoch")) or 0)
 
     # -- both ------------------------------------------------------------------------------
@@ -545,7 +540,7 @@ class _Finder:
             if lead_id is None or list_id is None or match is None:
                 self._report.skipped[SkipReason.NOT_API.value] += 1
                 continue
-            if match.function != _ADD_LEAD:
+            if match.function != ADD_LEAD:
                 self._report.skipped[SkipReason.UPDATE_LEAD_INSERT.value] += 1
                 continue
             epoch = LeadFetcher.take_epoch(row)
@@ -586,15 +581,9 @@ def _data_lead_id(data: Value) -> int | None:
 
 
 def _valid_datetime(value: Value) -> _dt.datetime | None:
-    """A DATETIME that is a real date and time (not zero, not invalid, not NULL)."""
-    if isinstance(value, _dt.datetime):
-        return value
-    if isinstance(value, str) and _DATETIME_TEXT.match(value):
-        try:
-            return _dt.datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S")
-        except ValueError:  # a zero or partly zero date
-            return None
-    return None
+    """A DATETIME that is a real date and time: :func:`cdc.vicidb.binlog_row` made each one a
+    ``datetime``; a zero or invalid date stays text, NULL is ``None``."""
+    return value if isinstance(value, _dt.datetime) else None
 
 
 def _clusters(times: Iterable[_dt.datetime], gap_s: float) -> list[tuple[_dt.datetime, _dt.datetime]]:

@@ -23,8 +23,8 @@ from helpers import MariaDBFactory, wait_until
 from opstools import grants_user
 
 from cdc import cli
-from cdc.config import ENV_PREFIX
-from cdc.ops.check import READ_TABLES
+from cdc.config import ENV_PREFIX, Config, MysqlConfig, StateConfig, UrlsConfig
+from cdc.ops.check import READ_TABLES, Status, run_checks, start_check
 from cdc.testing.mariadb import OptionValue, PrivateMariaDB
 from cdc.testing.schema import create_vicidial_schema
 from cdc.testing.simulate import Vicidial
@@ -290,6 +290,24 @@ class TestServerSettings:
         short = check.run(server, "asterisk", CONFIG_SYS, "--max-downtime", "7d")
         assert (short.code, short.problems()) == (1, {"binlog_retention": "WARN"})
         assert "SET GLOBAL binlog_expire_logs_seconds = 604800;" in short.fix("binlog_retention")
+
+    def test_start_check_is_the_problems(self, mariadb_factory: MariaDBFactory, tmp_path: Path) -> None:
+        """What ``run`` logs at start: the WARN and FAIL lines, by the config's reader.max_downtime_s."""
+        server = vicidial_server(
+            mariadb_factory, options={"binlog_format": "MIXED", "binlog_expire_logs_seconds": 3 * 86400}
+        )
+        cfg = Config(
+            mysql=MysqlConfig(host="127.0.0.1", port=server.port, user="root", database="asterisk"),
+            urls=UrlsConfig(system=CFG_SYS),
+            state=StateConfig(path=str(tmp_path / "state.db")),
+        )
+        found = [(r.name, r.status) for r in start_check(cfg)]
+        assert found == [("binlog_format", Status.FAIL)]
+        problems = [(r.name, r.status) for r in run_checks(cfg) if r.status in (Status.WARN, Status.FAIL)]
+        assert found == problems
+        week = dataclasses.replace(cfg, reader=dataclasses.replace(cfg.reader, max_downtime_s=7 * 86400.0))
+        found = [(r.name, r.status) for r in start_check(week)]
+        assert found == [("binlog_format", Status.FAIL), ("binlog_retention", Status.WARN)]
 
     def test_bad_max_downtime_is_a_usage_error(self, check: CheckRunner, mariadb: PrivateMariaDB) -> None:
         """--max-downtime 0 exits 2 before connecting."""

@@ -23,7 +23,7 @@ from conftest import StartPipeline, make_config  # type: ignore[import-not-found
 from test_operator import run_cli, write_config  # type: ignore[import-not-found]
 from test_pipeline import _wait_count  # type: ignore[import-not-found]
 
-from cdc import config
+from cdc import config, leadfetch
 from cdc.endpoints import Router
 from cdc.modes import VicidialSender
 from cdc.ops import replay
@@ -278,7 +278,7 @@ class TestReplayCharsets:
         collect = _Collect()
 
         def run_replay() -> replay.ReplayReport:
-            with contextlib.closing(binlog.connect(cfg.mysql, **replay.connection_options())) as conn:
+            with contextlib.closing(binlog.connect(cfg.mysql, **leadfetch.connection_options())) as conn:
                 return replay.replay(
                     conn,
                     collect,

@@ -26,7 +26,7 @@ from opstools import apply_grants
 from cdc import config
 from cdc.config import DECODERS, Config, MysqlConfig
 from cdc.errors import SourceError
-from cdc.ops import check, operator, replay
+from cdc.ops import check, replay, status
 from cdc.reader import library as binlog
 from cdc.testing.mariadb import PrivateMariaDB, TlsFiles, ensure_installed, make_tls_files
 from cdc.testing.receiver import Receiver
@@ -155,7 +155,7 @@ class TestOperatorCommandsOverTls:
         code = replay.replay_command(cfg, lead_ids=[str(lead_id)], dry_run=True, as_json=True, out=out)
         assert code == 0
         assert json.loads(out.getvalue())["found"] == 1
-        state = operator.read_server(cfg)
+        state = status.read_server(cfg)
         assert state.reachable, state.error
         assert state.binlogs
 

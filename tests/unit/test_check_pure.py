@@ -14,34 +14,26 @@ import pytest
 
 from cdc.config import MysqlConfig
 from cdc.errors import ConfigError, SourceError
-from cdc.ops.check import (
-    READ_TABLES,
-    CheckResult,
-    Grant,
-    ServerFacts,
-    Status,
+from cdc.ops.check import parse_duration_s
+from cdc.ops.check.connection import check_tls, connect_failure
+from cdc.ops.check.facts import ServerFacts, StateFacts
+from cdc.ops.check.grants import Grant, extra_privileges, has_privilege, parse_grant
+from cdc.ops.check.rendering import exit_code, render_json, render_text
+from cdc.ops.check.results import CheckResult, Status
+from cdc.ops.check.rules import (
     check_binlog_format,
-    check_custom_tables,
     check_log_bin,
     check_privileges,
     check_retention,
     check_row_image,
     check_row_metadata,
-    check_schema_version,
     check_server_id,
-    check_tables,
-    check_tls,
-    connect_failure,
+    check_state,
     evaluate,
-    exit_code,
-    extra_privileges,
-    has_privilege,
     human_duration,
-    parse_duration_s,
-    parse_grant,
-    render_json,
-    render_text,
 )
+from cdc.ops.check.tables import READ_TABLES, check_custom_tables, check_tables
+from cdc.ops.check.urls import check_schema_version
 from cdc.records import Value
 from cdc.settings import UrlOverrides
 from cdc.vicidb import SettingsRows
@@ -786,3 +778,23 @@ class TestTls:
         assert results["tls.key"].fix == f"chmod 600 {key}"
         key.chmod(0o600)
         assert "tls.key" not in by_name(check_tls(make_facts(ssl_cipher="X"), mysql))
+
+
+class TestState:
+    """The state file's rule, from the facts gathered about it."""
+
+    def test_no_state_file_yet_is_info(self, tmp_path: Path) -> None:
+        """No file: the first start begins at reader.start, and the line says so."""
+        (result,) = check_state(StateFacts(tmp_path / "state.db", exists=False), "current")
+        assert (result.name, result.status) == ("state", Status.INFO)
+        assert "reader.start (current)" in result.message
+
+    def test_unreadable_state_or_server_is_info(self, tmp_path: Path) -> None:
+        """The lock holder is shown; a state or server that cannot be read is not checked."""
+        state = StateFacts(tmp_path / "state.db", exists=True, holder="pid 42", error="refused")
+        results = check_state(state, "current")
+        assert [(r.name, r.status) for r in results] == [
+            ("state_lock", Status.INFO),
+            ("state_server", Status.INFO),
+        ]
+        assert "pid 42" in results[0].message and results[1].message == "not checked: refused"

@@ -16,7 +16,9 @@ from cdc.errors import (
     SourceError,
     StateLockedError,
 )
-from cdc.ops import check
+from cdc.ops.check.facts import ServerFacts
+from cdc.ops.check.results import Status
+from cdc.ops.check.rules import check_compression
 from cdc.reader.faults import TransientCause, classify, explain, transient_cause
 from cdc.reader.raw import _LONG_PACKET, _read_packet
 from cdc.reader.rowdecode import UnsupportedColumnError
@@ -230,16 +232,16 @@ class TestCheckCompression:
     @pytest.mark.parametrize("name", ["log_bin_compress", "binlog_transaction_compression"])
     def test_compression_on_is_a_blocker_with_the_my_cnf_line(self, name: str) -> None:
         facts = _check_facts({name: "ON"})
-        result = check.check_compression(facts)
-        assert result.status is check.Status.FAIL and f"{name} = OFF" in result.fix
+        result = check_compression(facts)
+        assert result.status is Status.FAIL and f"{name} = OFF" in result.fix
 
     def test_off(self) -> None:
         facts = _check_facts({"log_bin_compress": "OFF"})
-        assert check.check_compression(facts).status is check.Status.OK
+        assert check_compression(facts).status is Status.OK
 
 
-def _check_facts(variables: dict[str, str]) -> check.ServerFacts:
-    return check.ServerFacts(
+def _check_facts(variables: dict[str, str]) -> ServerFacts:
+    return ServerFacts(
         account="cdc@%",
         variables=variables,
         grants=(),
