@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
 #: ``meta`` key of the identity of the database server the state follows.
-META_SERVER_IDENTITY = "server_identity"
 
 #: Builds the binlog reader; called like :class:`cdc.reader.library.BinlogReader`'s constructor.
 ReaderFactory = Callable[..., binlog.BinlogReader]
@@ -130,7 +129,7 @@ class Service:
         self.ready = asyncio.Event()
         self._counts: dict[str, dict[str, float]] = {}
         self._retention = Retention(float("inf"), float("inf"))
-        self._overrides = UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists))
+        self._overrides = UrlOverrides.of(config.urls)
         self._mode = Mode(config.delivery.mode)
         #: The server the state follows (recorded in ``meta``); saved again when it changes.
         self._identity: serverinfo.ServerIdentity | None = None
@@ -273,7 +272,7 @@ class Service:
         while not stop.is_set():
             if self._identity_unsaved and self._identity is not None:
                 self._identity_unsaved = False
-                await self.store.meta_set(META_SERVER_IDENTITY, self._identity.to_json())
+                await self.store.meta_set(serverinfo.META_KEY, self._identity.to_json())
             counts = await self.store.counts(delivered=False)
             now = time.time()
             self._counts = {
@@ -368,7 +367,7 @@ class Service:
             charset,
         )
         checkpoint = await meta.load_checkpoint()
-        recorded_text = await meta.meta_get(META_SERVER_IDENTITY)
+        recorded_text = await meta.meta_get(serverinfo.META_KEY)
         recorded = serverinfo.ServerIdentity.from_json(recorded_text) if recorded_text else None
         self._identity = facts.identity
         replaced = checkpoint is not None and self._replace_checkpoint
@@ -389,12 +388,12 @@ class Service:
             # The reader re-checks against the recorded server at its first connect.
             self._identity = recorded or facts.identity
             if recorded is None:
-                await meta.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
+                await meta.meta_set(serverinfo.META_KEY, facts.identity.to_json())
             log.info("binlog.resume position=%s server=%s", checkpoint, facts.identity)
             self.stats.checkpoint = checkpoint
             self.metrics.state_fresh_start.set(0)
             return checkpoint
-        await meta.meta_set(META_SERVER_IDENTITY, facts.identity.to_json())
+        await meta.meta_set(serverinfo.META_KEY, facts.identity.to_json())
         if isinstance(configured, Position):
             # Remember the first position now, so a restart never jumps to "current" again.
             await outbox.commit_batch([], configured, time.time())

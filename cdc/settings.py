@@ -37,7 +37,10 @@ import types
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .config import UrlsConfig
 
 from .records import Op, RowChange, SkipReason, UrlSource, Value
 from .records import as_int as _int
@@ -45,14 +48,13 @@ from .records import as_text as _text
 from .vicidial import (
     LIST_FIELDS_TABLE,
     LISTS_TABLE,
+    SYSTEM_CAMPAIGN_ID,
     SYSTEM_SETTINGS_TABLE,
     URL_MULTI_TABLE,
     URL_TYPE,
     is_disabled,
     strip_var,
 )
-
-SYSTEM_CAMPAIGN_ID = "-SYSTEM-API-NEWLEAD-"
 
 #: The tables whose row changes :meth:`SettingsCache.apply` consumes.
 SETTINGS_TABLES = frozenset({URL_MULTI_TABLE, LISTS_TABLE, LIST_FIELDS_TABLE, SYSTEM_SETTINGS_TABLE})
@@ -111,6 +113,11 @@ class UrlOverrides:
 
     system: str | None = None
     lists: Mapping[int, str] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    @classmethod
+    def of(cls, urls: UrlsConfig) -> UrlOverrides:
+        """The ``[urls]`` section of a config, as the resolver takes it."""
+        return cls(system=urls.system, lists=dict(urls.lists))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ SYSTEM_SETTINGS_TABLE = "system_settings"
 
 #: The ``url_type`` of API New Lead URL rows (``vicidial_url_multi``, ``vicidial_url_log``).
 URL_TYPE = "apinewlead"
+#: ``vicidial_url_multi.campaign_id`` of the system-wide API New Lead URL row.
+SYSTEM_CAMPAIGN_ID = "-SYSTEM-API-NEWLEAD-"
 #: A list value that means "no request", even when the system level has a URL.
 DISABLED = "---DISABLED---"
 #: First ``db_schema_version`` whose PHP sends ``apinewlead`` itself.

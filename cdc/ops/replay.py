@@ -239,7 +239,7 @@ def parse_time(conn: pymysql.Connection[Any], text: str) -> str:
 def load_snapshot(conn: pymysql.Connection[Any], config: Config) -> SettingsSnapshot:
     """The settings as the live path has them: VICIdial's rows plus the config's ``[urls]``."""
     rows = vicidb.load_settings_rows(conn, config.mysql.database)
-    return rows.snapshot(UrlOverrides(system=config.urls.system, lists=dict(config.urls.lists)))
+    return rows.snapshot(UrlOverrides.of(config.urls))
 
 
 # -- the replay -------------------------------------------------------------------------

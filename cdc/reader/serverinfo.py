@@ -48,6 +48,10 @@ _VARIABLES = (
 _GTID_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
+#: The state store meta key under which the service keeps the :class:`ServerIdentity` it streams from.
+META_KEY = "server_identity"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerIdentity:
     """What tells one server from another; recorded in the state store's ``meta`` table."""

@@ -12,11 +12,10 @@ import pytest
 from helpers import MariaDBFactory, binlog_events, binlog_mark, rows_events, wait_until
 
 import cdc.testing.mariadb.install
-from cdc.settings import SYSTEM_CAMPAIGN_ID
 from cdc.testing.mariadb import MariaDBError, PrivateMariaDB, ensure_installed
 from cdc.testing.schema import DEFAULT_API_PASS, TABLES, create_vicidial_schema
 from cdc.testing.simulate import NOISE_TABLES, StepRunner, Vicidial, run_interleaved
-from cdc.vicidial import LEAD_COLUMNS, SENDER_SCHEMA_VERSION
+from cdc.vicidial import LEAD_COLUMNS, SENDER_SCHEMA_VERSION, SYSTEM_CAMPAIGN_ID
 
 pytestmark = pytest.mark.mariadb
 

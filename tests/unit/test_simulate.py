@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from cdc import vicidial
-from cdc.settings import SYSTEM_CAMPAIGN_ID
 from cdc.testing.simulate import NOISE_TABLES, Result, Statement, StepRunner, Vicidial, run_interleaved
+from cdc.vicidial import SYSTEM_CAMPAIGN_ID
 
 _UNIQUEID = re.compile(r"'\d{10}\.\d{9}'")
 

@@ -22,7 +22,6 @@ from ...errors import CdcError, SchemaError, SourceError
 from ...reader import library as binlog
 from ...reader import serverinfo
 from ...records import Position
-from ...service import META_SERVER_IDENTITY
 from ..statefile import open_store
 from .grants import Grant, is_harmless_grant_line, parse_grant
 
@@ -220,7 +219,7 @@ def gather_state(cfg: Config) -> StateFacts:
         store = open_store(cfg)
         try:
             checkpoint = store.load_checkpoint()
-            recorded_text = store.meta_get(META_SERVER_IDENTITY)
+            recorded_text = store.meta_get(serverinfo.META_KEY)
         finally:
             store.close()
         with contextlib.closing(binlog.connect(cfg.mysql)) as conn:

@@ -31,7 +31,7 @@ def run_checks(cfg: Config, *, max_downtime_s: float | None = None) -> list[Chec
         f"connected to {mysql.host}:{mysql.port} as {facts.account} ({facts.version or 'unknown version'}), "
         f"database {quote_name(mysql.database)}",
     )
-    overrides = UrlOverrides(system=cfg.urls.system, lists=dict(cfg.urls.lists))
+    overrides = UrlOverrides.of(cfg.urls)
     downtime_s = cfg.reader.max_downtime_s if max_downtime_s is None else max_downtime_s
     return [
         connected,

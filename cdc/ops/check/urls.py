@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from ...modes import VicidialSender, vicidial_sender
 from ...records import UrlSource
 from ...resolve import check_url
-from ...settings import SYSTEM_CAMPAIGN_ID, SettingsCache, SettingsSnapshot, url_host
-from ...vicidial import DISABLED, SENDER_SCHEMA_VERSION, URL_TYPE, is_disabled, strip_var
+from ...settings import SettingsCache, SettingsSnapshot, url_host
+from ...vicidial import DISABLED, SENDER_SCHEMA_VERSION, SYSTEM_CAMPAIGN_ID, URL_TYPE, is_disabled, strip_var
 from .facts import ServerFacts
 from .results import CheckResult, Status, shown_ids
 

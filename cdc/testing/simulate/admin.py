@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ... import vicidial
-from ...settings import SYSTEM_CAMPAIGN_ID
+from ...vicidial import SYSTEM_CAMPAIGN_ID
 from .steps import PhpText, Result, Statement
 
 __all__ = ["AdminWrites", "check_label"]
