@@ -313,15 +313,11 @@ class Service:
     def _read_retention(self, checkpoint: Position) -> Retention:
         with contextlib.closing(binlog.connect(self.config.mysql)) as conn:
             logs = binlog.server_binlogs(conn)
+            names = ", ".join(f"'{n}'" for n in serverinfo.RETENTION_VARIABLES)
             with conn.cursor() as cur:
-                cur.execute(
-                    "SHOW GLOBAL VARIABLES WHERE Variable_name IN"
-                    " ('binlog_expire_logs_seconds', 'expire_logs_days')"
-                )
-                variables = {str(k): float(v or 0) for k, v in cur.fetchall()}
-        expire_s = (
-            variables.get("binlog_expire_logs_seconds") or variables.get("expire_logs_days", 0.0) * 86400
-        )
+                cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
+                variables = {str(k): str(v or "") for k, v in cur.fetchall()}
+        expire_s = serverinfo.binlog_retention_s(variables) or 0.0
         older = sum(size for name, size in logs if name < checkpoint.file)
         headroom_s = float("inf")
         if expire_s > 0 and self.stats.checkpoint_ts:

@@ -19,6 +19,7 @@ How a different server shows, strongest signal first:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import re
@@ -46,6 +47,26 @@ _VARIABLES = (
     "version",
 )
 _GTID_RE = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+#: The variables that set how long the server keeps a binlog file, newest name first.
+RETENTION_VARIABLES = ("binlog_expire_logs_seconds", "expire_logs_days")
+
+
+def binlog_retention_s(variables: Mapping[str, str]) -> float | None:
+    """Seconds a binlog file is kept (0: never purged); ``None`` when neither variable is known.
+
+    ``binlog_expire_logs_seconds`` wins when non-zero; when it is 0 or absent,
+    ``expire_logs_days`` still purges (MySQL 8 honours it then), so it is not read as "never".
+    """
+    known: dict[str, float] = {}
+    for name in RETENTION_VARIABLES:
+        with contextlib.suppress(KeyError, ValueError):
+            known[name] = float(variables[name] or 0)
+    if not known:
+        return None
+    seconds = known.get("binlog_expire_logs_seconds", 0.0)
+    return seconds if seconds > 0 else known.get("expire_logs_days", 0.0) * 86400
 
 
 #: The state store meta key under which the service keeps the :class:`ServerIdentity` it streams from.

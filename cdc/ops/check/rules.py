@@ -9,9 +9,8 @@ privileges and the state file; :func:`evaluate` runs them with the checks of
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from ...config import DEFAULT_SERVER_ID, ReaderConfig
 from ...reader import serverinfo
@@ -34,7 +33,6 @@ from .urls import check_double_send, check_schema_version, check_urls
 __all__ = [
     "evaluate",
     "human_duration",
-    "retention_s",
 ]
 
 #: The config's default ``reader.max_downtime_s``, for callers without a config.
@@ -240,17 +238,8 @@ def check_state(state: StateFacts, start: str) -> list[CheckResult]:
     return results
 
 
-def retention_s(variables: Mapping[str, str]) -> float | None:
-    """Seconds a binlog file is kept (0 = never purged); ``None`` when unknown."""
-    for name, scale in (("binlog_expire_logs_seconds", 1.0), ("expire_logs_days", 86400.0)):
-        with contextlib.suppress(ValueError):
-            if name in variables:
-                return float(variables[name]) * scale
-    return None
-
-
 def check_retention(facts: ServerFacts, max_downtime_s: float) -> CheckResult:
-    kept = retention_s(facts.variables)
+    kept = serverinfo.binlog_retention_s(facts.variables)
     downtime = human_duration(max_downtime_s)
     needed = max(86400, math.ceil(max_downtime_s / 86400) * 86400)
     if "binlog_expire_logs_seconds" in facts.variables:
