@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MariaDBFactory, wait_until
-from opstools import grants_user
+from support.mariadb import MariaDBFactory, grants_user
+from support.waiting import wait_until
 
 from cdc import cli
 from cdc.config import ENV_PREFIX, Config, MysqlConfig, StateConfig, UrlsConfig

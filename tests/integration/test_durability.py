@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import random
@@ -24,11 +23,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from opstools import free_port  # type: ignore[import-not-found]
-from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
+from support.fence import fence, setup_fence, targets, wait_count
+from support.harness import StartPipeline, fast_config
+from support.host import free_port
+from support.mariadb import MariaDBFactory
 
-from cdc.config import Config, DeliveryConfig, EndpointLimits
 from cdc.store import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
@@ -36,24 +35,6 @@ from cdc.testing.schema import create_vicidial_schema
 from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
-
-FAST = DeliveryConfig(
-    mode="send",
-    retry_base_s=0.2,
-    retry_factor=2.0,
-    retry_cap_s=1.0,
-    max_attempts=6,
-    breaker_failures=3,
-    breaker_cooldown_s=0.5,
-    breaker_max_cooldown_s=1.0,
-    defaults=EndpointLimits(timeout_s=1.0, connect_timeout_s=0.5),
-    shutdown_grace_s=10.0,
-)
-
-
-def fast_config(server: PrivateMariaDB, database: str, state: Path, **delivery: object) -> Config:
-    cfg = make_config(server, database, state)
-    return dataclasses.replace(cfg, delivery=dataclasses.replace(FAST, **delivery))
 
 
 def _write_config(path: Path, server: PrivateMariaDB, database: str, state: Path, **extra: str) -> Path:
@@ -163,7 +144,7 @@ class TestCrash:
             expected = set(written)
             assert len(expected) == total
             async with asyncio.timeout(180):
-                while not expected <= {int(t.split("id=")[1]) for t in _targets(receiver, "/k")}:
+                while not expected <= {int(t.split("id=")[1]) for t in targets(receiver, "/k")}:
                     assert proc.poll() is None, log.read_text()[-2000:]
                     await asyncio.sleep(0.2)
         finally:
@@ -175,7 +156,7 @@ class TestCrash:
                 keys[int(r.target.split("id=")[1])].add(r.header("Idempotency-Key"))
         assert set(keys) == expected  # nothing else was sent (no loader inserts)
         assert all(len(k) == 1 and None not in k for k in keys.values())
-        counts = Counter(int(t.split("id=")[1]) for t in _targets(receiver, "/k"))
+        counts = Counter(int(t.split("id=")[1]) for t in targets(receiver, "/k"))
         duplicates = sum(c - 1 for c in counts.values())
         report = {"leads": total, "kills": kills, "requests": sum(counts.values()), "duplicates": duplicates}
         print(f"crash test: {json.dumps(report)}")
@@ -201,14 +182,14 @@ class TestOutage:
         await down.stop()
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_list_url(101, f"http://127.0.0.1:{port}/o?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         state = tmp_path / "outage.db"
         first = await start_pipeline(mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state))
         ids = [
             await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
             for i in range(30)
         ]
-        await _fence(vicidial, receiver, "outage")
+        await fence(vicidial, receiver, "outage")
         await asyncio.sleep(1.0)  # some attempts fail, the breaker opens
         await first.stop()
         back = Receiver(port=port)
@@ -217,8 +198,8 @@ class TestOutage:
             await start_pipeline(
                 mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state, max_attempts=50)
             )
-            await _wait_count(back, "/o", 30)
-            assert Counter(_targets(back, "/o")) == Counter(f"/o?id={i}" for i in ids)
+            await wait_count(back, "/o", 30)
+            assert Counter(targets(back, "/o")) == Counter(f"/o?id={i}" for i in ids)
         finally:
             await back.stop()
 
@@ -258,7 +239,7 @@ class TestResponsePaths:
                 vicidial.set_list_url(list_id, f"{statuses[name].url}/{name}?id=--A--lead_id--B--")
             vicidial.add_list(205, "refused", "C", "")
             vicidial.set_list_url(205, f"http://127.0.0.1:{refused_port}/refused?id=--A--lead_id--B--")
-            _setup_fence(vicidial, receiver)
+            setup_fence(vicidial, receiver)
             state = tmp_path / "paths.db"
             cfg = fast_config(mariadb, vicidial_db, state, max_attempts=3)
             run = await start_pipeline(mariadb, vicidial_db, config=cfg)
@@ -267,9 +248,9 @@ class TestResponsePaths:
                 lead[name] = await asyncio.to_thread(
                     vicidial.add_lead, phone_number=f"312555{list_id}", list_id=list_id
                 )
-            await _wait_count(statuses["r429"], "/r429", 2)
-            await _wait_count(statuses["r500"], "/r500", 3)
-            await _fence(vicidial, receiver, "paths")
+            await wait_count(statuses["r429"], "/r429", 2)
+            await wait_count(statuses["r500"], "/r500", 3)
+            await fence(vicidial, receiver, "paths")
             r429 = statuses["r429"].requests
             assert r429[1].received_at - r429[0].received_at >= 0.9  # Retry-After honoured
             assert run.service.store is not None
@@ -302,8 +283,8 @@ class TestResponsePaths:
         await fixed.start()
         try:
             await start_pipeline(mariadb, vicidial_db, config=cfg)
-            await _wait_count(fixed, "/r404", 1)
-            assert _targets(fixed, "/r404") == [f"/r404?id={lead['r404']}"]
+            await wait_count(fixed, "/r404", 1)
+            assert targets(fixed, "/r404") == [f"/r404?id={lead['r404']}"]
         finally:
             await fixed.stop()
 
@@ -337,7 +318,7 @@ class TestIsolation:
             for i in range(100):
                 await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=302)
                 await asyncio.to_thread(vicidial.add_lead, phone_number=f"31256{i:05d}", list_id=301)
-            await _wait_count(healthy, "/ok", 100)
+            await wait_count(healthy, "/ok", 100)
             assert run.service.store is not None
             pending = {c.endpoint_id: c.pending + c.in_flight for c in await run.service.store.counts()}
             assert pending.get(f"127.0.0.1:{down_port}", 0) == 100
@@ -373,10 +354,14 @@ class TestPurgedBinlog:
     """The checkpoint's binlog was purged: a clear error, exit code 3, never a silent jump."""
 
     async def test_purge_past_checkpoint(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, tmp_path: Path
+        self,
+        mariadb_factory: MariaDBFactory,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
     ) -> None:
         """Stop, rotate and purge past the checkpoint, start again: exit 3 naming file and fix."""
-        server = mariadb_factory()  # type: ignore[operator]
+        server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
         with Vicidial.connect(server, database="asterisk", seed=8) as vici:
@@ -385,7 +370,7 @@ class TestPurgedBinlog:
             state = tmp_path / "purge.db"
             run = await start_pipeline(server, "asterisk", state=state)
             await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
-            await _wait_count(receiver, "/p", 1)
+            await wait_count(receiver, "/p", 1)
             await run.stop()
             checkpoint_file = run.service.stats.checkpoint.file if run.service.stats.checkpoint else ""
             missed = vici.add_lead(phone_number="3125550002", list_id=101)
@@ -416,12 +401,12 @@ class TestPurgedBinlog:
         log = tmp_path / "recovery.log"
         proc = _spawn(config, log, "--start", "current")
         try:
-            await _wait_count(receiver, "/p", 2)
+            await wait_count(receiver, "/p", 2)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.wait, 30)
         assert code == 0, log.read_text()[-2000:]
-        assert Counter(_targets(receiver, "/p"))[f"/p?id={missed}"] == 1
+        assert Counter(targets(receiver, "/p"))[f"/p?id={missed}"] == 1
 
 
 class TestShutdown:
@@ -466,6 +451,6 @@ class TestShutdown:
             await asyncio.sleep(1.6)  # let its response come back before stopping
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 30) == 0
-            assert Counter(_targets(slow, "/t")) == Counter(f"/t?id={i}" for i in ids)
+            assert Counter(targets(slow, "/t")) == Counter(f"/t?id={i}" for i in ids)
         finally:
             await slow.stop()

@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
+from support.fence import fence, setup_fence, targets, wait_count
+from support.harness import StartPipeline
+from support.mariadb import MariaDBFactory
 
-from cdc.config import DECODERS
 from cdc.errors import SchemaError
 from cdc.store.sqlite import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
@@ -42,7 +42,7 @@ class TestCustomFields:
             f"{receiver.url}/c?id=--A--lead_id--B--&color=--A--color--B--&ssn=--A--ssn--B--"
             "&e=--A--entry_list_id--B--",
         )
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
         with_row = await asyncio.to_thread(
             vicidial.add_lead,
@@ -51,16 +51,16 @@ class TestCustomFields:
             custom={"color": "dark red", "ssn": "123"},
         )
         without_row = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
-        await _wait_count(receiver, "/c", 2, busy=vicidial)  # held custom_wait_s of binlog time
-        await _fence(vicidial, receiver, "custom")
-        assert sorted(_targets(receiver, "/c")) == sorted(
+        await wait_count(receiver, "/c", 2, busy=vicidial)  # held custom_wait_s of binlog time
+        await fence(vicidial, receiver, "custom")
+        assert sorted(targets(receiver, "/c")) == sorted(
             [
                 f"/c?id={with_row}&color=dark+red&ssn=&e=101",
                 f"/c?id={without_row}&color=--A--color--B--&ssn=--A--ssn--B--&e=0",
             ]
         )
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_custom_fields_added_while_running(
         self,
         mariadb: PrivateMariaDB,
@@ -78,26 +78,31 @@ class TestCustomFields:
         """
         vicidial.add_list(102, "Later", "C", "")
         vicidial.set_list_url(102, f"{receiver.url}/late?id=--A--lead_id--B--&size=--A--size--B--")
-        _setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db, decoder=decoder)
-        await _fence(vicidial, receiver, "before")
+        setup_fence(vicidial, receiver)
+        await start_pipeline(mariadb, vicidial_db)
+        await fence(vicidial, receiver, "before")
         vicidial.add_custom_fields(102, [("size", False)])
         lead = await asyncio.to_thread(
             vicidial.add_lead, phone_number="3125550003", list_id=102, custom={"size": "XL"}
         )
-        await _wait_count(receiver, "/late", 1)
-        assert _targets(receiver, "/late") == [f"/late?id={lead}&size=XL"]
+        await wait_count(receiver, "/late", 1)
+        assert targets(receiver, "/late") == [f"/late?id={lead}&size=XL"]
 
 
+@pytest.mark.both_readers
 class TestSchemaChanges:
     """DDL on a watched table is followed, with and without binlog column metadata."""
 
     @pytest.mark.parametrize("metadata", ["FULL", "NO_LOG"])
     async def test_alter_vicidial_list(
-        self, metadata: str, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline
+        self,
+        metadata: str,
+        mariadb_factory: MariaDBFactory,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
     ) -> None:
         """A column added to vicidial_list mid-stream (as VICIdial upgrades do) keeps names right."""
-        server = mariadb_factory(row_metadata=metadata)  # type: ignore[operator]
+        server = mariadb_factory(row_metadata=metadata)
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
         with Vicidial.connect(server, database="asterisk", seed=2) as vici:
@@ -105,24 +110,25 @@ class TestSchemaChanges:
             vici.set_system_url(
                 f"{receiver.url}/d?id=--A--lead_id--B--&ph=--A--phone_number--B--&o=--A--owner--B--"
             )
-            _setup_fence(vici, receiver)
+            setup_fence(vici, receiver)
             await start_pipeline(server, "asterisk")
             first = await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550001", list_id=101, owner="ann"
             )
-            await _wait_count(receiver, "/d", 1)
+            await wait_count(receiver, "/d", 1)
             vici.execute("ALTER TABLE vicidial_list ADD COLUMN new_flag VARCHAR(5) DEFAULT 'x' AFTER lead_id")
             second = await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550002", list_id=101, owner="bob"
             )
-            await _wait_count(receiver, "/d", 2)
-            await _fence(vici, receiver, "ddl")
-        assert _targets(receiver, "/d") == [
+            await wait_count(receiver, "/d", 2)
+            await fence(vici, receiver, "ddl")
+        assert targets(receiver, "/d") == [
             f"/d?id={first}&ph=3125550001&o=ann",
             f"/d?id={second}&ph=3125550002&o=bob",
         ]
 
 
+@pytest.mark.both_readers
 class TestRotationAndStart:
     """Binlog rotation, and the configurable start positions."""
 
@@ -137,27 +143,31 @@ class TestRotationAndStart:
         """FLUSH BINARY LOGS between leads loses and repeats nothing."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/rot?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
         ids = []
         for i in range(4):
             ids.append(await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i}", list_id=101))
             await asyncio.to_thread(mariadb.flush_binary_logs)
-        await _wait_count(receiver, "/rot", 4)
-        await _fence(vicidial, receiver, "rot")
-        assert Counter(_targets(receiver, "/rot")) == Counter(f"/rot?id={i}" for i in ids)
+        await wait_count(receiver, "/rot", 4)
+        await fence(vicidial, receiver, "rot")
+        assert Counter(targets(receiver, "/rot")) == Counter(f"/rot?id={i}" for i in ids)
 
     async def test_start_at_file_pos_and_gtid(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, tmp_path: Path
+        self,
+        mariadb_factory: MariaDBFactory,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
     ) -> None:
         """start=FILE:POS and start=GTID begin after that point; a restart resumes by file:pos."""
-        server = mariadb_factory()  # type: ignore[operator]
+        server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
         with Vicidial.connect(server, database="asterisk", seed=4) as vici:
             vici.add_list(101, "L", "C", "")
             vici.set_system_url(f"{receiver.url}/s?id=--A--lead_id--B--")
-            _setup_fence(vici, receiver)
+            setup_fence(vici, receiver)
             before = vici.add_lead(phone_number="3125550001", list_id=101)
             with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
                 cur.execute("SHOW MASTER STATUS")
@@ -167,21 +177,21 @@ class TestRotationAndStart:
             after = vici.add_lead(phone_number="3125550002", list_id=101)
 
             run = await start_pipeline(server, "asterisk", state=tmp_path / "a.db", start=f"{file}:{pos}")
-            await _fence(vici, receiver, "filepos")
-            assert _targets(receiver, "/s") == [f"/s?id={after}"]
+            await fence(vici, receiver, "filepos")
+            assert targets(receiver, "/s") == [f"/s?id={after}"]
             await run.stop()
 
             receiver.requests.clear()
             run = await start_pipeline(server, "asterisk", state=tmp_path / "b.db", start=gtid)
-            await _fence(vici, receiver, "gtid")
-            assert _targets(receiver, "/s") == [f"/s?id={after}"]
+            await fence(vici, receiver, "gtid")
+            assert targets(receiver, "/s") == [f"/s?id={after}"]
             await run.stop()
             assert run.service.stats.checkpoint is not None  # file:pos recorded after a GTID start
 
             later = vici.add_lead(phone_number="3125550003", list_id=101)
             await start_pipeline(server, "asterisk", state=tmp_path / "b.db", start=gtid)
-            await _fence(vici, receiver, "gtid-resume")
-            assert Counter(_targets(receiver, "/s")) == Counter([f"/s?id={after}", f"/s?id={later}"])
+            await fence(vici, receiver, "gtid-resume")
+            assert Counter(targets(receiver, "/s")) == Counter([f"/s?id={after}", f"/s?id={later}"])
         assert before not in (after, later)
 
 
@@ -208,10 +218,10 @@ class TestBadInput:
         """A URL that cannot be parsed is counted as url_invalid and the stream goes on."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_list_url(101, "http://bad host.example:99999/x?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db)
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await _fence(vicidial, receiver, "malformed")
+        await fence(vicidial, receiver, "malformed")
         assert run.service.stats.skipped.get("url_invalid") == 1
 
     async def test_dead_endpoint_keeps_delivery(
@@ -230,10 +240,10 @@ class TestBadInput:
         await dead.stop()  # nothing listens on that port now
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_list_url(101, f"{dead_url}/gone?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db, state=tmp_path / "dead.db")
         lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await _fence(vicidial, receiver, "dead")
+        await fence(vicidial, receiver, "dead")
         host_port = dead_url.split("//", 1)[1]
         labels = {"endpoint": host_port, "outcome": "retry", "sender": "cdc"}
         async with asyncio.timeout(30):
@@ -270,7 +280,7 @@ class TestPrivacy:
         vicidial.set_system_url(f"{receiver.url}/p?ph=--A--phone_number--B--&n=--A--last_name--B--")
         vicidial.add_list(102, "Off", "C", "")
         vicidial.set_list_url(102, "---DISABLED---")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
         await asyncio.to_thread(
             vicidial.add_lead, phone_number="8675309123", list_id=101, last_name="Sentinelson"
@@ -278,8 +288,8 @@ class TestPrivacy:
         await asyncio.to_thread(
             vicidial.add_lead, phone_number="8675309124", list_id=102, last_name="Sentinelson"
         )
-        await _wait_count(receiver, "/p", 1)
-        await _fence(vicidial, receiver, "privacy")
+        await wait_count(receiver, "/p", 1)
+        await fence(vicidial, receiver, "privacy")
         text = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
         assert caplog.records, "the pipeline logged nothing at all: the check would be empty"
         for secret in ("8675309", "Sentinelson", "ph=", "s3cret-api-pass"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import decimal
 from collections.abc import Iterator, Sequence
@@ -23,13 +22,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from conftest import Running, StartPipeline  # type: ignore[import-not-found]
-from helpers import MariaDBFactory, wait_until_async  # type: ignore[import-not-found]
-from test_edges import TestRotationAndStart as _RotationAndStart  # type: ignore[import-not-found]
-from test_edges import TestSchemaChanges as _SchemaChanges  # type: ignore[import-not-found]
-from test_pipeline import TestNoise as _Noise  # type: ignore[import-not-found]
+from support.binlog import position
+from support.harness import StartPipeline
+from support.mariadb import MariaDBFactory, mysql_config
+from support.waiting import wait_until_async
 
-from cdc.config import MysqlConfig
 from cdc.errors import BinlogPurgedError
 from cdc.reader.library import BinlogReader
 from cdc.reader.raw import FastBinlogReader
@@ -95,25 +92,6 @@ LATIN1_TEXT = "(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'Müller€', 'Œuvre ½ ©', 'é'
 )
 
 
-def _mysql(server: PrivateMariaDB, heartbeat_s: float = 0.2) -> MysqlConfig:
-    return MysqlConfig(
-        host=server.host,
-        port=server.port,
-        user="root",
-        database=DATABASE,
-        source="test",
-        heartbeat_s=heartbeat_s,
-        read_timeout_s=10.0,
-    )
-
-
-def _position(conn: Any) -> Position:
-    with conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        row = cur.fetchone()
-    return Position(str(row[0]), int(row[1]))
-
-
 def _execute(conn: Any, *statements: str) -> None:
     with conn.cursor() as cur:
         for statement in statements:
@@ -131,7 +109,7 @@ def write_workload(server: PrivateMariaDB) -> tuple[Position, Position]:
             TYPES_DDL.format(name="types_inno", engine="InnoDB", charset="utf8mb4"),
             "SET time_zone = '+00:00'",
         )
-        start = _position(conn)
+        start = position(conn)
         for table, text_row in (("types_utf8", UTF8_TEXT), ("types_latin1", LATIN1_TEXT)):
             _execute(
                 conn,
@@ -179,7 +157,7 @@ def write_workload(server: PrivateMariaDB) -> tuple[Position, Position]:
             "ALTER TABLE types_utf8 ADD COLUMN added VARCHAR(10) DEFAULT 'new'",
             f"INSERT INTO types_utf8 ({COLUMNS}) VALUES {ROW_TYPICAL}",
         )
-        end = _position(conn)
+        end = position(conn)
     return start, end
 
 
@@ -187,7 +165,7 @@ async def read_stretch(
     cls: type[BinlogReader], server: PrivateMariaDB, start: Position, end: Position
 ) -> list[SourceItem]:
     """Everything ``cls`` hands over from ``start`` up to the group end at ``end``."""
-    reader = cls(_mysql(server), WATCHED, start, flush_interval_s=0.01)
+    reader = cls(mysql_config(server), WATCHED, start, flush_interval_s=0.01)
     reader.start()
     items: list[SourceItem] = []
     try:
@@ -352,13 +330,13 @@ class TestFastReader:
     async def test_noise_is_not_decoded(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
         """Only watched tables are decoded; every event is still counted and positions move."""
         with contextlib.closing(mariadb.connect()) as conn:
-            start = _position(conn)
+            start = position(conn)
         with Vicidial.connect(mariadb, database=vicidial_db, seed=3) as vici:
             vici.noise(300)
             vici.add_list(101, "L", "C", "")
         with contextlib.closing(mariadb.connect()) as conn:
-            end = _position(conn)
-        reader = FastBinlogReader(dataclasses.replace(_mysql(mariadb), database=vicidial_db), WATCHED, start)
+            end = position(conn)
+        reader = FastBinlogReader(mysql_config(mariadb, vicidial_db), WATCHED, start)
         reader.start()
         ends: list[Position] = [start]
         try:
@@ -377,8 +355,8 @@ class TestFastReader:
         with contextlib.closing(server.connect()) as conn:
             _execute(conn, f"CREATE DATABASE {DATABASE}", TYPES_DDL.format(name=f"{DATABASE}.types_utf8",
                      engine="MyISAM", charset="utf8mb4"))  # fmt: skip
-            start = _position(conn)
-        reader = FastBinlogReader(_mysql(server), WATCHED, start, reconnect_initial_s=0.05)
+            start = position(conn)
+        reader = FastBinlogReader(mysql_config(server), WATCHED, start, reconnect_initial_s=0.05)
         reader.start()
         seen: list[RowChange] = []
 
@@ -416,10 +394,10 @@ class TestFastReader:
             with conn.cursor() as cur:
                 cur.execute("SELECT @@global.binlog_checksum, @@gtid_binlog_pos")
                 checksum, gtid = cur.fetchone()
-            start = _position(conn)
+            start = position(conn)
             _execute(conn, *(f"INSERT INTO types_utf8 (i_s) VALUES ({i})" for i in range(3)))
         assert checksum == "CRC32"
-        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
+        cfg = mysql_config(mariadb, vicidial_db)
         for begin in (start, str(gtid)):
             reader = FastBinlogReader(cfg, WATCHED, begin)
             reader.start()
@@ -434,12 +412,12 @@ class TestFastReader:
 
     async def test_event_larger_than_one_packet(self, mariadb: PrivateMariaDB, vicidial_db: str) -> None:
         """A 17 MB row arrives in several 16 MB protocol packets and decodes like the reference."""
-        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
+        cfg = mysql_config(mariadb, vicidial_db)
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
             _execute(conn, "CREATE TABLE big (id INT PRIMARY KEY, body LONGTEXT) ENGINE=MyISAM")
-            start = _position(conn)
+            start = position(conn)
             _execute(conn, "INSERT INTO big VALUES (1, CONCAT(REPEAT('x', 17825792), 'é')), (2, 'small')")
-            end = _position(conn)
+            end = position(conn)
         decoded = {}
         for cls in (BinlogReader, FastBinlogReader):
             reader = cls(cfg, {"big"}, start)
@@ -459,7 +437,7 @@ class TestFastReader:
 
     async def test_purged_start_is_reported(self, mariadb: PrivateMariaDB) -> None:
         """A checkpoint in a binlog file the server no longer has raises BinlogPurgedError."""
-        reader = FastBinlogReader(_mysql(mariadb), WATCHED, Position("binlog.999999", 4))
+        reader = FastBinlogReader(mysql_config(mariadb), WATCHED, Position("binlog.999999", 4))
         reader.start()
         try:
             with pytest.raises(BinlogPurgedError):
@@ -476,8 +454,8 @@ class TestFastReader:
         with contextlib.closing(server.connect()) as conn:
             _execute(conn, f"CREATE DATABASE {DATABASE}", TYPES_DDL.format(name=f"{DATABASE}.types_utf8",
                      engine="MyISAM", charset="utf8mb4"))  # fmt: skip
-            start = _position(conn)
-        reader = FastBinlogReader(_mysql(server), WATCHED, start)
+            start = position(conn)
+        reader = FastBinlogReader(mysql_config(server), WATCHED, start)
         reader.start()
         seen: list[SourceItem] = []
 
@@ -501,14 +479,14 @@ class TestFastReader:
         assert [i.values["gender"] for i in seen if isinstance(i, RowChange)] == ["U", "X"]
         assert any(isinstance(i, SchemaChange) for i in seen)
 
-    @pytest.mark.parametrize("reader_class", [FastBinlogReader, BinlogReader])
+    @pytest.mark.both_readers
     async def test_custom_tables_always_read(
-        self, mariadb: PrivateMariaDB, vicidial_db: str, reader_class: type[BinlogReader]
+        self, mariadb: PrivateMariaDB, vicidial_db: str, reader_class: ReaderFactory
     ) -> None:
         """A custom_<list_id> table created while running is read without being watched."""
-        cfg = dataclasses.replace(_mysql(mariadb), database=vicidial_db)
+        cfg = mysql_config(mariadb, vicidial_db)
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn:
-            start = _position(conn)
+            start = position(conn)
             _execute(conn, "CREATE TABLE custom_8 (lead_id INT UNSIGNED PRIMARY KEY, note VARCHAR(9))")
             _execute(conn, "INSERT INTO custom_8 VALUES (1, 'first')")
             reader = reader_class(cfg, WATCHED, start)
@@ -531,56 +509,21 @@ def _kill_dump_threads(conn: Any) -> None:
                 cur.execute(f"KILL {int(thread_id)}")
 
 
-# -- the pipeline scenarios again, with the library reader (the fallback) in the service ----
-
-
-class _LibraryReader:
-    """Pipelines in these classes run with the library reader (``reader.decoder = "library"``)."""
-
-    @pytest.fixture
-    def reader_factory(self) -> ReaderFactory:
-        return BinlogReader
-
-
-def _uses_library_reader(run: Running) -> bool:
-    return type(run.service.reader) is BinlogReader
-
-
-class TestNoiseLibrary(_LibraryReader, _Noise):
-    """TestNoise with the library reader in the service."""
-
-
-class TestSchemaChangesLibrary(_LibraryReader, _SchemaChanges):
-    """TestSchemaChanges (ALTER vicidial_list, FULL and NO_LOG) with the library reader."""
-
-
-class TestRotationAndStartLibrary(_LibraryReader, _RotationAndStart):
-    """TestRotationAndStart (rotation, FILE:POS and GTID starts) with the library reader."""
-
-
-class TestLibraryReaderIsUsed(_LibraryReader):
-    """The ``_LibraryReader`` classes really put the library reader into the service."""
+class TestReaderChoice:
+    """The service builds the reader it is given, else the one ``reader.decoder`` names."""
 
     async def test_service_builds_the_reader_it_is_given(
         self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline
     ) -> None:
-        """The service builds its reader with the factory it was constructed with."""
-        run = await start_pipeline(mariadb, vicidial_db)
-        assert _uses_library_reader(run)
+        """A reader factory given to the service wins over ``reader.decoder`` (here the default)."""
+        run = await start_pipeline(mariadb, vicidial_db, reader_factory=BinlogReader)
+        assert run.config.reader.decoder == "fast"
+        assert type(run.service.reader) is BinlogReader
 
-
-class TestReaderFromConfig:
-    """Without a factory, ``reader.decoder`` chooses the reader."""
-
-    @pytest.mark.parametrize(("decoder", "reader"), [("fast", FastBinlogReader), ("library", BinlogReader)])
+    @pytest.mark.both_readers
     async def test_decoder_names_the_reader(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        start_pipeline: StartPipeline,
-        decoder: str,
-        reader: type[BinlogReader],
+        self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """``reader.decoder`` = fast or library: the service builds that reader."""
-        run = await start_pipeline(mariadb, vicidial_db, decoder=decoder)
-        assert type(run.service.reader) is reader
+        run = await start_pipeline(mariadb, vicidial_db)
+        assert type(run.service.reader) is {"fast": FastBinlogReader, "library": BinlogReader}[decoder]

@@ -13,107 +13,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import datetime as dt
 import json
-import random
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 from standardwebhooks import Webhook, WebhookVerificationError
+from support.fence import WAIT_S, fence, fence_toml, headers_of, setup_fence, wait_for
+from support.harness import StartPipeline, configure
 
-from cdc.config import Config, load
 from cdc.testing.mariadb import PrivateMariaDB
-from cdc.testing.receiver import ReceivedRequest, Receiver
+from cdc.testing.receiver import Receiver
 from cdc.testing.schema import DEFAULT_API_USER, create_vicidial_schema
 from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
-FENCE_LIST = 999
-WAIT_S = 30.0
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "lead.created.v1.json").read_text("utf-8"))
 NEW_SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(bytes(range(100, 132))).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"z" * 32).decode()
-
-
-# -- harness ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[list[Receiver]]:
-    """Three more receivers on loopback (the ``receiver`` fixture carries the fence)."""
-    started = [Receiver(), Receiver(), Receiver()]
-    for r in started:
-        await r.start()
-    try:
-        yield started
-    finally:
-        for r in started:
-            await r.stop()
-
-
-def configure(
-    server: PrivateMariaDB,
-    database: str,
-    tmp_path: Path,
-    toml: str,
-    env: dict[str, str] | None = None,
-    **delivery: Any,
-) -> Config:
-    """The harness config plus the [endpoints]/[fanout] of ``toml``, loaded as a deployment would."""
-    path = tmp_path / "endpoints.toml"
-    path.write_text(toml, encoding="utf-8")
-    loaded = load(path, env=env or {})
-    base = make_config(server, database, tmp_path / "state.db")
-    return dataclasses.replace(
-        base,
-        delivery=dataclasses.replace(
-            base.delivery,
-            endpoints=loaded.delivery.endpoints,
-            endpoint_headers=loaded.delivery.endpoint_headers,
-            named_endpoints=loaded.delivery.named_endpoints,
-            fanout=loaded.delivery.fanout,
-            **delivery,
-        ),
-    )
-
-
-def fence_toml(extra: str = "") -> str:
-    return f'\n[fanout.lists]\n"{FENCE_LIST}" = ["vicidial"]\n{extra}'
-
-
-async def fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
-    """Add an API lead on the fence list and wait until its request arrives: all before is done."""
-    phone = f"9{random.randrange(10**8, 10**9)}"
-    await asyncio.to_thread(vici.add_lead, phone_number=phone, list_id=FENCE_LIST, first_name=tag)
-    await wait_for(receiver, lambda r: f"fence={tag}" in r.target, 1)
-
-
-def setup_fence(vici: Vicidial, receiver: Receiver) -> None:
-    vici.add_list(FENCE_LIST, "Fence", "FENCE", "")
-    vici.set_list_url(FENCE_LIST, f"{receiver.url}/fence?fence=--A--first_name--B--&id=--A--lead_id--B--")
-
-
-async def wait_for(
-    receiver: Receiver, match: Any, count: int, timeout_s: float = WAIT_S
-) -> list[ReceivedRequest]:
-    async with asyncio.timeout(timeout_s):
-        while len(got := [r for r in receiver.requests if match(r)]) < count:
-            await asyncio.sleep(0.02)
-    return got
-
-
-def headers_of(request: ReceivedRequest) -> dict[str, str]:
-    return {k.lower(): v for k, v in request.headers}
 
 
 # -- get ---------------------------------------------------------------------------------

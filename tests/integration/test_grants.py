@@ -14,11 +14,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import MariaDBFactory  # type: ignore[import-not-found]
-from opstools import grants_user
+from support.harness import StartPipeline, make_config
+from support.mariadb import MariaDBFactory, grants_user
 
-from cdc.config import DECODERS, Secret
+from cdc.config import Secret
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema
 from cdc.testing.simulate import Vicidial
@@ -40,7 +39,7 @@ async def _wait_target(receiver: Receiver, target: str) -> None:
 class TestGrantsSqlAccount:
     """The streamer as the grants.sql account, on a server that logs no row metadata."""
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_a_list_given_custom_fields_while_running_flows(
         self,
         mariadb_factory: MariaDBFactory,

@@ -18,9 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from helpers import wait_until_async  # type: ignore[import-not-found]
-from test_durability import fast_config  # type: ignore[import-not-found]
+from support.harness import StartPipeline, fast_config
+from support.waiting import wait_until_async
 
 from cdc.breaker import BreakerState
 from cdc.config import DeliveryConfig, EndpointLimits

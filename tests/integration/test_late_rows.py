@@ -15,21 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import dead_letters, wait_until_async  # type: ignore[import-not-found]
-from test_operator import run_cli, write_config  # type: ignore[import-not-found]
-from test_pipeline import (  # type: ignore[import-not-found]
-    EXACT_TEMPLATE,
-    WAIT_S,
-    _exact_expected,
-    _fence,
-    _setup_fence,
-    _targets,
-    _wait_count,
-)
+from support.cli import run_cli, write_config
+from support.expected import EXACT_TEMPLATE, exact_expected
+from support.fence import WAIT_S, fence, setup_fence, targets, wait_count
+from support.harness import StartPipeline, make_config
+from support.state import dead_letters
+from support.waiting import wait_until_async
 
 from cdc import endpoints
-from cdc.config import DECODERS, Config, Secret
+from cdc.config import Config, Secret
 from cdc.ops.check import READ_TABLES
 from cdc.pipeline import FAILED_ENDPOINT
 from cdc.records import ApiLead
@@ -49,7 +43,7 @@ def _metric(run_service: object, name: str, labels: Mapping[str, str] | None = N
     return float(value or 0.0)
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.both_readers
 class TestLateApiLogRow:
     """An add_lead whose api_log row is held back by a MyISAM table lock is still delivered."""
 
@@ -65,8 +59,8 @@ class TestLateApiLogRow:
         """The insert expires as not_api, the late SUCCESS fetches it: VICIdial's exact request."""
         vicidial.add_list(101, "Web leads", "CAMP1", "From the web")
         vicidial.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
-        _setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db, decoder=decoder, match_window_s=1.0)
+        setup_fence(vicidial, receiver)
+        run = await start_pipeline(mariadb, vicidial_db, match_window_s=1.0)
         with (
             Vicidial.connect(mariadb, database=vicidial_db, seed=11) as locker,
             Vicidial.connect(mariadb, database=vicidial_db, seed=12) as api,
@@ -92,9 +86,9 @@ class TestLateApiLogRow:
             finally:
                 locker.execute("UNLOCK TABLES")
             lead_id = await adding
-        await _wait_count(receiver, "/new", 1)
-        await _fence(vicidial, receiver, "late")
-        assert _targets(receiver, "/new") == [_exact_expected(lead_id)]
+        await wait_count(receiver, "/new", 1)
+        await fence(vicidial, receiver, "late")
+        assert targets(receiver, "/new") == [exact_expected(lead_id)]
         assert _metric(run.service, "vicidial_cdc_leads_late_total", {"outcome": "fetched"}) == 1
 
 
@@ -130,14 +124,14 @@ class TestBadLead:
         """Boom is dead-lettered with its reason, Fine (after it) and the fence are delivered."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/ok?fn=--A--first_name--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db)
         boom = await asyncio.to_thread(
             vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="Boom"
         )
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101, first_name="Fine")
-        await _fence(vicidial, receiver, "bad")
-        assert _targets(receiver, "/ok") == ["/ok?fn=Fine"]
+        await fence(vicidial, receiver, "bad")
+        assert targets(receiver, "/ok") == ["/ok?fn=Fine"]
         assert not run.task.done()
         [dead] = dead_letters(Path(run.config.state.path), lead_id=boom)
         assert dead.delivery.endpoint_id == FAILED_ENDPOINT
@@ -182,7 +176,7 @@ def _restricted_vicidial(
     ):
         vici.add_list(105, "New list", "C", "")
         vici.set_list_url(105, f"{receiver.url}/n?id=--A--lead_id--B--&size=--A--size--B--")
-        _setup_fence(vici, receiver)
+        setup_fence(vici, receiver)
         yield server, vici
 
 
@@ -193,7 +187,7 @@ def _restricted_config(server: PrivateMariaDB, state: Path, **reader: Any) -> Co
     return dataclasses.replace(base, mysql=mysql)
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.both_readers
 class TestUnreadableCustomTable:
     """A new custom_<list_id> the account cannot read holds that list's leads, never the others."""
 
@@ -212,7 +206,7 @@ class TestUnreadableCustomTable:
             vici.set_system_url(f"{receiver.url}/o?id=--A--lead_id--B--")
             cfg = _restricted_config(server, tmp_path / "state.db", unreadable_retry_s=1.0, decoder=decoder)
             run = await start_pipeline(server, "asterisk", config=cfg)
-            await _fence(vici, receiver, "before")
+            await fence(vici, receiver, "before")
             vici.add_custom_fields(105, [("size", False)])  # as VICIdial's admin page: not granted
             first = await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
@@ -221,11 +215,11 @@ class TestUnreadableCustomTable:
             second = await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550003", list_id=105, custom={"size": "S"}
             )
-            await _wait_count(receiver, "/o", 1)
-            await _fence(vici, receiver, "unreadable")
+            await wait_count(receiver, "/o", 1)
+            await fence(vici, receiver, "unreadable")
             await wait_until_async(lambda: len(run.service.waiting) == 2, WAIT_S)
-            assert _targets(receiver, "/o") == [f"/o?id={other}"]
-            assert _targets(receiver, "/n") == []
+            assert targets(receiver, "/o") == [f"/o?id={other}"]
+            assert targets(receiver, "/n") == []
             waiting = run.service.status()["waiting_data"]["table_unreadable"]
             assert (waiting["leads"], waiting["tables"]) == (2, ["custom_105"])
             gauge = _metric(run.service, "vicidial_cdc_leads_waiting_data", {"reason": "table_unreadable"})
@@ -235,17 +229,17 @@ class TestUnreadableCustomTable:
             assert run.service.reader is not None
             assert run.service.reader.unreadable_tables() == {"custom_105"}
             vici.execute(f"GRANT SELECT ON `asterisk`.`custom_105` TO '{UNREAD_USER}'@'127.0.0.1'")
-            await _wait_count(receiver, "/n", 2)
+            await wait_count(receiver, "/n", 2)
             later: list[int] = []  # new leads of the list until the reader has read the table again
             for attempt in range(10):
                 phone, size = f"31255500{attempt:02d}", {"size": "M"}
                 lead = await asyncio.to_thread(vici.add_lead, phone_number=phone, list_id=105, custom=size)
                 later.append(lead)
-                await _wait_count(receiver, "/n", 2 + len(later))
+                await wait_count(receiver, "/n", 2 + len(later))
                 if not run.service.reader.unreadable_tables():
                     break
             assert run.service.reader.unreadable_tables() == frozenset()
-        assert sorted(_targets(receiver, "/n")) == sorted(
+        assert sorted(targets(receiver, "/n")) == sorted(
             [f"/n?id={first}&size=XL", f"/n?id={second}&size=S"] + [f"/n?id={i}&size=M" for i in later]
         )
         assert len(run.service.waiting) == 0
@@ -273,17 +267,17 @@ class TestUnreadableBound:
             lead = await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550001", list_id=105, custom={"size": "XL"}
             )
-            await _fence(vici, receiver, "bound")
+            await fence(vici, receiver, "bound")
             [dead] = await wait_until_async(lambda: dead_letters(state, lead_id=lead), WAIT_S)
             assert dead.delivery.endpoint_id == FAILED_ENDPOINT
             assert "GRANT SELECT ON `asterisk`.`custom_105`" in dead.last_error
             assert len(run.service.waiting) == 0
-            assert _targets(receiver, "/n") == []
+            assert targets(receiver, "/n") == []
             vici.execute(f"GRANT SELECT ON `asterisk`.`custom_105` TO '{UNREAD_USER}'@'127.0.0.1'")
             cfg_file = write_config(tmp_path / "replay.toml", server, "asterisk", state)
             code, _, err = await run_cli(capsys, "replay", "-c", str(cfg_file), "--lead-id", str(lead))
             assert (code, err.partition(" state_file=")[0]) == (0, f"vicidial-cdc: config={cfg_file}")
             assert err.count("\n") == 1  # stderr: only the files the command used
-            await _wait_count(receiver, "/n", 1)
-        assert _targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
+            await wait_count(receiver, "/n", 1)
+        assert targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MariaDBFactory, binlog_events, binlog_mark, rows_events, wait_until
+from support.binlog import binlog_events, binlog_mark, rows_events
+from support.mariadb import MariaDBFactory
+from support.waiting import wait_until
 
 import cdc.testing.mariadb.install
 from cdc.testing.mariadb import MariaDBError, PrivateMariaDB, ensure_installed

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opstools import REPO, free_port, grants_user  # type: ignore[import-not-found]
+from support.host import REPO, free_port
+from support.mariadb import grants_user
 
 from cdc import cli
 from cdc.testing.mariadb import PrivateMariaDB

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
+from support.cli import run_cli, write_config
+from support.harness import StartPipeline
+from support.host import free_port
 
-from cdc import cli
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
 from cdc.store.sqlite import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
@@ -25,44 +25,6 @@ from cdc.testing.simulate import Vicidial
 
 WAIT_S = 30.0
 PHONE = "3125557777"  # must never appear in list/show output without --show-url
-
-
-def write_config(
-    path: Path,
-    server: PrivateMariaDB | None,
-    database: str,
-    state: Path,
-    *,
-    listen: str = "127.0.0.1:0",
-    port: int | None = None,
-) -> Path:
-    """A TOML config for the CLI (root without password, as the private server has)."""
-    host = server.host if server is not None else "127.0.0.1"
-    port = port if port is not None else (server.port if server is not None else 9)
-    path.write_text(
-        "[mysql]\n"
-        f'host = "{host}"\nport = {port}\nuser = "root"\ndatabase = "{database}"\nsource = "test"\n'
-        "connect_timeout_s = 3.0\n"
-        f'[state]\npath = "{state}"\n'
-        f'[http]\nlisten = "{listen}"\n'
-        '[delivery]\nmode = "send"\n',  # the simulator is a 1728 build that does not send itself
-        encoding="utf-8",
-    )
-    return path
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``cli.main(argv)`` in a worker thread (it blocks); (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(cli.main, list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _delivery(lead_id: int, endpoint_id: str = "apinewlead", host: str = "crm.example") -> Delivery:
@@ -310,7 +272,7 @@ class TestStatus:
         store.open()
         store.commit_batch([_delivery(1), _delivery(2)], None, time.time() - 600)
         store.close()
-        cfg = str(write_config(tmp_path / "c.toml", None, "asterisk", state, port=_closed_port()))
+        cfg = str(write_config(tmp_path / "c.toml", None, "asterisk", state, port=free_port()))
 
         code, out, _ = await run_cli(capsys, "status", "-c", cfg, "--json")
         doc = json.loads(out)

@@ -16,9 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from support.expected import EXACT_TEMPLATE, exact_expected
+from support.fence import WAIT_S, fence, setup_fence, targets, wait_count
+from support.harness import StartPipeline, make_config
+from support.mariadb import MariaDBFactory
 
-from cdc.config import DECODERS, UrlsConfig
+from cdc.config import UrlsConfig
 from cdc.reader.library import BinlogReader
 from cdc.reader.raw import FastBinlogReader
 from cdc.testing.mariadb import PrivateMariaDB
@@ -28,54 +31,8 @@ from cdc.testing.simulate import StepRunner, Vicidial, run_interleaved
 
 pytestmark = pytest.mark.mariadb
 
-FENCE_LIST = 999
-WAIT_S = 30.0
 #: ``reader.decoder`` -> the reader the service must build for it.
 READER_CLASSES = {"fast": FastBinlogReader, "library": BinlogReader}
-
-
-def _targets(receiver: Receiver, prefix: str) -> list[str]:
-    return [r.target for r in receiver.requests if r.target.startswith(prefix)]
-
-
-async def _fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
-    """Add an API lead on the fence list and wait until its request arrives."""
-    phone = f"9{random.randrange(10**8, 10**9)}"
-    await asyncio.to_thread(vici.add_lead, phone_number=phone, list_id=FENCE_LIST, first_name=tag)
-    async with asyncio.timeout(WAIT_S):
-        while not any(f"fence={tag}" in t for t in _targets(receiver, "/fence")):
-            await asyncio.sleep(0.05)
-
-
-def _setup_fence(vici: Vicidial, receiver: Receiver) -> None:
-    vici.add_list(FENCE_LIST, "Fence", "FENCE", "")
-    vici.set_list_url(FENCE_LIST, f"{receiver.url}/fence?fence=--A--first_name--B--&id=--A--lead_id--B--")
-
-
-async def _wait_count(receiver: Receiver, prefix: str, count: int, busy: Vicidial | None = None) -> list[str]:
-    """Wait for ``count`` requests; ``busy``: write the dialer's noise meanwhile, so binlog
-    time passes (what waits on it, such as a lead held for custom fields, is decided)."""
-    async with asyncio.timeout(WAIT_S):
-        while len(_targets(receiver, prefix)) < count:
-            if busy is not None:
-                await asyncio.to_thread(busy.noise, 3, api_log=False)
-            await asyncio.sleep(0.05)
-    return _targets(receiver, prefix)
-
-
-EXACT_TEMPLATE = (
-    "VAR{base}/new?id=--A--lead_id--B--&ph=--A--phone_number--B--&fn=--A--First_Name--B--"
-    "&ln=--a--last_name--b--&list=--A--list_name--B--&camp=--A--campaign--B--&g=--A--gender--B--"
-    "&dob=--A--date_of_birth--B--&gmt=--A--gmt_offset_now--B--&unk=--A--nosuch--B--"
-    "&v=--A--vendor_id--B--&u=--A--user--B--&c=--A--comments--B--&st=--A--status--B--"
-)
-
-
-def _exact_expected(lead_id: int) -> str:
-    return (
-        f"/new?id={lead_id}&ph=3125551234&fn=Jo+Ann&ln=O%27Neil%26Co&list=Web+leads&camp=CAMP1&g=U"
-        "&dob=0000-00-00&gmt=-5.00&unk=--A--nosuch--B--&v=V%2F1&u=6666&c=a%7Eb+c&st=NEW"
-    )
 
 
 async def _exact_url_case(
@@ -84,8 +41,8 @@ async def _exact_url_case(
     with Vicidial.connect(server, database=database, seed=1) as vici:
         vici.add_list(101, "Web leads", "CAMP1", "From the web")
         vici.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
-        _setup_fence(vici, receiver)
-        run = await start(server, database, decoder=decoder)
+        setup_fence(vici, receiver)
+        run = await start(server, database)
         assert type(run.service.reader) is READER_CLASSES[decoder]
         lead_id = await asyncio.to_thread(
             vici.add_lead,
@@ -96,9 +53,9 @@ async def _exact_url_case(
             vendor_lead_code="V/1",
             comments="a~b c",
         )
-        got = await _wait_count(receiver, "/new", 1)
-        await _fence(vici, receiver, "exact")
-    assert _targets(receiver, "/new") == [_exact_expected(lead_id)]
+        got = await wait_count(receiver, "/new", 1)
+        await fence(vici, receiver, "exact")
+    assert targets(receiver, "/new") == [exact_expected(lead_id)]
     request = next(r for r in receiver.requests if r.target.startswith("/new"))
     assert request.method == "GET"
     sent_headers = {k.lower() for k, _ in request.headers}
@@ -106,7 +63,7 @@ async def _exact_url_case(
     assert got
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.both_readers
 class TestExactRequest:
     """An add_lead produces one GET whose target is byte-identical to VICIdial's, with either reader."""
 
@@ -122,10 +79,10 @@ class TestExactRequest:
         await _exact_url_case(mariadb, vicidial_db, receiver, start_pipeline, decoder)
 
     async def test_exact_url_without_row_metadata(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """Without binlog_row_metadata=FULL, names/ENUMs/charsets come from information_schema."""
-        server = mariadb_factory(row_metadata="NO_LOG")  # type: ignore[operator]
+        server = mariadb_factory(row_metadata="NO_LOG")
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
         await _exact_url_case(server, "asterisk", receiver, start_pipeline, decoder)
@@ -145,15 +102,15 @@ class TestNotApiInserts:
         """Lead loader, update_lead insert_if_not_found, agent inserts and failed add_leads."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/sys?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db, match_window_s=1.0)
         await asyncio.to_thread(vicidial.loader_insert, phone_number="3000000001", list_id=101)
         await asyncio.to_thread(vicidial.update_lead_insert, phone_number="3000000002", list_id=101)
         await asyncio.to_thread(vicidial.agent_insert, phone_number="3000000003", list_id=101)
         await asyncio.to_thread(vicidial.failed_add_lead, phone_number="3000000004", list_id=101)
         await asyncio.to_thread(vicidial.noise, 200)
-        await _fence(vicidial, receiver, "notapi")
-        assert _targets(receiver, "/sys") == []
+        await fence(vicidial, receiver, "notapi")
+        assert targets(receiver, "/sys") == []
         async with asyncio.timeout(WAIT_S):  # unmatched inserts expire, on binlog time, counted
             while run.service.stats.skipped.get("not_api", 0) < 2:
                 await asyncio.to_thread(vicidial.noise, 5)  # the dialer's writes advance binlog time
@@ -183,13 +140,13 @@ class TestPrecedence:
         vicidial.set_list_url(205, "http://a.b")
         vicidial.set_list_url(206, "/relative/path?list=--A--list_id--B--")
         vicidial.set_list_url(207, "ftp://example.invalid/x?list=--A--list_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db)
         for list_id in (201, 202, 203, 204, 205, 206, 207):
             await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id)
-        await _fence(vicidial, receiver, "levels")
-        assert sorted(_targets(receiver, "/sys")) == ["/sys?list=201", "/sys?list=203"]
-        assert _targets(receiver, "/own") == ["/own?list=202"]
+        await fence(vicidial, receiver, "levels")
+        assert sorted(targets(receiver, "/sys")) == ["/sys?list=201", "/sys?list=203"]
+        assert targets(receiver, "/own") == ["/own?list=202"]
         skipped = run.service.stats.skipped
         assert skipped.get("list_disabled") == 1
         assert skipped.get("url_too_short") == 1
@@ -212,7 +169,7 @@ class TestPrecedence:
             vicidial.add_list(list_id, f"L{list_id}", "C", "")
         vicidial.set_system_url(f"{base}/vsys?list=--A--list_id--B--")
         vicidial.set_list_url(302, f"{base}/vlist?list=--A--list_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         cfg = dataclasses.replace(
             make_config(mariadb, vicidial_db, tmp_path / "config-urls.db"),
             urls=UrlsConfig(system=f"{base}/csys?list=--A--list_id--B--", lists={303: "---DISABLED---"}),
@@ -220,10 +177,10 @@ class TestPrecedence:
         await start_pipeline(mariadb, vicidial_db, config=cfg)
         for list_id in (301, 302, 303):
             await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id)
-        await _fence(vicidial, receiver, "config")
-        assert _targets(receiver, "/csys") == ["/csys?list=301"]
-        assert _targets(receiver, "/vlist") == ["/vlist?list=302"]
-        assert _targets(receiver, "/vsys") == []
+        await fence(vicidial, receiver, "config")
+        assert targets(receiver, "/csys") == ["/csys?list=301"]
+        assert targets(receiver, "/vlist") == ["/vlist?list=302"]
+        assert targets(receiver, "/vsys") == []
 
 
 class TestLiveSettings:
@@ -241,19 +198,19 @@ class TestLiveSettings:
         base = receiver.url
         vicidial.add_list(101, "Before", "C", "")
         vicidial.set_system_url(f"{base}/one?n=--A--list_name--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await _wait_count(receiver, "/one", 1)
+        await wait_count(receiver, "/one", 1)
         vicidial.update_list(101, name="After")
         vicidial.set_system_url(f"{base}/two?n=--A--list_name--B--")
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
-        await _wait_count(receiver, "/two", 1)
+        await wait_count(receiver, "/two", 1)
         vicidial.set_list_url(101, "---DISABLED---")
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125550003", list_id=101)
-        await _fence(vicidial, receiver, "live")
-        assert _targets(receiver, "/one") == ["/one?n=Before"]
-        assert _targets(receiver, "/two") == ["/two?n=After"]
+        await fence(vicidial, receiver, "live")
+        assert targets(receiver, "/one") == ["/one?n=Before"]
+        assert targets(receiver, "/two") == ["/two?n=After"]
 
 
 class TestConcurrency:
@@ -270,7 +227,7 @@ class TestConcurrency:
         """50 add_lead sequences, statement by statement in random order, plus loader inserts."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/i?id=--A--lead_id--B--&ph=--A--phone_number--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
 
         def interleave() -> list[int]:
@@ -289,8 +246,8 @@ class TestConcurrency:
                 return run_interleaved(runners, rng=random.Random(7))
 
         results = await asyncio.to_thread(interleave)
-        await _fence(vicidial, receiver, "fifty")
-        got = _targets(receiver, "/i")
+        await fence(vicidial, receiver, "fifty")
+        got = targets(receiver, "/i")
         with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn, conn.cursor() as cur:
             cur.execute("SELECT lead_id, phone_number FROM vicidial_list WHERE phone_number LIKE '3%'")
             expected = sorted(f"/i?id={lead_id}&ph={phone}" for lead_id, phone in cur.fetchall())
@@ -316,32 +273,32 @@ class TestCharsets:
         vicidial.set_system_url(
             f"{receiver.url}/u?fn=--A--first_name--B--&ln=--A--last_name--B--&l=--A--list_name--B--"
         )
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         await start_pipeline(mariadb, vicidial_db)
         await asyncio.to_thread(
             vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="José", last_name="Nguyễn"
         )
-        await _fence(vicidial, receiver, "utf8")
-        assert _targets(receiver, "/u") == ["/u?fn=Jos%C3%A9&ln=Nguy%E1%BB%85n&l=Lista+A%C3%B1o"]
+        await fence(vicidial, receiver, "utf8")
+        assert targets(receiver, "/u") == ["/u?fn=Jos%C3%A9&ln=Nguy%E1%BB%85n&l=Lista+A%C3%B1o"]
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_latin1_database(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """use_non_latin=0 on a latin1 server: double-encoded storage, same bytes on the wire."""
-        server = mariadb_factory(charset="latin1", row_metadata="NO_LOG")  # type: ignore[operator]
+        server = mariadb_factory(charset="latin1", row_metadata="NO_LOG")
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk", charset="latin1")
         with Vicidial.connect(server, database="asterisk", connection_charset="latin1", seed=3) as vici:
             vici.add_list(101, "Lista", "C", "")
             vici.set_system_url(f"{receiver.url}/l?fn=--A--first_name--B--&ln=--A--last_name--B--")
-            _setup_fence(vici, receiver)
-            await start_pipeline(server, "asterisk", decoder=decoder)
+            setup_fence(vici, receiver)
+            await start_pipeline(server, "asterisk")
             await asyncio.to_thread(
                 vici.add_lead, phone_number="3125550001", list_id=101, first_name="José", last_name="Müller€"
             )
-            await _fence(vici, receiver, "latin1")
-        assert _targets(receiver, "/l") == ["/l?fn=Jos%C3%A9&ln=M%C3%BCller%E2%82%AC"]
+            await fence(vici, receiver, "latin1")
+        assert targets(receiver, "/l") == ["/l?fn=Jos%C3%A9&ln=M%C3%BCller%E2%82%AC"]
 
 
 class TestRestarts:
@@ -358,13 +315,13 @@ class TestRestarts:
         """Leads written while the streamer was down are sent after it restarts, once each."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/r?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         first = await start_pipeline(mariadb, vicidial_db)
         ids = [
             await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i}", list_id=101)
             for i in range(3)
         ]
-        await _wait_count(receiver, "/r", 3)
+        await wait_count(receiver, "/r", 3)
         await first.stop()
         ids += [
             await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255501{i}", list_id=101)
@@ -372,28 +329,28 @@ class TestRestarts:
         ]
         await asyncio.to_thread(vicidial.noise, 100)
         await start_pipeline(mariadb, vicidial_db, start="earliest")  # the stored checkpoint wins
-        await _wait_count(receiver, "/r", 6)
-        await _fence(vicidial, receiver, "resume")
-        assert Counter(_targets(receiver, "/r")) == Counter(f"/r?id={i}" for i in ids)
+        await wait_count(receiver, "/r", 6)
+        await fence(vicidial, receiver, "resume")
+        assert Counter(targets(receiver, "/r")) == Counter(f"/r?id={i}" for i in ids)
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_mariadb_restart_under_reader(
-        self, mariadb_factory: object, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
+        self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
         """A server restart mid-stream: the reader reconnects from the last group end."""
-        server = mariadb_factory()  # type: ignore[operator]
+        server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
         vici = Vicidial.connect(server, database="asterisk", seed=5)
         vici.add_list(101, "L", "C", "")
         vici.set_system_url(f"{receiver.url}/m?id=--A--lead_id--B--")
-        _setup_fence(vici, receiver)
-        run = await start_pipeline(server, "asterisk", decoder=decoder)
+        setup_fence(vici, receiver)
+        run = await start_pipeline(server, "asterisk")
         assert type(run.service.reader) is READER_CLASSES[decoder]
         ids = [
             await asyncio.to_thread(vici.add_lead, phone_number=f"31255500{i}", list_id=101) for i in range(3)
         ]
-        await _wait_count(receiver, "/m", 3)
+        await wait_count(receiver, "/m", 3)
         vici.close()
         await asyncio.to_thread(server.restart)
         vici = Vicidial.connect(server, database="asterisk", seed=6)
@@ -402,14 +359,15 @@ class TestRestarts:
                 await asyncio.to_thread(vici.add_lead, phone_number=f"31255501{i}", list_id=101)
                 for i in range(3)
             ]
-            await _wait_count(receiver, "/m", 6)
-            await _fence(vici, receiver, "restart")
+            await wait_count(receiver, "/m", 6)
+            await fence(vici, receiver, "restart")
         finally:
             vici.close()
-        assert Counter(_targets(receiver, "/m")) == Counter(f"/m?id={i}" for i in ids)
+        assert Counter(targets(receiver, "/m")) == Counter(f"/m?id={i}" for i in ids)
         assert run.service.reader is not None and run.service.reader.statistics().reconnects >= 1
 
 
+@pytest.mark.both_readers
 class TestNoise:
     """Busy-dialer tables are not decoded and send nothing."""
 
@@ -424,13 +382,13 @@ class TestNoise:
         """Thousands of noise rows around one lead: one request, no noise table decoded."""
         vicidial.add_list(101, "L", "C", "")
         vicidial.set_system_url(f"{receiver.url}/n?id=--A--lead_id--B--")
-        _setup_fence(vicidial, receiver)
+        setup_fence(vicidial, receiver)
         run = await start_pipeline(mariadb, vicidial_db)
         await asyncio.to_thread(vicidial.noise, 1000)
         lead_id = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
         await asyncio.to_thread(vicidial.noise, 1000)
-        await _fence(vicidial, receiver, "noise")
-        assert _targets(receiver, "/n") == [f"/n?id={lead_id}"]
+        await fence(vicidial, receiver, "noise")
+        assert targets(receiver, "/n") == [f"/n?id={lead_id}"]
         assert run.service.reader is not None
         decoded = {table for table, _op in run.service.reader.statistics().rows}
         assert decoded <= {"vicidial_list", "vicidial_api_log", "vicidial_url_multi", "vicidial_lists"}

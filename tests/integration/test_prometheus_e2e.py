@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found, unused-ignore]
-from opstools import (
+from support.harness import StartPipeline, make_config
+from support.mariadb import grants_user
+from support.opstools import (
     ALERTS,
     PanelQuery,
     PrivatePrometheus,
     alert_rules,
     dashboard_queries,
     ensure_ops_tools,
-    grants_user,
     has_data,
     substitute,
 )

@@ -24,10 +24,11 @@ from typing import Any
 import aiohttp
 import pymysql
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import MariaDBFactory, wait_until_async
+from support.harness import StartPipeline, make_config
+from support.mariadb import MariaDBFactory
+from support.waiting import wait_until_async
 
-from cdc.config import DECODERS, Secret
+from cdc.config import Secret
 from cdc.errors import ReaderFault, ReaderFaultError, StateLockedError
 from cdc.metrics import Metrics
 from cdc.ops import check
@@ -369,7 +370,7 @@ class TestLargeEvents:
 class TestCompressedAndMalformed:
     """Events the reader cannot read are faults with their fix, never a silent skip or a traceback loop."""
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_compressed_binlog_is_a_fault(
         self, mariadb_factory: MariaDBFactory, receiver: Receiver, start_pipeline: StartPipeline, decoder: str
     ) -> None:
@@ -381,7 +382,7 @@ class TestCompressedAndMalformed:
         with Vicidial.connect(server, database="asterisk", seed=31) as vici:
             vici.add_list(101, "L", "C", "")
             vici.set_system_url(f"{receiver.url}/z?id=--A--lead_id--B--")
-            run = await start_pipeline(server, "asterisk", fault_recheck_s=0.5, decoder=decoder)
+            run = await start_pipeline(server, "asterisk", fault_recheck_s=0.5)
             await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
         reader = run.service.reader
         assert reader is not None

@@ -19,9 +19,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from test_operator import run_cli, write_config  # type: ignore[import-not-found]
-from test_pipeline import _wait_count  # type: ignore[import-not-found]
+from support.cli import run_cli, write_config
+from support.fence import wait_count
+from support.harness import StartPipeline, make_config
 
 from cdc import config, leadfetch
 from cdc.endpoints import Router
@@ -52,15 +52,15 @@ TEMPLATE = (
 )
 
 
-def _targets(receiver: Receiver, prefix: str) -> list[str]:
+def targets(receiver: Receiver, prefix: str) -> list[str]:
     return [r.target for r in receiver.requests if r.target.startswith(prefix)]
 
 
-async def _fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
+async def fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
     """An API lead on the fence list; its request arriving proves everything before was read."""
     await asyncio.to_thread(vici.add_lead, phone_number="3999999999", list_id=FENCE_LIST, first_name=tag)
     async with asyncio.timeout(WAIT_S):
-        while not any(f"fence={tag}" in t for t in _targets(receiver, "/fence")):
+        while not any(f"fence={tag}" in t for t in targets(receiver, "/fence")):
             await asyncio.sleep(0.05)
 
 
@@ -110,8 +110,8 @@ async def _live_leads(vici: Vicidial, receiver: Receiver) -> tuple[list[int], li
         await asyncio.to_thread(vici.agent_insert, phone_number="3125550006", list_id=102),
         await asyncio.to_thread(vici.add_lead, phone_number="3125550007", list_id=102),
     ]
-    live = await _wait_count(receiver, "/rp", 4, busy=vici)  # the last lead is held custom_wait_s
-    await _fence(vici, receiver, "live")
+    live = await wait_count(receiver, "/rp", 4, busy=vici)  # the last lead is held custom_wait_s
+    await fence(vici, receiver, "live")
     return ids, sorted(live)
 
 
@@ -160,7 +160,7 @@ class TestReplaySameUrl:
 
         before = len(receiver.requests)
         await start_pipeline(mariadb, vicidial_db, state=fresh)
-        replayed = await _wait_count(receiver, "/rp", 8)
+        replayed = await wait_count(receiver, "/rp", 8)
         assert sorted(replayed[4:]) == live  # byte for byte
         assert len(receiver.requests) - before == 4
 
@@ -171,9 +171,9 @@ class TestReplaySameUrl:
         report = json.loads(out)
         assert code == 0
         assert (report["found"], report["enqueued"], report["already_present"]) == (4, 0, 4)
-        await _fence(vicidial, receiver, "dedup")
+        await fence(vicidial, receiver, "dedup")
         await asyncio.sleep(1.5)  # more than one sender poll
-        assert len(_targets(receiver, "/rp")) == 8
+        assert len(targets(receiver, "/rp")) == 8
 
         # --force: every stored row of those keys is sent again, same bytes.
         code, out, _ = await run_cli(
@@ -181,7 +181,7 @@ class TestReplaySameUrl:
         )
         assert code == 0
         assert "sent again: 4" in out
-        resent = await _wait_count(receiver, "/rp", 12)
+        resent = await wait_count(receiver, "/rp", 12)
         assert sorted(resent[8:]) == live
 
 
@@ -269,9 +269,9 @@ class TestReplayCharsets:
                 first_name="Álvaro",
                 last_name="Müller€Ő",
             )
-            await _fence(vici, receiver, "latin1")
+            await fence(vici, receiver, "latin1")
             await run.stop()
-        live = _targets(receiver, "/l")
+        live = targets(receiver, "/l")
         assert live == [f"/l?fn=%C3%81lvaro&ln=M%C3%BCller%E2%82%AC%C5%90&id={lead_id}"]
 
         cfg = write_config_obj(server, "asterisk")
@@ -379,7 +379,7 @@ class TestReplayFormats:
             ),
         ]
         live = [list(await r.wait_for(2, WAIT_S)) for r in targets]  # a copy: requests keeps growing
-        await _fence(vicidial, receiver, "formats")
+        await fence(vicidial, receiver, "formats")
 
         code, out, err = await run_cli(
             capsys, "replay", "-c", str(cfg_file), "--lead-id", *map(str, ids), "--force"

@@ -15,16 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from test_formats import (  # type: ignore[import-not-found]
-    configure,
-    fence,
-    fence_toml,
-    receivers,  # noqa: F401 - the fixture
-    setup_fence,
-    wait_for,
-)
-from test_operator import run_cli, write_config  # type: ignore[import-not-found]
+from support.cli import run_cli, write_config
+from support.fence import fence, fence_toml, setup_fence, wait_for
+from support.harness import StartPipeline, configure
 
 from cdc.store import DeliveryState, SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
@@ -62,7 +55,7 @@ class TestDeliveredRowsKeepNoLeadData:
         vicidial_db: str,
         vicidial: Vicidial,
         receiver: Receiver,
-        receivers: list[Receiver],  # noqa: F811 - the fixture
+        receivers: list[Receiver],
         start_pipeline: StartPipeline,
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],

@@ -17,17 +17,15 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from helpers import MariaDBFactory  # type: ignore[import-not-found]
-from test_fastbinlog import _mysql  # type: ignore[import-not-found]
-from test_pipeline import _fence, _setup_fence, _targets, _wait_count  # type: ignore[import-not-found]
+from support.binlog import position
+from support.fence import fence, setup_fence, targets, wait_count
+from support.harness import StartPipeline
+from support.mariadb import MariaDBFactory, mysql_config
 
-from cdc.config import DECODERS
 from cdc.errors import ReaderFault
 from cdc.reader.library import BinlogReader
-from cdc.reader.raw import FastBinlogReader
 from cdc.records import Position, RowChange, SourceItem
-from cdc.service import LEAD_TABLES
+from cdc.service import LEAD_TABLES, ReaderFactory
 from cdc.settings import SETTINGS_TABLES
 from cdc.store.sqlite import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
@@ -106,7 +104,7 @@ def upgrade_burst(vici: Vicidial) -> list[str]:
     return expected
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.both_readers
 @pytest.mark.parametrize("metadata", ["FULL", "NO_LOG"])
 class TestUpgradeBurst:
     """An upgrade-shaped burst of DDL and settings updates while leads arrive."""
@@ -125,13 +123,13 @@ class TestUpgradeBurst:
             create_vicidial_schema(conn, DATABASE)
         with Vicidial.connect(server, database=DATABASE, seed=11) as vici:
             _setup(server, vici, receiver.url)
-            _setup_fence(vici, receiver)
-            run = await start_pipeline(server, DATABASE, decoder=decoder)
-            await _fence(vici, receiver, "before")
+            setup_fence(vici, receiver)
+            run = await start_pipeline(server, DATABASE)
+            await fence(vici, receiver, "before")
             expected = await asyncio.to_thread(upgrade_burst, vici)
-            await _wait_count(receiver, "/up", len(expected))
-            await _fence(vici, receiver, "after")
-        assert sorted(_targets(receiver, "/up")) == sorted(expected)
+            await wait_count(receiver, "/up", len(expected))
+            await fence(vici, receiver, "after")
+        assert sorted(targets(receiver, "/up")) == sorted(expected)
         assert run.service.settings.snapshot().system.db_schema_version == BASE_VERSION + ROUNDS
 
     async def test_stopped_during_the_burst(
@@ -150,16 +148,16 @@ class TestUpgradeBurst:
             create_vicidial_schema(conn, DATABASE)
         with Vicidial.connect(server, database=DATABASE, seed=12) as vici:
             _setup(server, vici, receiver.url)
-            _setup_fence(vici, receiver)
-            run = await start_pipeline(server, DATABASE, state=state, decoder=decoder)
-            await _fence(vici, receiver, "before")
+            setup_fence(vici, receiver)
+            run = await start_pipeline(server, DATABASE, state=state)
+            await fence(vici, receiver, "before")
             await run.stop()
             expected = await asyncio.to_thread(upgrade_burst, vici)
-            run = await start_pipeline(server, DATABASE, state=state, decoder=decoder)
-            await _wait_count(receiver, "/up", len(expected))
-            await _fence(vici, receiver, "after")
+            run = await start_pipeline(server, DATABASE, state=state)
+            await wait_count(receiver, "/up", len(expected))
+            await fence(vici, receiver, "after")
             await run.stop()
-        assert sorted(_targets(receiver, "/up")) == sorted(expected)
+        assert sorted(targets(receiver, "/up")) == sorted(expected)
         assert run.service.settings.snapshot().system.db_schema_version == BASE_VERSION + ROUNDS
         store = SqliteStore(state)
         store.open()
@@ -175,14 +173,7 @@ class TestUpgradeBurst:
 WATCHED = frozenset({*LEAD_TABLES, *SETTINGS_TABLES})
 
 
-def _position(server: PrivateMariaDB) -> Position:
-    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        row = cur.fetchone()
-    return Position(str(row[0]), int(row[1]))
-
-
-@pytest.mark.parametrize("reader_class", [FastBinlogReader, BinlogReader])
+@pytest.mark.both_readers
 class TestAmbiguousRows:
     """Row images that no known definition decodes with certainty."""
 
@@ -190,7 +181,7 @@ class TestAmbiguousRows:
         """A column added in the middle, a lead written with it, the column dropped again."""
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, DATABASE)
-        start = _position(server)
+        start = position(server)
         with Vicidial.connect(server, database=DATABASE, seed=13) as vici:
             vici.add_list(101, "Web", "C", "")
             vici.execute("ALTER TABLE vicidial_list ADD COLUMN mid_flag VARCHAR(5) DEFAULT 'm' AFTER lead_id")
@@ -198,18 +189,18 @@ class TestAmbiguousRows:
             vici.execute("ALTER TABLE vicidial_list DROP COLUMN mid_flag")
         return start, lead_id
 
-    def _reader(
-        self, reader_class: type[BinlogReader], server: PrivateMariaDB, start: Position
-    ) -> BinlogReader:
-        return reader_class(_mysql(server), WATCHED, start, reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    def _reader(self, reader_class: ReaderFactory, server: PrivateMariaDB, start: Position) -> BinlogReader:
+        return reader_class(
+            mysql_config(server), WATCHED, start, reconnect_initial_s=0.05, reconnect_max_s=0.1
+        )
 
     async def test_without_metadata_the_reader_stops_with_the_fix(
-        self, reader_class: type[BinlogReader], mariadb_factory: MariaDBFactory
+        self, reader_class: ReaderFactory, mariadb_factory: MariaDBFactory
     ) -> None:
         """NO_LOG: a schema_ambiguous fault naming FULL metadata and where to resume; no retry loop."""
         server = mariadb_factory(row_metadata="NO_LOG")
         start, _ = self._write(server)
-        resume = _position(server)
+        resume = position(server)
         reader = self._reader(reader_class, server, start)
         reader.start()
         try:
@@ -231,7 +222,7 @@ class TestAmbiguousRows:
         assert reader.statistics().reconnects == 0
 
     async def test_with_metadata_the_rows_decode(
-        self, reader_class: type[BinlogReader], mariadb_factory: MariaDBFactory
+        self, reader_class: ReaderFactory, mariadb_factory: MariaDBFactory
     ) -> None:
         """FULL: the binlog names the columns, so the same rows decode (middle column included)."""
         server = mariadb_factory(row_metadata="FULL")

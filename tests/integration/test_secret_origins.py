@@ -17,18 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from helpers import dead_letters  # type: ignore[import-not-found]
-from test_formats import (  # type: ignore[import-not-found]
-    configure,
-    fence,
-    fence_toml,
-    headers_of,
-    receivers,  # noqa: F401 - the fixture
-    setup_fence,
-    wait_for,
-)
-from test_operator import run_cli, write_config  # type: ignore[import-not-found]
+from support.cli import run_cli, write_config
+from support.fence import fence, fence_toml, headers_of, setup_fence, wait_for
+from support.harness import StartPipeline, configure
+from support.state import dead_letters
 
 from cdc.records import Delivery, UrlSource
 from cdc.store import DeliveryRecord, SqliteStore
@@ -75,7 +67,7 @@ class TestSecretOrigins:
         vicidial_db: str,
         vicidial: Vicidial,
         receiver: Receiver,
-        receivers: list[Receiver],  # noqa: F811 - the fixture
+        receivers: list[Receiver],
         start_pipeline: StartPipeline,
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
@@ -126,7 +118,7 @@ class TestSecretOrigins:
         vicidial_db: str,
         vicidial: Vicidial,
         receiver: Receiver,
-        receivers: list[Receiver],  # noqa: F811 - the fixture
+        receivers: list[Receiver],
         start_pipeline: StartPipeline,
         tmp_path: Path,
     ) -> None:

@@ -16,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from test_pipeline import _fence  # type: ignore[import-not-found]
+from support.fence import fence
+from support.harness import StartPipeline, make_config
+from support.mariadb import MariaDBFactory
 
 from cdc.config import Config, UrlsConfig
 from cdc.testing.mariadb import PrivateMariaDB
@@ -146,13 +147,13 @@ class TestAuto:
     async def test_every_combination(
         self,
         new_build: bool,
-        mariadb_factory: object,
+        mariadb_factory: MariaDBFactory,
         receiver: Receiver,
         start_pipeline: StartPipeline,
         tmp_path: Path,
     ) -> None:
         """VICIdial row only, config only, both, neither; on a build with and without the feature."""
-        server = mariadb_factory()  # type: ignore[operator]
+        server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk", with_apinewlead=new_build)
         base = receiver.url
@@ -175,7 +176,7 @@ class TestAuto:
                 ids[list_id] = lead
                 if new_build and list_id in (401, 403):  # VICIdial's rows resolve: its PHP sends
                     await asyncio.to_thread(vicidial_sends, vici, lead, f"{base}/a?src=vici&id={lead}")
-            await _fence(vici, receiver, "auto")
+            await fence(vici, receiver, "auto")
         per_lead = Counter(
             r.target.rsplit("id=", 1)[1] for r in receiver.requests if r.target.startswith("/a")
         )

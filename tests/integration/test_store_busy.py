@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline  # type: ignore[import-not-found]
-from opstools import free_port  # type: ignore[import-not-found]
+from support.harness import StartPipeline
+from support.host import free_port
 
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
 from cdc.store import SqliteStore

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import MariaDBFactory  # type: ignore[import-not-found]
-from opstools import apply_grants
+from support.harness import StartPipeline, make_config
+from support.mariadb import MariaDBFactory, apply_grants
 
 from cdc import config
 from cdc.config import DECODERS, Config, MysqlConfig
@@ -112,7 +111,7 @@ async def _wait_requests(receiver: Receiver, prefix: str, count: int) -> list[st
 class TestPipelineOverTls:
     """binlog → delivery over verified TLS, with either reader; every session encrypted."""
 
-    @pytest.mark.parametrize("decoder", DECODERS)
+    @pytest.mark.both_readers
     async def test_leads_delivered_and_every_session_encrypted(
         self,
         tls_site: TlsSite,

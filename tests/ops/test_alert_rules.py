@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from opstools import (
+from support.opstools import (
     ALERTS,
     ALERTS_TEST,
     OPERATIONS_DOC,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from opstools import (
+from support.opstools import (
     OpsTools,
     dashboard_queries,
     ensure_ops_tools,

@@ -26,7 +26,9 @@ import dockerfile
 import pymysql
 import pytest
 import yaml
-from opstools import REPO, OpsTools, ensure_ops_tools, grants_user
+from support.host import REPO
+from support.mariadb import grants_user
+from support.opstools import OpsTools, ensure_ops_tools
 
 from cdc import config as cdc_config
 from cdc.testing.mariadb import PrivateMariaDB

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yarl
-from recorded import COLUMNS, RecordedCase, load, names, settings
+from support.recorded import COLUMNS, RecordedCase, load, names, settings
 
 from cdc import template
 from cdc.config import Config, DeliveryConfig

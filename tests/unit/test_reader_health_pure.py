@@ -24,6 +24,7 @@ from cdc.reader.raw import _LONG_PACKET, _read_packet
 from cdc.reader.rowdecode import UnsupportedColumnError
 from cdc.reader.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
 from cdc.records import Position
+from cdc.service import ReaderFactory
 from cdc.statelock import StateLock, held_by
 
 
@@ -266,18 +267,15 @@ class TestStateLock:
         assert (tmp_path / "state.db.lock").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("reader_class", ["BinlogReader", "FastBinlogReader"])
-def test_rows_of_a_table_without_columns_are_a_table_unreadable_fault(reader_class: str) -> None:
+@pytest.mark.both_readers
+def test_rows_of_a_table_without_columns_are_a_table_unreadable_fault(reader_class: ReaderFactory) -> None:
     """The reader's own error for a watched table it cannot see (no SELECT, no column names
     in the binlog) is a table_unreadable fault with the GRANT, never a transient disconnect
     retried forever (schema history's wording 'but none' no longer matched the classifier)."""
     from cdc.config import MysqlConfig
-    from cdc.reader import library as binlog
-    from cdc.reader import raw as fastbinlog
 
-    cls = fastbinlog.FastBinlogReader if reader_class == "FastBinlogReader" else binlog.BinlogReader
     mysql = MysqlConfig(user="cdc", database="asterisk")
-    reader = cls(mysql, {"vicidial_url_log"}, Position("binlog.000001", 4))
+    reader = reader_class(mysql, {"vicidial_url_log"}, Position("binlog.000001", 4))
     exc = reader._ambiguous("asterisk", "vicidial_url_log", Position("binlog.000001", 400), [3, 15, 15], 0)
     assert classify(exc) is ReaderFault.TABLE_UNREADABLE
     message = explain(ReaderFault.TABLE_UNREADABLE, exc, user="cdc", database="asterisk", position=None)

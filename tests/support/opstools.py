@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,19 +26,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import yaml
 
-if TYPE_CHECKING:
-    from cdc.testing.mariadb import PrivateMariaDB
+from support.host import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "grafana" / "dashboards" / "vicidial-cdc.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 ALERTS_TEST = REPO / "deploy" / "prometheus" / "alerts_test.yml"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
-GRANTS_SQL = REPO / "deploy" / "sql" / "grants.sql"
 OPS_NODE = REPO / ".venv" / "ops-node"
 OPS_TOOLS_SCRIPT = REPO / "scripts" / "ops-tools"
 
@@ -228,42 +224,7 @@ def exported_metric_names() -> set[str]:
     return names
 
 
-# ------------------------------------------------------------------- grants.sql
-
-
-def apply_grants(conn: Any, *, database: str, user: str, password: str) -> None:
-    """Run deploy/sql/grants.sql with its placeholders filled (password, database, user)."""
-    text = GRANTS_SQL.read_text("utf-8")
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    body = body.replace("asterisk.", f"`{database}`.").replace("'vicidial_cdc'@", f"'{user}'@")
-    with conn.cursor() as cur:
-        for statement in (s.strip() for s in body.split(";")):
-            if statement:
-                # The only parameter is the password; every other % is literal.
-                sql = statement.replace("%", "%%").replace("'CHANGE-ME'", "%(password)s")
-                cur.execute(sql, {"password": password})
-
-
-@contextlib.contextmanager
-def grants_user(server: PrivateMariaDB, database: str, user: str, password: str) -> Iterator[None]:
-    """The account grants.sql creates, for ``database`` on ``server``, dropped afterwards."""
-    with contextlib.closing(server.connect()) as conn:
-        apply_grants(conn, database=database, user=user, password=password)
-    try:
-        yield
-    finally:
-        with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
-
-
 # ---------------------------------------------------------------- a private Prometheus
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrometheusError(AssertionError):

@@ -1,69 +1,19 @@
-"""Small test helpers: bounded waits, a SQL-only view of the binlog, dead letters of a state file."""
+"""A SQL-only view of the binlog (``SHOW MASTER STATUS``, ``SHOW BINLOG EVENTS``), to check
+what the simulator wrote without the code under test."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import re
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from cdc.store import DeliveryRecord
-    from cdc.testing.mariadb import PrivateMariaDB
-
-T = TypeVar("T")
-#: What the ``mariadb_factory`` fixture yields: ``start(charset=..., row_metadata=..., **kwargs)``.
-MariaDBFactory = Callable[..., "PrivateMariaDB"]
+from cdc.records import Position
+from cdc.testing.mariadb import PrivateMariaDB
 
 _TABLE_MAP = re.compile(r"table_id: (\d+) \(([^.]+)\.([^)]+)\)")
 _ROWS_TABLE_ID = re.compile(r"table_id: (\d+)")
 _ROWS_EVENTS = {"Write_rows_v1": "insert", "Update_rows_v1": "update", "Delete_rows_v1": "delete"}
-
-
-def _describe(predicate: object, message: str) -> str:
-    return message or getattr(predicate, "__name__", repr(predicate))
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.05, *, message: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value (returned); AssertionError on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"not true within {timeout_s:g} s: {_describe(predicate, message)} (last value: {value!r})"
-            )
-        time.sleep(interval_s)
-
-
-async def wait_until_async(
-    predicate: Callable[[], T | Awaitable[T]],
-    timeout_s: float,
-    interval_s: float = 0.05,
-    *,
-    message: str = "",
-) -> T:
-    """``wait_until`` for asyncio tests: sleeps without blocking the loop; may await the predicate."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"not true within {timeout_s:g} s: {_describe(predicate, message)} (last value: {value!r})"
-            )
-        await asyncio.sleep(interval_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +88,10 @@ def rows_events(conn: Any, since: BinlogMark, schema: str | None = None) -> list
     return out
 
 
-def dead_letters(state: Path, **selector: Any) -> list[DeliveryRecord]:
-    """Dead letters in a state file (``list_dead`` filters), read on a connection of the test's own.
-
-    A running service's store is one connection owned by its worker thread: a test must
-    not call it from another thread while the service uses it.
-    """
-    from cdc.store import SqliteStore
-
-    store = SqliteStore(state)
-    store.open()
-    try:
-        return store.list_dead(**selector)
-    finally:
-        store.close()
+def position(conn_or_server: Any) -> Position:
+    """The server's current binlog position (``SHOW MASTER STATUS``) on a connection or a server."""
+    if isinstance(conn_or_server, PrivateMariaDB):
+        with contextlib.closing(conn_or_server.connect()) as conn:
+            return position(conn)
+    mark = binlog_mark(conn_or_server)
+    return Position(mark.file, mark.pos)

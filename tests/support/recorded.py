@@ -18,7 +18,7 @@ from cdc.reader.raw import file_events, read_recorded
 from cdc.reader.schemahistory import ColumnInfo
 from cdc.records import SourceItem
 
-ROOT = Path(__file__).parent / "golden" / "vicidial-recorded"
+ROOT = Path(__file__).parents[1] / "golden" / "vicidial-recorded"
 #: The recorded tables' charset: their VARCHAR lengths in the table maps are 3 bytes a character.
 _TEXT = "utf8mb3"
 
@@ -44,8 +44,19 @@ COLUMNS: dict[str, tuple[ColumnInfo, ...]] = {
         _col("gmt_offset_now", "decimal"),
         _col("called_since_last_reset", "enum", labels=("Y", "N", *(f"Y{i}" for i in range(1, 11)), "D")),
         *_varchars(
-            "phone_code", "phone_number", "title", "first_name", "middle_initial", "last_name",
-            "address1", "address2", "address3", "city", "state", "province", "postal_code",
+            "phone_code",
+            "phone_number",
+            "title",
+            "first_name",
+            "middle_initial",
+            "last_name",
+            "address1",
+            "address2",
+            "address3",
+            "city",
+            "state",
+            "province",
+            "postal_code",
             "country_code",
         ),
         _col("gender", "enum", labels=("M", "F", "U")),
