@@ -259,6 +259,8 @@ class TestUnreadableBound:
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
+        """Past unreadable_max_wait_s a lead is a dead letter naming the GRANT; after the GRANT, replay
+        --lead-id delivers it."""
         with _restricted_vicidial(mariadb_factory, receiver, seed=6) as (server, vici):
             state = tmp_path / "state.db"
             cfg = _restricted_config(server, state, unreadable_retry_s=0.5, unreadable_max_wait_s=0.5)

@@ -125,6 +125,8 @@ class TestWatchedTables:
         ],
     )
     def test_membership(self, table: str, watched: bool) -> None:
+        """vicidial_list and custom_<digits> tables are watched; custom tables are always watched, other
+        names never."""
         tables = binlog.WatchedTables({"vicidial_list"})
         assert (table in tables) is watched
         assert binlog.always_watched(table) is (watched and table != "vicidial_list")

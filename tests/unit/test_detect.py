@@ -125,6 +125,8 @@ class TestMatch:
     """An insert is released when its add_lead SUCCESS api_log row names its lead_id."""
 
     def test_insert_then_add_lead(self) -> None:
+        """An insert followed by its add_lead api_log row is released as one lead with the insert's data,
+        time and thread."""
         det = Detector()
         assert det.feed(insert(7, ts=T0, thread_id=42), pos(100), 12.5) == []
         [lead] = det.feed(added(7, ts=T0 + 1), pos(200), 13.0)
@@ -135,18 +137,22 @@ class TestMatch:
         assert lead.lead["first_name"] == "Ann"
 
     def test_interleaved_calls_match_by_data(self) -> None:
+        """Interleaved add_lead calls are matched to their own inserts by the api_log data, in api_log
+        order."""
         feed = Feeder(Detector())
         feed(insert(1), insert(2), insert(3))
         assert [x.lead_id for x in feed(added(3), added(1))] == [3, 1]
         assert [x.lead_id for x in feed(added(2))] == [2]
 
     def test_update_before_match_applied(self) -> None:
+        """An UPDATE of a waiting insert is applied before the lead is released."""
         feed = Feeder(Detector())
         feed(insert(1), update(1, first_name="Bob"))
         [lead] = feed(added(1))
         assert lead.lead["first_name"] == "Bob"
 
     def test_partial_after_image_merged(self) -> None:
+        """A partial after-image (only changed columns) is merged into the waiting row."""
         feed = Feeder(Detector())
         feed(insert(1))
         feed(rc("vicidial_list", Op.UPDATE, T0, before={"lead_id": 1}, after={"status": "CBHOLD"}))
@@ -154,12 +160,14 @@ class TestMatch:
         assert (lead.lead["status"], lead.lead["first_name"]) == ("CBHOLD", "Ann")
 
     def test_list_change_before_match(self) -> None:
+        """A list change before the match releases the lead on its new list."""
         feed = Feeder(Detector())
         feed(insert(1), update(1, list_id=202))
         [lead] = feed(added(1))
         assert lead.list_id == 202
 
     def test_update_after_release_ignored(self) -> None:
+        """An UPDATE after the lead was released does not change the released lead."""
         feed = Feeder(Detector())
         feed(insert(1))
         [lead] = feed(added(1))
@@ -167,6 +175,7 @@ class TestMatch:
         assert lead.lead["first_name"] == "Ann"
 
     def test_released_lead_is_read_only(self) -> None:
+        """A released lead's row cannot be modified."""
         feed = Feeder(Detector())
         feed(insert(1))
         [lead] = feed(added(1))
@@ -174,6 +183,7 @@ class TestMatch:
             lead.lead["first_name"] = "x"  # type: ignore[index]
 
     def test_orphan_match(self) -> None:
+        """An add_lead row without a waiting insert sends nothing and counts an orphan match."""
         det = Detector()
         assert det.feed(added(99), pos(1)) == []
         assert det.statistics().orphan_matches == 1
@@ -189,6 +199,7 @@ class TestMatch:
         ],
     )
     def test_malformed_data_tolerated(self, change: RowChange) -> None:
+        """An api_log row with malformed data is counted and leaves the waiting insert pending."""
         det = Detector()
         det.feed(insert(1), pos(1))
         assert det.feed(change, pos(2)) == []
@@ -196,6 +207,7 @@ class TestMatch:
         assert (stats.pending, stats.malformed) == (1, 1)
 
     def test_bytes_columns(self) -> None:
+        """api_log columns that arrive as bytes match like text."""
         det = Detector()
         det.feed(insert(1), pos(1))
         row: dict[str, Value] = {
@@ -218,29 +230,34 @@ class TestMatch:
         ],
     )
     def test_other_api_log_rows_do_not_match(self, change: RowChange) -> None:
+        """api_log rows of other functions or results do not match a waiting insert."""
         det = Detector()
         det.feed(insert(1), pos(1))
         assert det.feed(change, pos(2)) == []
         assert det.statistics().pending == 1
 
     def test_lead_id_as_text_and_whitespace(self) -> None:
+        """A lead id given as text with spaces in the api_log data still matches."""
         det = Detector()
         det.feed(rc("vicidial_list", Op.INSERT, T0, after={**lead_row(0), "lead_id": "5"}), pos(1))
         assert [x.lead_id for x in det.feed(api_log("3125550100|101| 5 |-5.00"), pos(2))] == [5]
 
     def test_insert_without_lead_id(self) -> None:
+        """An insert without a lead_id is counted as malformed and not kept."""
         det = Detector()
         det.feed(rc("vicidial_list", Op.INSERT, T0, after={"list_id": 1}), pos(1))
         stats = det.statistics()
         assert (stats.pending, stats.malformed, stats.inserts) == (0, 1, 0)
 
     def test_unwatched_tables_ignored(self) -> None:
+        """Rows of unwatched tables are ignored."""
         det = Detector()
         assert det.feed(rc("vicidial_live_agents", Op.INSERT, T0, after={"lead_id": 1}), pos(1)) == []
         assert det.feed(rc("custom_fields_x", Op.INSERT, T0, after={"lead_id": 1}), pos(1)) == []
         assert det.statistics().inserts == 0
 
     def test_table_helpers(self) -> None:
+        """custom_<list_id> names give their list id; only detect tables are watched."""
         assert custom_table_list_id("custom_101") == 101
         assert custom_table_list_id("custom_") is None
         assert custom_table_list_id("custom_1a") is None
@@ -253,6 +270,8 @@ class TestUpdateLeadInsert:
     """An update_lead insert_if_not_found lead is skipped, never sent."""
 
     def test_skipped(self) -> None:
+        """An update_lead insert_if_not_found insert is skipped with its own reason, once, and pins no
+        checkpoint."""
         det = Detector()
         det.feed(insert(1), pos(1))
         row = api_log(
@@ -271,6 +290,7 @@ class TestExpiry:
     """Unmatched inserts become NOT_API after match_window_s of binlog time."""
 
     def test_expires_strictly_after_window(self) -> None:
+        """An unmatched insert expires only strictly after the match window, as not_api."""
         det = Detector(match_window_s=30)
         det.feed(insert(1, ts=T0), pos(1))
         assert det.expire(T0 + 30) == ([], [])
@@ -278,6 +298,7 @@ class TestExpiry:
         assert det.statistics().not_api == 1
 
     def test_match_after_expiry_is_orphan(self) -> None:
+        """An add_lead row that arrives after its insert expired is an orphan match."""
         det = Detector(match_window_s=30)
         det.feed(insert(1, ts=T0), pos(1))
         det.expire(T0 + 100)
@@ -285,6 +306,7 @@ class TestExpiry:
         assert det.statistics().orphan_matches == 1
 
     def test_only_old_entries_expire_in_order(self) -> None:
+        """Expiry removes only entries older than the window, oldest first."""
         det = Detector(match_window_s=30)
         for i in range(5):
             det.feed(insert(i, ts=T0 + 10 * i), pos(i + 1))
@@ -293,6 +315,8 @@ class TestExpiry:
         assert det.statistics().pending == 2
 
     def test_clock_never_goes_back(self) -> None:
+        """The binlog clock never goes back: an older statement timestamp later in the binlog expires with
+        the newer one."""
         det = Detector(match_window_s=30)
         det.feed(insert(1, ts=T0 + 100), pos(1))
         det.feed(insert(2, ts=T0), pos(2))  # an older statement timestamp, later in the binlog
@@ -300,12 +324,14 @@ class TestExpiry:
         assert [s.lead_id for s in skipped] == [1, 2]
 
     def test_now_binlog_overrides_timestamp(self) -> None:
+        """now_binlog, when given, sets the insert's clock instead of its statement timestamp."""
         det = Detector(match_window_s=30)
         det.feed(insert(1, ts=T0), pos(1), now_binlog=T0 + 50)
         assert det.expire(T0 + 60) == ([], [])
         assert det.expire(T0 + 81)[1] == [Skipped(1, 101, SkipReason.NOT_API)]
 
     def test_reused_lead_id_replaces(self) -> None:
+        """A reused lead id replaces the waiting insert; the old one is skipped as not_api."""
         det = Detector()
         det.feed(insert(1, list_id=101), pos(1))
         det.feed(insert(1, list_id=202), pos(2))
@@ -318,6 +344,7 @@ class TestOverflow:
     """A full pending buffer evicts its oldest unmatched insert as OVERFLOW."""
 
     def test_evicts_oldest(self) -> None:
+        """Past max_pending the oldest insert is evicted as overflow and the resume position moves on."""
         det = Detector(max_pending=2)
         for i in (1, 2, 3):
             det.feed(insert(i), pos(i))
@@ -327,6 +354,7 @@ class TestOverflow:
         assert det.min_resume_position() == pos(2)
 
     def test_rejects_zero_bounds(self) -> None:
+        """Zero bounds are refused."""
         with pytest.raises(ValueError):
             Detector(max_pending=0)
 
@@ -335,6 +363,7 @@ class TestDelete:
     """Deleting a pending insert drops it and counts it."""
 
     def test_delete_pending(self) -> None:
+        """A deleted waiting insert is dropped; a later add_lead for it is an orphan."""
         det = Detector()
         det.feed(insert(1), pos(1))
         det.feed(delete(1), pos(2))
@@ -345,6 +374,7 @@ class TestDelete:
         assert det.statistics().orphan_matches == 1
 
     def test_delete_of_unknown_lead(self) -> None:
+        """Deleting a lead the detector never saw changes nothing."""
         det = Detector()
         det.feed(delete(1), pos(1))
         assert det.statistics().deleted == 0
@@ -354,6 +384,8 @@ class TestHold:
     """A lead whose URL needs the custom-field step is held until that step is over."""
 
     def test_vicidial_order_releases_on_notice_with_entry_list_id(self) -> None:
+        """A lead of a list with custom fields is held until VICIdial's custom-fields notice, with its
+        custom row and entry_list_id."""
         feed = Feeder(holding({101}))
         feed(insert(1, list_id=101))
         assert feed(added(1)) == []
@@ -366,11 +398,13 @@ class TestHold:
         assert (stats.held, stats.matched, stats.released, stats.custom_timeouts) == (0, 1, 1, 0)
 
     def test_not_held_when_not_needed(self) -> None:
+        """Leads of lists without custom fields are released at once."""
         feed = Feeder(holding({202}))
         feed(insert(1, list_id=101))
         assert [x.lead_id for x in feed(added(1))] == [1]
 
     def test_needs_custom_gets_list_id(self) -> None:
+        """needs_custom is asked with the lead's list id."""
         asked: list[int] = []
 
         def needs(list_id: int) -> bool:
@@ -383,6 +417,7 @@ class TestHold:
         assert asked == [303]
 
     def test_timeout_releases_without_custom(self) -> None:
+        """A held lead is released without custom data once custom_wait_s of binlog time passes."""
         det = holding({101})
         det.feed(insert(1, ts=T0), pos(1))
         det.feed(added(1, ts=T0 + 1), pos(2))
@@ -393,6 +428,7 @@ class TestHold:
         assert det.statistics().custom_timeouts == 1
 
     def test_timeout_keeps_custom_row_when_notice_missing(self) -> None:
+        """On timeout a held lead keeps the custom row that arrived without its notice."""
         det = holding({101})
         det.feed(insert(1, ts=T0), pos(1))
         det.feed(added(1, ts=T0), pos(2))
@@ -409,12 +445,14 @@ class TestHold:
         ],
     )
     def test_any_custom_step_notice_releases(self, outcome: str) -> None:
+        """Any custom-fields step notice releases the held lead."""
         feed = Feeder(holding({101}))
         feed(insert(1), added(1))
         [lead] = feed(custom_notice(1, outcome=outcome))
         assert lead.custom is None
 
     def test_disabled_notice_releases(self) -> None:
+        """The custom-fields-disabled notice releases the held lead."""
         feed = Feeder(holding({101}))
         feed(insert(1), added(1))
         notice = api_log(
@@ -425,6 +463,7 @@ class TestHold:
         assert [x.lead_id for x in feed(notice)] == [1]
 
     def test_other_notices_do_not_release(self) -> None:
+        """Other notices, and another lead's notice, do not release a held lead."""
         feed = Feeder(holding({101}))
         feed(insert(1), added(1))
         assert feed(api_log("2|1", result="NOTICE", reason="add_lead MULTI-ALT-PHONE NUMBERS LOADED")) == []
@@ -432,6 +471,7 @@ class TestHold:
         assert feed.detector.statistics().held == 1
 
     def test_interleaved_holds(self) -> None:
+        """Interleaved held leads each get their own custom row."""
         feed = Feeder(holding({101}))
         feed(insert(1), insert(2), added(2), added(1), custom_insert(2, f="two"), custom_insert(1, f="one"))
         [second] = feed(custom_notice(2))
@@ -440,23 +480,27 @@ class TestHold:
         assert (second.lead_id, second.custom and second.custom["f"]) == (2, "two")
 
     def test_custom_row_before_match_kept(self) -> None:
+        """A custom row that arrives before the match is kept for the lead."""
         feed = Feeder(holding({101}))
         feed(insert(1), custom_insert(1, f="early"), added(1))
         [lead] = feed(custom_notice(1))
         assert lead.custom is not None and lead.custom["f"] == "early"
 
     def test_custom_row_for_unknown_lead_ignored(self) -> None:
+        """A custom row for an unknown lead is ignored; one without lead_id is malformed."""
         feed = Feeder(holding({101}))
         assert feed(custom_insert(5, f="x")) == []
         feed(rc("custom_101", Op.INSERT, T0, after={"f": "no lead id"}))
         assert feed.detector.statistics().malformed == 1
 
     def test_delete_of_held_lead_does_not_drop_it(self) -> None:
+        """Deleting a held lead does not drop it: it is released on its notice."""
         feed = Feeder(holding({101}))
         feed(insert(1), added(1), delete(1))
         assert [x.lead_id for x in feed(custom_notice(1))] == [1]
 
     def test_max_held_releases_oldest_early(self) -> None:
+        """Past max_held the oldest held lead is released early and counted."""
         det = Detector(needs_custom=lambda _list_id: True, max_held=1)
         det.feed(insert(1), pos(1))
         det.feed(insert(2), pos(2))
@@ -470,9 +514,11 @@ class TestCheckpoint:
     """min_resume_position() never lets a checkpoint pass a lead still waiting."""
 
     def test_empty(self) -> None:
+        """A detector with nothing waiting pins no resume position."""
         assert Detector().min_resume_position() is None
 
     def test_oldest_waiting_insert(self) -> None:
+        """The resume position is the oldest insert still waiting for its match."""
         det = Detector()
         det.feed(insert(1), pos(100))
         det.feed(insert(2), pos(200))
@@ -483,6 +529,7 @@ class TestCheckpoint:
         assert det.min_resume_position() is None
 
     def test_held_lead_pins(self) -> None:
+        """A held lead pins the resume position until it is released."""
         det = holding({101})
         det.feed(insert(1), pos(100))
         det.feed(added(1), pos(200))
@@ -493,6 +540,7 @@ class TestCheckpoint:
         assert det.min_resume_position() is None
 
     def test_expired_entries_unpin(self) -> None:
+        """Expired entries stop pinning the resume position."""
         det = Detector(match_window_s=30)
         det.feed(insert(1, ts=T0), pos(100))
         det.feed(insert(2, ts=T0 + 20), pos(200))
@@ -500,10 +548,12 @@ class TestCheckpoint:
         assert det.min_resume_position() == pos(200)
 
     def test_insert_needs_resume(self) -> None:
+        """Feeding an insert without a resume position is an error."""
         with pytest.raises(ValueError, match="resume"):
             Detector().feed(insert(1), None)
 
     def test_other_changes_need_no_resume(self) -> None:
+        """Changes other than inserts need no resume position."""
         assert Detector().feed(added(1)) == []
 
 
@@ -511,6 +561,7 @@ class TestStatistics:
     """statistics() reports gauges and counters, and skips by reason."""
 
     def test_counts(self) -> None:
+        """statistics() counts inserts, matches, evictions, expiries and orphans, and skips by reason."""
         det = Detector(max_pending=3, match_window_s=30)
         for i in range(1, 5):
             det.feed(insert(i, ts=T0), pos(i))
@@ -591,4 +642,5 @@ class TestPendingBytes:
         assert det.statistics().pending_bytes == 0
 
     def test_row_size_grows_with_values(self) -> None:
+        """A row's size estimate grows with its values."""
         assert row_size_bytes(lead_row(1, comments="x" * 1000)) > row_size_bytes(lead_row(1)) + 900

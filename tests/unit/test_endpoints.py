@@ -257,6 +257,8 @@ class TestEndpointConfig:
         ],
     )
     def test_errors(self, tmp_path: Path, toml: str, message: str) -> None:
+        """A bad [endpoints]/[fanout] config is refused with a message that names the problem and never
+        echoes a secret."""
         with pytest.raises(ConfigError) as info:
             load_toml(tmp_path, toml, env={"BAD": "s3cr3t"})
         assert message in str(info.value)
@@ -273,6 +275,7 @@ class TestSelect:
         [(1, (("c",), True)), (2, ((), True)), (3, (("a", "b"), False))],
     )
     def test_levels(self, list_id: int, expected: tuple[tuple[str, ...], bool]) -> None:
+        """A list's own [fanout.lists] entry wins (even empty); other lists take the system entry."""
         assert select(self.FANOUT, list_id) == expected
 
 
@@ -405,6 +408,7 @@ class TestNeedsCustom:
     """Leads wait for the custom-field step when any of their endpoints uses custom values."""
 
     def test_post_json_waits_when_list_has_fields(self) -> None:
+        """A post-json endpoint makes a lead wait for custom fields only when its list has them."""
         endpoints = {"j": _endpoint("j", url="https://j.example.com/", format=Format.POST_JSON)}
         fanout = FanoutConfig(system=("vicidial", "j"))
         assert needs_custom(snapshot(fields=[(101, "color")]), 101, endpoints, fanout)
@@ -437,6 +441,7 @@ class TestReadmeExamples:
         return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
     def test_config_example(self, tmp_path: Path) -> None:
+        """The README's endpoint example loads and fans a lead out as the README says."""
         (tmp_path / "crm.whsec").write_text(SECRET_A + "\n", encoding="utf-8")
         (tmp_path / "reports.key").write_text("key-1\n", encoding="utf-8")
         toml = self._block("toml").replace("/etc/vicidial-cdc/", f"{tmp_path}/")
@@ -456,6 +461,7 @@ class TestReadmeExamples:
         assert [d.endpoint_id for d in system] == ["vici.example.com:80", "crm"]
 
     def test_verifier(self) -> None:
+        """The README's verifier accepts a body signed with any current secret and refuses a changed body."""
         namespace: dict[str, Any] = {}
         exec(self._block("python"), namespace)
         body = b'{"a":1}'
@@ -514,6 +520,7 @@ class TestAllowedOrigins:
         ["https://crm.example.com/api", "ftp://crm.example.com", "https://u:p@crm.example.com", "crm"],
     )
     def test_bad_origin(self, tmp_path: Path, origin: str) -> None:
+        """An allowed origin with a path, another scheme, credentials or no scheme is refused."""
         with pytest.raises(ConfigError, match="is not an origin"):
             load_toml(
                 tmp_path,

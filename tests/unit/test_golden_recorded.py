@@ -69,6 +69,7 @@ def test_file_framing(name: str) -> None:
 
 
 def test_truncated_file_is_refused() -> None:
+    """A truncated binlog file, or one without its magic header, is refused."""
     data = load("c01_add_lead_basic").binlog
     with pytest.raises(ValueError, match="truncated"):
         list(file_events(data[:-1]))

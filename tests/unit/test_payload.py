@@ -218,6 +218,8 @@ class TestLeadEvent:
         ],
     )
     def test_typed_values(self, column: str, value: Value, expected: object) -> None:
+        """Each lead column appears in the JSON event with its documented type; unknown time zones give
+        null."""
         assert event(api_lead(**{column: value}), snapshot())["data"]["lead"][column] == expected
 
     def test_site_columns_are_kept(self) -> None:
@@ -295,4 +297,5 @@ class TestFormRequest:
         ],
     )
     def test_split(self, url: str, target: str, body: bytes) -> None:
+        """A post-form request sends the URL's query as the body to the URL without query or fragment."""
         assert form_request(url) == (target, body)

@@ -194,6 +194,8 @@ class TestFailingLead:
     """A lead whose routing raises is a dead letter of that step; the others go on."""
 
     def test_routing_error_becomes_a_dead_letter(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A lead whose routing raises becomes a dead letter naming the error; the next lead is sent and
+        the checkpoint moves on."""
         real = endpoints.fan_out
 
         def fan_out(lead: ApiLead, *args: Any, **kwargs: Any) -> Any:

@@ -82,9 +82,11 @@ class TestClassify:
         ],
     )
     def test_kinds(self, error: BaseException, kind: ReaderFault) -> None:
+        """Each reader error is classified into its fault kind; only connection trouble is CONNECTION."""
         assert classify(error) is kind
 
     def test_unsupported_column_through_its_cause(self) -> None:
+        """An unsupported column is recognised through the exception's cause."""
         try:
             raise SourceError("table t: geometry") from UnsupportedColumnError("geometry")
         except SourceError as exc:
@@ -100,9 +102,11 @@ class TestClassify:
         ],
     )
     def test_transient_causes(self, error: BaseException, cause: TransientCause) -> None:
+        """Each transient disconnect is named by its cause."""
         assert transient_cause(error) is cause
 
     def test_access_denied_names_the_grant_for_the_account_the_server_saw(self) -> None:
+        """Access denied names the GRANT for the account as the server saw it, with the server's message."""
         error = pymysql.err.OperationalError(
             1045, "Access denied for user 'cdc'@'10.0.0.5' (using password: YES)"
         )
@@ -111,6 +115,7 @@ class TestClassify:
         assert "(1045) Access denied" in text
 
     def test_every_fault_kind_has_a_fix(self) -> None:
+        """Every fault kind that is not retried explains itself with the error and a fix."""
         error = RuntimeError("boom")
         for kind in ReaderFault:
             if kind in (ReaderFault.CONNECTION, ReaderFault.BINLOG_PURGED, ReaderFault.SERVER_CHANGED):
@@ -137,10 +142,12 @@ class TestContinuity:
     CHECKPOINT = Position("binlog.000003", 5000, "0-1-500")
 
     def test_same_server_after_restart(self) -> None:
+        """The same server after a restart, further along, is the same server."""
         facts = _facts(logs=(("binlog.000003", 9000), ("binlog.000004", 300)), gtid_pos="0-1-520")
         assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.SAME  # type: ignore[arg-type]
 
     def test_purge_is_not_a_server_change(self) -> None:
+        """Purged binlogs with GTIDs past ours are not a server change."""
         facts = _facts(logs=(("binlog.000009", 300),), gtid_pos="0-1-900")
         assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.SAME  # type: ignore[arg-type]
 
@@ -155,17 +162,21 @@ class TestContinuity:
         ],
     )
     def test_another_server(self, facts: object) -> None:
+        """A shorter file, only older files, GTIDs behind ours, another server_id or another uuid mean
+        another server."""
         recorded = ServerIdentity(1, "a")
         result = continuity(recorded, self.CHECKPOINT, facts)  # type: ignore[arg-type]
         assert result.verdict is Verdict.CHANGED and result.reason
 
     def test_promoted_replica_continues_by_gtid(self) -> None:
+        """A promoted replica holding our GTIDs continues by GTID, and the reason names its server_id."""
         facts = _facts(server_id=2, logs=(("replica-bin.000001", 100),), gtid_pos="0-2-510",
                        gtid_state="0-1-505,0-2-510")  # fmt: skip
         result = continuity(self.A, self.CHECKPOINT, facts)  # type: ignore[arg-type]
         assert result.verdict is Verdict.GTID and "server_id is 2" in result.reason
 
     def test_a_clone_with_our_server_id_never_continues_by_gtid(self) -> None:
+        """A clone with our server_id but a different history never continues by GTID."""
         facts = _facts(logs=(("binlog.000003", 100),), gtid_pos="0-1-900", gtid_state="0-1-900")
         assert continuity(self.A, self.CHECKPOINT, facts).verdict is Verdict.CHANGED  # type: ignore[arg-type]
 
@@ -206,24 +217,28 @@ class TestReadPacket:
         return payload, rest + stream.read(), max(calls)
 
     def test_multi_part_payload_joined(self) -> None:
+        """A payload split over several 16 MB packets is joined into one event."""
         event = _event(30, 7, _LONG_PACKET + 1000)
         wire = _split(event) + _packet(b"next")
         payload, after, _ = self._read(wire, 70_000, {7})
         assert payload == event and after == _packet(b"next")
 
     def test_unwatched_rows_dropped_in_small_reads(self) -> None:
+        """An unwatched rows event spanning packets is dropped while read in small pieces."""
         event = _event(30, 8, 2 * _LONG_PACKET)
         payload, after, biggest = self._read(_split(event) + b"\x01\x00", 65_536, {7})
         assert payload is None and after == b"\x01\x00"
         assert biggest <= 1 << 20
 
     def test_exact_part_boundary(self) -> None:
+        """An event of exactly one full packet ends with an empty packet and is read whole."""
         event = _event(19, 7, _LONG_PACKET - 26)  # exactly one full part, then an empty one
         assert len(event) == _LONG_PACKET
         payload, rest, _ = self._read(_split(event), 10, {7})
         assert payload == event and rest == b""
 
     def test_stream_ending_inside_an_event(self) -> None:
+        """A stream that ends inside an event is a connection error."""
         wire = _split(_event(30, 7, 100_000))[:90_000]
         with pytest.raises(ConnectionError):
             self._read(wire, 100, {7})
@@ -232,11 +247,13 @@ class TestReadPacket:
 class TestCheckCompression:
     @pytest.mark.parametrize("name", ["log_bin_compress", "binlog_transaction_compression"])
     def test_compression_on_is_a_blocker_with_the_my_cnf_line(self, name: str) -> None:
+        """Binlog compression turned on fails the check with the my.cnf line that turns it off."""
         facts = _check_facts({name: "ON"})
         result = check_compression(facts)
         assert result.status is Status.FAIL and f"{name} = OFF" in result.fix
 
     def test_off(self) -> None:
+        """Binlog compression off passes the check."""
         facts = _check_facts({"log_bin_compress": "OFF"})
         assert check_compression(facts).status is Status.OK
 
@@ -256,6 +273,8 @@ def _check_facts(variables: dict[str, str]) -> ServerFacts:
 
 class TestStateLock:
     def test_second_holder_refused_with_the_first_ones_pid(self, tmp_path: Path) -> None:
+        """A second holder of the state lock is refused with the first one's pid and host; the lock file
+        is 0600 and freed on release."""
         path = str(tmp_path / "state.db")
         with StateLock(path):
             with pytest.raises(StateLockedError, match=r"pid \d+ on host"):

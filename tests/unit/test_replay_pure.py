@@ -143,4 +143,6 @@ class TestBinlogRow:
         ],
     )
     def test_edges(self, column: Column, value: Value, expected: Value) -> None:
+        """Zero, partial and fractional dates and timestamps read by SELECT come back as the binlog reader
+        gives them."""
         assert binlog_row({"d": value}, (column,)) == {"d": expected}

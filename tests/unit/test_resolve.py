@@ -103,6 +103,8 @@ class TestResolve:
     """resolve() renders the URL that applies into one GET Delivery."""
 
     def test_delivery(self) -> None:
+        """An API lead on a list with a system URL becomes one GET delivery with the rendered URL, source
+        and key fields."""
         snap = snapshot(
             system="http://hooks.example.com/new?phone=--A--phone_number--B--&id=--A--lead_id--B--"
         )
@@ -122,6 +124,7 @@ class TestResolve:
         assert result[0].idempotency_key == "dialer1:7:hooks.example.com:80"
 
     def test_endpoint_id_and_list_source(self) -> None:
+        """The delivery carries the endpoint id given and names the list row as its URL source."""
         snap = snapshot(system="http://sys.example.com/x", lists={101: "https://list.example.com/y"})
         [delivery] = resolve(lead(), snap, source="s", endpoint_id="crm")  # type: ignore[misc]
         assert (delivery.endpoint_id, delivery.url_source) == ("crm", UrlSource.VICIDIAL_LIST)
@@ -138,6 +141,7 @@ class TestResolve:
         assert "3125550100" not in first[0].endpoint_id
 
     def test_config_override(self) -> None:
+        """A config-file list URL wins over VICIdial's and is named as the source."""
         snap = snapshot(
             system="http://sys.example.com/x", overrides=UrlOverrides(lists={101: "http://cfg.example.com/z"})
         )
@@ -145,6 +149,7 @@ class TestResolve:
         assert (delivery.url, delivery.url_source) == ("http://cfg.example.com/z", UrlSource.CONFIG_LIST)
 
     def test_list_tokens(self) -> None:
+        """List tokens take the lead's list name, description and campaign."""
         template = (
             "http://h.example.com/?n=--A--list_name--B--&d=--A--list_description--B--&c=--A--campaign--B--"
         )
@@ -152,27 +157,32 @@ class TestResolve:
         assert url == "http://h.example.com/?n=Web+Leads&d=From+the+site&c=CAMP1"
 
     def test_unknown_list_tokens_empty(self) -> None:
+        """List tokens of a list the cache does not know render empty."""
         template = "http://h.example.com/?n=--A--list_name--B--&c=--A--campaign--B--"
         url = url_of(resolve(lead(list_id=555), snapshot(system=template), source="s"))
         assert url == "http://h.example.com/?n=&c="
 
     def test_sqldate_and_epoch(self) -> None:
+        """SQLdate and epoch come from the lead's entry date and insert time."""
         template = "http://h.example.com/?d=--A--SQLdate--B--&e=--A--epoch--B--"
         url = url_of(resolve(lead(), snapshot(system=template), source="s"))
         assert url == f"http://h.example.com/?d=2025-03-04+05%3A06%3A07&e={INSERTED_AT}"
 
     def test_custom_value(self) -> None:
+        """A custom field token takes the lead's custom row value."""
         template = "http://h.example.com/?z=--A--zip_plus--B--"
         snap = snapshot(system=template, fields=[(101, "zip_plus", "N")])
         url = url_of(resolve(lead(custom={"lead_id": 7, "zip_plus": "60601 1234"}), snap, source="s"))
         assert url == "http://h.example.com/?z=60601+1234"
 
     def test_custom_token_literal_without_custom_row(self) -> None:
+        """Without a custom row, custom tokens stay literal, as VICIdial leaves them."""
         template = "http://h.example.com/?z=--A--zip_plus--B--"
         snap = snapshot(system=template, fields=[(101, "zip_plus", "N")])
         assert url_of(resolve(lead(), snap, source="s")) == template
 
     def test_encrypted_custom_value_never_sent(self) -> None:
+        """An encrypted custom field renders empty: its ciphertext is never sent."""
         template = "http://h.example.com/?s=--A--ssn--B--&z=--A--zip--B--"
         snap = snapshot(system=template, fields=[(101, "ssn", "Y"), (101, "zip", "N")])
         custom: dict[str, Value] = {"lead_id": 7, "ssn": "CIPHERTEXTxyz==", "zip": "60601"}
@@ -181,6 +191,7 @@ class TestResolve:
         assert "CIPHER" not in url
 
     def test_utf8_connection(self) -> None:
+        """On a utf8 connection (use_non_latin=1) text is sent as UTF-8, urlencoded."""
         template = "http://h.example.com/?f=--A--first_name--B--"
         url = url_of(
             resolve(lead(first_name="José"), snapshot(system=template, use_non_latin=True), source="s")
@@ -195,12 +206,14 @@ class TestResolve:
         assert url == "http://h.example.com/?f=Jos%C3%A9"
 
     def test_var_prefix_stripped(self) -> None:
+        """A leading VAR prefix is removed from the URL."""
         url = url_of(
             resolve(lead(), snapshot(system="VARhttp://h.example.com/?id=--A--lead_id--B--"), source="s")
         )
         assert url == "http://h.example.com/?id=7"
 
     def test_surrounding_whitespace_removed(self) -> None:
+        """Whitespace around the URL is removed before sending."""
         url = url_of(
             resolve(lead(), snapshot(system="http://h.example.com/?id=--A--lead_id--B--\r\n"), source="s")
         )
@@ -222,10 +235,12 @@ class TestSkips:
         ],
     )
     def test_reason(self, system: str | None, lists: Mapping[int, str], reason: SkipReason) -> None:
+        """Each case without a request gives Skipped with its reason."""
         result = resolve(lead(), snapshot(system=system, lists=lists), source="s")
         assert result == Skipped(7, 101, reason)
 
     def test_length_checked_after_substitution(self) -> None:
+        """The minimum length applies to the rendered URL, after token substitution."""
         result = resolve(lead(first_name=""), snapshot(system="http://x/--A--first_name--B--"), source="s")
         assert result == Skipped(7, 101, SkipReason.URL_TOO_SHORT)
 
@@ -281,6 +296,7 @@ class TestCheckUrl:
         ],
     )
     def test_check(self, url: str, reason: SkipReason | None) -> None:
+        """check_url accepts absolute http(s) URLs and names the reason for each it refuses."""
         assert check_url(url) is reason
 
 
@@ -288,13 +304,16 @@ class TestSqlDate:
     """sql_date() formats the lead's entry_date, falling back to the insert time."""
 
     def test_datetime(self) -> None:
+        """A datetime entry_date is formatted as VICIdial's SQLdate."""
         assert sql_date(ENTRY_DATE, 0) == "2025-03-04 05:06:07"
 
     def test_text(self) -> None:
+        """A text entry_date is used as it is."""
         assert sql_date("2025-03-04 05:06:07", 0) == "2025-03-04 05:06:07"
 
     @pytest.mark.parametrize("value", [None, "0000-00-00 00:00:00", "garbage", 12])
     def test_fallback_local_time(self, value: Value) -> None:
+        """A missing, zero or unreadable entry_date falls back to the insert time in local time."""
         expected = dt.datetime.fromtimestamp(INSERTED_AT).strftime("%Y-%m-%d %H:%M:%S")
         assert sql_date(value, INSERTED_AT) == expected
 
@@ -305,43 +324,54 @@ class TestNeedsCustom:
     TEMPLATE = "http://h.example.com/?z=--A--Zip_Plus--B--&p=--A--phone--B--"
 
     def test_custom_label_used(self) -> None:
+        """A lead waits for custom data when the URL uses one of the list's custom field labels."""
         assert needs_custom(snapshot(system=self.TEMPLATE, fields=[(101, "zip_plus", "N")]), 101)
 
     def test_encrypted_label_used(self) -> None:
+        """An encrypted custom field label used in the URL also needs custom data."""
         assert needs_custom(snapshot(system=self.TEMPLATE, fields=[(101, "zip_plus", "Y")]), 101)
 
     def test_entry_list_id_used(self) -> None:
+        """entry_list_id in the URL needs custom data when the list has custom fields."""
         snap = snapshot(
             system="http://h.example.com/?e=--A--entry_list_id--B--", fields=[(101, "other", "N")]
         )
         assert needs_custom(snap, 101)
 
     def test_entry_list_id_without_custom_fields(self) -> None:
+        """entry_list_id on a list without custom fields needs no wait."""
         assert not needs_custom(snapshot(system="http://h.example.com/?e=--A--entry_list_id--B--"), 101)
 
     def test_label_not_used(self) -> None:
+        """A URL without the list's custom labels needs no wait."""
         assert not needs_custom(snapshot(system=self.TEMPLATE, fields=[(101, "other", "N")]), 101)
 
     def test_other_list_fields(self) -> None:
+        """Custom fields of another list do not count."""
         assert not needs_custom(snapshot(system=self.TEMPLATE, fields=[(202, "zip_plus", "N")]), 101)
 
     def test_custom_fields_disabled(self) -> None:
+        """With custom fields disabled in system settings, no lead waits."""
         snap = snapshot(system=self.TEMPLATE, fields=[(101, "zip_plus", "N")], custom_fields_enabled=False)
         assert not needs_custom(snap, 101)
 
     def test_standard_column_label(self) -> None:
+        """A field labelled like a standard column is read from the lead, not waited for."""
         snap = snapshot(
             system="http://h.example.com/?f=--A--first_name--B--", fields=[(101, "first_name", "N")]
         )
         assert not needs_custom(snap, 101)
 
     def test_label_shadowed_by_standard_token(self) -> None:
+        """A label shadowed by a standard token (case-insensitive) needs no wait."""
         snap = snapshot(system="http://h.example.com/?s=--A--STATUS--B--", fields=[(101, "status", "N")])
         assert not needs_custom(snap, 101)
 
     def test_no_url(self) -> None:
+        """A list without URL needs no wait."""
         assert not needs_custom(snapshot(fields=[(101, "zip_plus", "N")]), 101)
 
     def test_list_disabled(self) -> None:
+        """A disabled list needs no wait."""
         snap = snapshot(system=self.TEMPLATE, lists={101: "---DISABLED---"}, fields=[(101, "zip_plus", "N")])
         assert not needs_custom(snap, 101)

@@ -117,10 +117,12 @@ class TestLengthEncodedIntegers:
 
     @pytest.mark.parametrize("n", [0, 250, 251, 65535, 65536, 1 << 24 - 1])
     def test_round_trip(self, n: int) -> None:
+        """Length-encoded integers of every width read back with the offset just past them."""
         raw = lenenc(n) + b"tail"
         assert read_lenenc(raw, 0) == (n, len(raw) - 4)
 
     def test_nine_byte_form(self) -> None:
+        """The 9-byte length-encoded form reads a 64-bit integer."""
         assert read_lenenc(b"\xfe" + (1 << 40).to_bytes(8, "little"), 0) == (1 << 40, 9)
 
 
@@ -145,12 +147,14 @@ class TestDecimal:
         ],
     )
     def test_values(self, text: str, precision: int, scale: int) -> None:
+        """DECIMAL values decode with their exact digits and scale, negatives included."""
         spec = ColumnSpec("d", T_NEWDECIMAL, scale << 8 | precision)
         value = decimal.Decimal(text)
         assert strict(decode(spec, decimal_bytes(value, precision, scale))) == strict(value)
 
     @given(st.data())
     def test_any_value_keeps_its_scale(self, data: st.DataObject) -> None:
+        """Any DECIMAL within its precision decodes to the same value with the same scale."""
         precision = data.draw(st.integers(1, 40))
         scale = data.draw(st.integers(0, min(precision, 30)))
         with decimal.localcontext(prec=100):
@@ -170,23 +174,27 @@ class TestDates:
     """DATE, DATETIME2 and TIMESTAMP2 as the library returns them; zero dates as text."""
 
     def test_date(self) -> None:
+        """A DATE decodes to a date; the zero date stays "0000-00-00"."""
         spec = ColumnSpec("d", T_DATE, 0)
         assert decode(spec, date_bytes(2024, 2, 29)) == dt.date(2024, 2, 29)
         assert decode(spec, date_bytes(0, 0, 0)) == "0000-00-00"
 
     def test_date_with_zero_month_or_day_keeps_its_text(self) -> None:
+        """A date with a zero month or day keeps its text, as VICIdial reads it."""
         spec = ColumnSpec("d", T_DATE, 0)
         assert decode(spec, date_bytes(1980, 0, 0)) == "1980-00-00"
         assert decode(spec, date_bytes(1980, 5, 0)) == "1980-05-00"
 
     @pytest.mark.parametrize("fsp", [0, 1, 2, 3, 4, 5, 6])
     def test_datetime2(self, fsp: int) -> None:
+        """DATETIME(fsp) decodes with its fractional seconds at every precision."""
         micro = 123456 // 10 ** (6 - fsp) * 10 ** (6 - fsp)
         spec = ColumnSpec("t", T_DATETIME2, fsp)
         raw = datetime2_bytes(2024, 3, 1, 12, 34, 56, micro, fsp)
         assert decode(spec, raw) == dt.datetime(2024, 3, 1, 12, 34, 56, micro)
 
     def test_zero_and_partial_datetimes(self) -> None:
+        """Zero and partial DATETIMEs keep their text."""
         spec = ColumnSpec("t", T_DATETIME2, 0)
         assert decode(spec, datetime2_bytes(0, 0, 0)) == "0000-00-00 00:00:00"
         assert decode(spec, datetime2_bytes(2020, 0, 15, 10)) == "2020-00-15 10:00:00"
@@ -194,6 +202,7 @@ class TestDates:
         assert decode(spec6, datetime2_bytes(0, 0, 0, fsp=6)) == "0000-00-00 00:00:00"
 
     def test_timestamp2_is_naive_utc(self) -> None:
+        """TIMESTAMP decodes to a naive UTC datetime, with fractions."""
         spec = ColumnSpec("t", T_TIMESTAMP2, 3)
         raw = (1709287200).to_bytes(4, "big") + (2500).to_bytes(2, "big")  # fsp 3: units of 100 µs
         assert decode(spec, raw) == dt.datetime(2024, 3, 1, 10, 0, 0, 250000)
@@ -204,6 +213,7 @@ class TestText:
     """Text decodes with the column charset, losslessly; binary stays bytes."""
 
     def test_utf8_and_latin1(self) -> None:
+        """Text decodes in its column charset: utf8mb4 and latin1 (cp1252)."""
         raw = "José 😀".encode()
         assert decode(ColumnSpec("v", T_VARCHAR, 80, charset="utf8mb4"), bytes([len(raw)]) + raw) == "José 😀"
         latin = "Müller€".encode("cp1252")
@@ -212,21 +222,25 @@ class TestText:
         )
 
     def test_two_byte_length_prefix(self) -> None:
+        """Long VARCHARs with a two-byte length prefix decode."""
         raw = "x" * 300
         spec = ColumnSpec("v", T_VARCHAR, 1020, charset="utf8mb4")
         assert decode(spec, (300).to_bytes(2, "little") + raw.encode()) == raw
 
     def test_invalid_utf8_is_kept_and_reported(self) -> None:
+        """Invalid UTF-8 is kept (surrogate escapes) and reported, never dropped."""
         spec = ColumnSpec("v", T_VARCHAR, 40, charset="utf8mb4")
         reports: list[str] = []
         value, _ = column_decoder(spec, lambda: reports.append("v"))(b"\x03a\xffb", 0)
         assert value == "a\udcffb" and reports == ["v"]
 
     def test_latin1_never_fails(self) -> None:
+        """Every latin1 byte decodes."""
         raw = bytes([0x81, 0x8D, 0x80])
         assert decode(ColumnSpec("v", T_VARCHAR, 10, charset="latin1"), b"\x03" + raw) == "\x81\x8d€"
 
     def test_binary_stays_bytes_even_when_empty(self) -> None:
+        """Binary columns stay bytes, even when empty."""
         spec = ColumnSpec("b", T_BLOB, 2, charset="binary")
         assert decode(spec, b"\x02\x00\xde\xad") == b"\xde\xad"
         assert decode(spec, b"\x00\x00") == b""
@@ -234,6 +248,7 @@ class TestText:
     def test_char_length_prefix_follows_its_byte_length(self) -> None:
         # CHAR(100) in utf8mb4 holds up to 400 bytes: a two-byte length prefix. The two
         # high bits of the length travel inverted in the real-type byte.
+        """A CHAR's length prefix width follows its byte length, not its character count."""
         meta = (T_STRING ^ ((400 & 0x300) >> 4)) << 8 | (400 & 0xFF)
         spec = ColumnSpec("c", T_STRING, meta, charset="utf8mb4")
         assert decode(spec, b"\x02\x00ok") == "ok"
@@ -243,13 +258,16 @@ class TestEnumAndSet:
     """ENUM indexes become labels ('' for 0); SET bits become labels in definition order."""
 
     def test_enum(self) -> None:
+        """ENUM indexes decode to their labels; index 0 is the empty string."""
         spec = ColumnSpec("g", T_ENUM, T_ENUM << 8 | 1, labels=("M", "F", "U"))
         assert [decode(spec, bytes([i])) for i in range(4)] == ["", "M", "F", "U"]
 
     def test_enum_without_labels_is_none(self) -> None:
+        """An ENUM without known labels decodes to None."""
         assert decode(ColumnSpec("g", T_ENUM, T_ENUM << 8 | 1), b"\x02") is None
 
     def test_set(self) -> None:
+        """SET bitmaps decode to their comma-joined labels."""
         spec = ColumnSpec("s", T_SET, T_SET << 8 | 1, labels=("a", "b", "c", "d"))
         assert decode(spec, bytes([0b1010])) == "b,d"
         assert decode(spec, b"\x00") == ""
@@ -336,6 +354,7 @@ class TestTableMap:
     """A TABLE_MAP is parsed; FULL metadata or information_schema give names and labels."""
 
     def test_full_metadata(self) -> None:
+        """A table map with FULL metadata gives names, types and charsets without information_schema."""
         body = table_map_body(TYPES, METAS, FULL_METADATA)
         tmap = parse_table_map(body, 0, len(body))
         assert (tmap.table_id, tmap.schema, tmap.table) == (77, "asterisk", "leads")
@@ -348,6 +367,7 @@ class TestTableMap:
         assert specs[2].labels == ("M", "F", "U") and specs[4].labels == ("x", "y")
 
     def test_no_metadata_needs_information_schema(self) -> None:
+        """Without metadata, names, signedness, charsets and labels come from information_schema."""
         body = table_map_body(TYPES, METAS)
         tmap = parse_table_map(body, 0, len(body))
         assert tmap.names is None and needs_schema(tmap)
@@ -356,12 +376,14 @@ class TestTableMap:
         assert specs[0].unsigned and specs[5].charset == "latin1" and specs[4].labels == ("x", "y")
 
     def test_signature_ignores_the_table_id(self) -> None:
+        """A table map's signature does not depend on its table id."""
         a = parse_table_map(table_map_body(TYPES, METAS, table_id=1), 0, len(table_map_body(TYPES, METAS)))
         b = parse_table_map(table_map_body(TYPES, METAS, table_id=2), 0, len(table_map_body(TYPES, METAS)))
         assert a.signature == b.signature and a.table_id != b.table_id
 
     @pytest.mark.parametrize("metadata", ["FULL", "NO_LOG"])
     def test_row_decodes_both_ways(self, metadata: str) -> None:
+        """A row image decodes to the same values with FULL metadata and with information_schema."""
         body = table_map_body(TYPES, METAS, FULL_METADATA if metadata == "FULL" else b"")
         decoder = build_decoder(parse_table_map(body, 0, len(body)), None if metadata == "FULL" else SCHEMA)
         raw = row_image(ROW) + b"next"
@@ -371,6 +393,7 @@ class TestTableMap:
         assert raw[end:] == b"next"
 
     def test_nulls_and_absent_columns(self) -> None:
+        """NULLs decode to None and columns absent from the image are left out."""
         body = table_map_body(TYPES, METAS, FULL_METADATA)
         decoder = build_decoder(parse_table_map(body, 0, len(body)), None)
         nulls = row_image([ROW[0], None, None, None, None, ROW[5]])
@@ -391,6 +414,7 @@ class TestTableMap:
         assert end == len(partial)
 
     def test_undecodable_text_takes_the_reference_path_and_is_reported(self) -> None:
+        """Undecodable text takes the reference path, is kept with surrogate escapes and is reported."""
         body = table_map_body(TYPES, METAS, FULL_METADATA)
         decoder = build_decoder(parse_table_map(body, 0, len(body)), None)
         raw = row_image([ROW[0], b"\x02\xff\xfe", ROW[2], ROW[3], ROW[4], ROW[5]])
@@ -418,6 +442,7 @@ class TestCompiledLayout:
         )
     )
     def test_compiled_equals_reference(self, rows: list[tuple[object, ...]]) -> None:
+        """The compiled row layout decodes exactly like the reference decoder."""
         specs = (
             ColumnSpec("i", T_LONG, 0, unsigned=True),
             ColumnSpec("s", T_VARCHAR, 120, charset="utf8mb4"),
@@ -457,6 +482,7 @@ class TestCompiledLayout:
             assert fast_pos == pos
 
     def test_column_names_are_only_literals(self) -> None:
+        """Column names are data in the compiled decoder, never code."""
         specs = (ColumnSpec("x'] = 1; import os #", T_TINY, 0, unsigned=True),)
         decoder = rowdecode.RowDecoder("db", "t", specs)
         decoder._decoders = tuple(column_decoder(s, lambda: None) for s in specs)
@@ -468,6 +494,7 @@ class TestUnsupported:
     """A column type the fast decoder does not read is refused by name, not misread."""
 
     def test_json(self) -> None:
+        """A JSON column is refused with an error naming the column."""
         with pytest.raises(rowdecode.UnsupportedColumnError, match="column 'j'"):
             column_decoder(ColumnSpec("j", rowdecode.T_JSON, 4), lambda: None)
 

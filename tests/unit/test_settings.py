@@ -227,13 +227,17 @@ class TestPrecedence:
         overrides: UrlOverrides,
         expected: tuple[str | None, UrlSource | None, SkipReason | None],
     ) -> None:
+        """List 101's URL follows VICIdial's precedence (config list, config system, list row, system row,
+        ---DISABLED---)."""
         assert cache_with(urls, overrides=overrides).snapshot().url_for(101) == expected
 
     def test_other_list_unaffected(self) -> None:
+        """A disabled list does not affect another list, which falls back to the system URL."""
         snap = cache_with([system_url_row(1, SYS), url_row(2, "101", DISABLED)]).snapshot()
         assert snap.url_for(102) == (SYS, UrlSource.VICIDIAL_SYSTEM, None)
 
     def test_set_overrides_takes_effect(self) -> None:
+        """New config overrides make a new snapshot that uses them."""
         cache = cache_with([system_url_row(1, SYS)])
         first = cache.snapshot()
         cache.set_overrides(UrlOverrides(lists={101: CFG_LIST}))
@@ -245,11 +249,14 @@ class TestLoad:
     """load() reads the startup SELECT rows into lists, custom fields and system info."""
 
     def test_lists(self) -> None:
+        """vicidial_lists rows give each list's name, description and campaign; unknown lists have none."""
         snap = cache_with(lists=[list_row(101, "Leads", "Web leads", "CAMP1")]).snapshot()
         assert snap.list_info(101) == ListInfo(101, "Leads", "Web leads", "CAMP1")
         assert snap.list_info(999) is None
 
     def test_custom_fields(self) -> None:
+        """Custom fields are the list's non-duplicate data fields, with their encryption flag; display and
+        script fields are not."""
         fields = [
             field_row(101, "zip_plus", field_id=1),
             field_row(101, "ssn", encrypt="Y", field_id=2),
@@ -268,6 +275,7 @@ class TestLoad:
         assert snap.custom_field_lists() == frozenset({101, 202})
 
     def test_fields_without_field_id(self) -> None:
+        """Field rows without field_id or field_type (older schemas) still give custom fields."""
         row = {k: v for k, v in field_row(101, "zip_plus").items() if k not in ("field_id", "field_type")}
         assert cache_with(fields=[row]).snapshot().custom_fields(101) == (
             CustomField(101, "zip_plus", False),
@@ -288,20 +296,25 @@ class TestLoad:
         ],
     )
     def test_system(self, row: Mapping[str, Value], expected: SystemInfo) -> None:
+        """system_settings gives the schema version, use_non_latin and custom_fields_enabled, from text or
+        numbers."""
         assert cache_with(system=row).snapshot().system == expected
 
     def test_missing_system_row_defaults(self) -> None:
+        """Without a system_settings row, custom fields are enabled and use_non_latin is off."""
         system = cache_with(system=None).snapshot().system
         assert system.custom_fields_enabled is True
         assert system.use_non_latin is False
 
     def test_load_replaces_everything(self) -> None:
+        """load() replaces every setting; nothing of the earlier load remains."""
         cache = cache_with([url_row(2, "101", LST)], [list_row(101)], [field_row(101, "a")])
         cache.load([], [], [], SYSTEM_ROW)
         snap = cache.snapshot()
         assert snap.list_urls == {} and snap.lists == {} and snap.fields == {}
 
     def test_bad_rows_ignored_and_counted(self) -> None:
+        """Rows missing their key columns are ignored and counted."""
         cache = cache_with(
             [{"campaign_id": "101", "url_type": "apinewlead"}],
             [{"list_name": "x"}],
@@ -315,11 +328,13 @@ class TestApplyUrlMulti:
     """apply() keeps vicidial_url_multi's apinewlead rows current."""
 
     def test_insert_list_row(self) -> None:
+        """Inserting an apinewlead row for a list gives the list that URL."""
         cache = cache_with([system_url_row(1, SYS)])
         assert cache.apply(change("vicidial_url_multi", Op.INSERT, after=url_row(2, "101", LST)))
         assert cache.snapshot().url_for(101)[0] == LST
 
     def test_insert_other_url_type_is_not_a_settings_change(self) -> None:
+        """Inserting a url_multi row of another url_type is not a settings change."""
         cache = cache_with([system_url_row(1, SYS)])
         first = cache.snapshot()
         row = url_row(2, "101", LST, url_type="dispo")
@@ -327,6 +342,7 @@ class TestApplyUrlMulti:
         assert cache.snapshot() is first
 
     def test_update_address(self) -> None:
+        """Updating a row's URL address changes the list's URL."""
         old = url_row(2, "101", LST)
         cache = cache_with([old])
         new = {**old, "url_address": CFG_LIST}
@@ -334,23 +350,27 @@ class TestApplyUrlMulti:
         assert cache.snapshot().url_for(101)[0] == CFG_LIST
 
     def test_update_of_other_columns_changes_nothing(self) -> None:
+        """Updating a url_multi column that does not matter changes nothing."""
         old = url_row(2, "101", LST)
         cache = cache_with([old])
         assert not cache.apply(change("vicidial_url_multi", Op.UPDATE, old, {**old, "active": "N"}))
 
     def test_update_url_type_away_removes(self) -> None:
+        """A row whose url_type changes away from apinewlead no longer gives the list a URL."""
         old = url_row(2, "101", LST)
         cache = cache_with([system_url_row(1, SYS), old])
         assert cache.apply(change("vicidial_url_multi", Op.UPDATE, old, {**old, "url_type": "dispo"}))
         assert cache.snapshot().url_for(101)[1] is UrlSource.VICIDIAL_SYSTEM
 
     def test_update_url_type_to_apinewlead_adds(self) -> None:
+        """A row whose url_type changes to apinewlead gives the list its URL."""
         old = url_row(2, "101", LST, url_type="dispo")
         cache = cache_with([])
         assert cache.apply(change("vicidial_url_multi", Op.UPDATE, old, {**old, "url_type": "apinewlead"}))
         assert cache.snapshot().url_for(101)[0] == LST
 
     def test_update_campaign_id_moves_entry(self) -> None:
+        """Changing a row's campaign_id moves its URL from one list to the other."""
         old = url_row(2, "101", LST)
         cache = cache_with([old])
         assert cache.apply(change("vicidial_url_multi", Op.UPDATE, old, {**old, "campaign_id": "102"}))
@@ -359,12 +379,14 @@ class TestApplyUrlMulti:
         assert snap.url_for(102)[0] == LST
 
     def test_delete(self) -> None:
+        """Deleting the system URL row leaves lists without URL."""
         old = system_url_row(1, SYS)
         cache = cache_with([old])
         assert cache.apply(change("vicidial_url_multi", Op.DELETE, before=old))
         assert cache.snapshot().url_for(101)[2] is SkipReason.NO_URL
 
     def test_delete_of_unknown_row(self) -> None:
+        """Deleting a row the cache never had is not a change."""
         cache = cache_with([])
         assert not cache.apply(change("vicidial_url_multi", Op.DELETE, before=url_row(5, "1", LST)))
 
@@ -373,6 +395,7 @@ class TestApplyLists:
     """apply() keeps list names, descriptions and campaigns current."""
 
     def test_insert_update_delete(self) -> None:
+        """vicidial_lists inserts, updates and deletes show in the next snapshot."""
         cache = cache_with()
         row = list_row(101, "A")
         assert cache.apply(change("vicidial_lists", Op.INSERT, after=row))
@@ -384,6 +407,7 @@ class TestApplyLists:
         assert cache.snapshot().list_info(101) is None
 
     def test_update_of_unwatched_columns(self) -> None:
+        """An update of unwatched list columns keeps the same snapshot."""
         row = list_row(101)
         cache = cache_with(lists=[row])
         first = cache.snapshot()
@@ -392,6 +416,7 @@ class TestApplyLists:
         assert cache.snapshot() is first
 
     def test_list_id_change(self) -> None:
+        """Changing a list's id moves its settings to the new id."""
         row = list_row(101)
         cache = cache_with(lists=[row])
         assert cache.apply(change("vicidial_lists", Op.UPDATE, row, {**row, "list_id": 102}))
@@ -404,6 +429,7 @@ class TestApplyFields:
     """apply() keeps custom-field definitions current."""
 
     def test_insert(self) -> None:
+        """An inserted field row adds the list's custom field."""
         cache = cache_with()
         assert cache.apply(
             change("vicidial_lists_fields", Op.INSERT, after=field_row(101, "zip", field_id=1))
@@ -411,24 +437,28 @@ class TestApplyFields:
         assert cache.snapshot().custom_fields(101) == (CustomField(101, "zip", False),)
 
     def test_rename(self) -> None:
+        """Renaming a field renames the custom field."""
         row = field_row(101, "zip", field_id=1)
         cache = cache_with(fields=[row])
         assert cache.apply(change("vicidial_lists_fields", Op.UPDATE, row, {**row, "field_label": "zip4"}))
         assert cache.snapshot().custom_fields(101) == (CustomField(101, "zip4", False),)
 
     def test_encrypt_toggle(self) -> None:
+        """Turning a field's encryption on marks it encrypted."""
         row = field_row(101, "ssn", field_id=1)
         cache = cache_with(fields=[row])
         assert cache.apply(change("vicidial_lists_fields", Op.UPDATE, row, {**row, "field_encrypt": "Y"}))
         assert cache.snapshot().encrypted_fields(101) == frozenset({"ssn"})
 
     def test_becoming_duplicate_removes(self) -> None:
+        """A field that becomes a duplicate is no longer a custom field."""
         row = field_row(101, "zip", field_id=1)
         cache = cache_with(fields=[row])
         assert cache.apply(change("vicidial_lists_fields", Op.UPDATE, row, {**row, "field_duplicate": "Y"}))
         assert cache.snapshot().custom_fields(101) == ()
 
     def test_deleting_a_duplicate_keeps_the_field(self) -> None:
+        """Deleting a duplicate field row keeps the original field."""
         row = field_row(101, "zip", field_id=1)
         dup = field_row(101, "zip", duplicate="Y", field_id=2)
         cache = cache_with(fields=[row, dup])
@@ -436,6 +466,7 @@ class TestApplyFields:
         assert cache.snapshot().custom_fields(101) == (CustomField(101, "zip", False),)
 
     def test_delete(self) -> None:
+        """Deleting a field row removes the field, and the list no longer has custom fields."""
         row = field_row(101, "zip", field_id=1)
         cache = cache_with(fields=[row])
         assert cache.apply(change("vicidial_lists_fields", Op.DELETE, before=row))
@@ -447,17 +478,20 @@ class TestApplySystem:
     """apply() follows system_settings, reporting only changes that matter."""
 
     def test_use_non_latin_change(self) -> None:
+        """A use_non_latin change in system_settings applies."""
         cache = cache_with()
         after = {**SYSTEM_ROW, "use_non_latin": "0"}
         assert cache.apply(change("system_settings", Op.UPDATE, SYSTEM_ROW, after))
         assert cache.snapshot().system.use_non_latin is False
 
     def test_unrelated_column_change(self) -> None:
+        """A change of unrelated system_settings columns is not a settings change."""
         cache = cache_with()
         after = {**SYSTEM_ROW, "version": "2.14-999"}
         assert not cache.apply(change("system_settings", Op.UPDATE, SYSTEM_ROW, after))
 
     def test_delete_ignored(self) -> None:
+        """Deleting the system_settings row is ignored."""
         cache = cache_with()
         assert not cache.apply(change("system_settings", Op.DELETE, before=SYSTEM_ROW))
 
@@ -466,6 +500,7 @@ class TestSnapshot:
     """snapshot() is immutable and rebuilt only after a change."""
 
     def test_reused_until_change(self) -> None:
+        """snapshot() returns the same object until a change; earlier snapshots never move."""
         cache = cache_with([system_url_row(1, SYS)])
         first = cache.snapshot()
         assert cache.snapshot() is first
@@ -478,6 +513,7 @@ class TestSnapshot:
         assert first.url_for(101)[0] == SYS  # the old snapshot did not move
 
     def test_immutable(self) -> None:
+        """Snapshots and their mappings cannot be modified."""
         snap = cache_with([url_row(2, "101", LST)], [list_row(101)]).snapshot()
         with pytest.raises(dataclasses.FrozenInstanceError):
             snap.system_url = "x"  # type: ignore[misc]
@@ -487,6 +523,7 @@ class TestSnapshot:
             snap.lists[5] = ListInfo(5, "", "", "")  # type: ignore[index]
 
     def test_settings_tables(self) -> None:
+        """The settings tables are exactly url_multi, lists, lists_fields and system_settings."""
         assert {
             "vicidial_url_multi",
             "vicidial_lists",
@@ -499,6 +536,8 @@ class TestSources:
     """sources() tells which URL applies per list, with the host only."""
 
     def test_sources(self) -> None:
+        """sources() lists the system URL and each list's URL source, host or skip reason, including
+        config-only lists."""
         cache = cache_with(
             [system_url_row(1, SYS), url_row(2, "101", LST), url_row(3, "102", DISABLED)],
             [list_row(101), list_row(102), list_row(103)],
@@ -523,6 +562,8 @@ class TestSources:
         ],
     )
     def test_url_host(self, template: str | None, host: str) -> None:
+        """url_host gives the lower-case host of a template, or nothing for relative, broken or missing
+        URLs."""
         assert url_host(template) == host
 
 
@@ -530,6 +571,8 @@ class TestStatistics:
     """statistics() counts lists, URLs, changes and rebuilds."""
 
     def test_counts(self) -> None:
+        """statistics() counts lists, lists with a URL, lists with custom fields and whether a system URL
+        exists."""
         cache = cache_with(
             [url_row(2, "101", LST), url_row(3, "102", DISABLED)],
             [list_row(101), list_row(102)],

@@ -84,6 +84,7 @@ class TestDecodeSecret:
     """Secrets are whsec_ + base64 of 24..64 bytes; errors never echo the secret."""
 
     def test_decodes(self) -> None:
+        """A whsec_ secret decodes to its key bytes."""
         assert decode_secret(OLD) == b"o" * 32
 
     @pytest.mark.parametrize(
@@ -96,6 +97,7 @@ class TestDecodeSecret:
         ],
     )
     def test_rejects(self, secret: str) -> None:
+        """A secret without prefix, not base64, or of the wrong length is refused without echoing it."""
         with pytest.raises(ValueError) as info:
             decode_secret(secret)
         assert secret.removeprefix("whsec_") not in str(info.value)

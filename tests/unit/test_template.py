@@ -82,9 +82,11 @@ class TestGoldenRender:
 
     @pytest.mark.parametrize("case", RENDER_CASES, ids=[c["id"] for c in RENDER_CASES])
     def test_case(self, case: dict[str, Any]) -> None:
+        """Each golden template case renders to its hand-written expected URL."""
         assert render_case(case) == case["expected"], case["rule"]
 
     def test_case_ids_unique(self) -> None:
+        """Golden case ids are unique."""
         ids = [c["id"] for c in RENDER_CASES]
         assert len(ids) == len(set(ids))
 
@@ -94,12 +96,15 @@ class TestFormatValue:
 
     @pytest.mark.parametrize("case", FORMAT_CASES, ids=[c["id"] for c in FORMAT_CASES])
     def test_case(self, case: dict[str, Any]) -> None:
+        """Each typed value is formatted as VICIdial's PHP prints it."""
         assert format_value(typed(case["value"])) == case["expected"]
 
     def test_datetime_fraction_kept(self) -> None:
+        """A datetime keeps its microseconds."""
         assert format_value(dt.datetime(2025, 6, 1, 10, 11, 12, 500)) == "2025-06-01 10:11:12.000500"
 
     def test_time_fraction_kept(self) -> None:
+        """A negative TIME keeps its fraction and sign."""
         assert format_value(dt.timedelta(seconds=-1, microseconds=250000)) == "-00:00:00.750000"
 
 
@@ -126,11 +131,13 @@ class TestLeadTokens:
         return lead_tokens(lead, **args)
 
     def test_every_table_token_present(self) -> None:
+        """Every vicidial_list token, the list tokens, SQLdate and epoch are offered."""
         tokens = self.tokens()
         expected = set(LEAD_TOKENS) | {"list_name", "list_description", "campaign"}
         assert set(tokens) == expected | {"sqldate", "epoch"}
 
     def test_values_formatted_not_trimmed(self) -> None:
+        """Token values are formatted but not trimmed (trimming happens at render)."""
         lead = self.lead()
         lead["first_name"] = "  Ann "
         tokens = self.tokens(lead=lead)
@@ -140,26 +147,31 @@ class TestLeadTokens:
         assert tokens["epoch"] == "1748772672"
 
     def test_missing_columns_absent(self) -> None:
+        """Columns missing from the row give no token."""
         tokens = self.tokens(lead={"lead_id": 5})
         assert tokens["lead_id"] == "5"
         assert "first_name" not in tokens
         assert "phone" not in tokens
 
     def test_columns_outside_table_absent(self) -> None:
+        """Columns outside VICIdial's token table give no token."""
         tokens = self.tokens()
         for column in ("modify_date", "last_local_call_time", "called_since_last_reset"):
             assert column not in tokens
 
     def test_custom_none_adds_nothing(self) -> None:
+        """Without a custom row no custom token is added."""
         assert "favorite_color" not in self.tokens(custom=None)
 
     def test_custom_labels_lower_cased_and_lead_id_skipped(self) -> None:
+        """Custom labels are lower-cased and the custom row's lead_id is not a token."""
         custom: dict[str, Value] = {"lead_id": 77, "Favorite_Color": "Red"}
         tokens = self.tokens(lead={"list_id": 1}, custom=custom)
         assert tokens["favorite_color"] == "Red"
         assert "lead_id" not in tokens
 
     def test_encrypted_label_empty_any_case(self) -> None:
+        """An encrypted custom field is empty whatever the case of its label."""
         custom: dict[str, Value] = {"lead_id": 1, "SSN": "cipher"}
         tokens = self.tokens(custom=custom, encrypted_fields=frozenset({"ssn"}))
         assert tokens["ssn"] == ""
@@ -169,6 +181,7 @@ class TestLeadTokenTable:
     """LEAD_TOKENS is vicidial.md's token table, no more, no less."""
 
     def test_same_name_columns(self) -> None:
+        """The token table's same-name columns are exactly VICIdial's."""
         same = {t for t, c in LEAD_TOKENS.items() if t == c}
         assert same == {
             "lead_id", "list_id", "entry_list_id", "phone_code", "phone_number", "title",
@@ -180,10 +193,12 @@ class TestLeadTokenTable:
         }  # fmt: skip
 
     def test_aliases(self) -> None:
+        """vendor_id and phone are the only aliases."""
         aliases = {t: c for t, c in LEAD_TOKENS.items() if t != c}
         assert aliases == {"vendor_id": "vendor_lead_code", "phone": "phone_number"}
 
     def test_read_only(self) -> None:
+        """The token table cannot be modified."""
         with pytest.raises(TypeError):
             LEAD_TOKENS["x"] = "y"  # type: ignore[index]
 
@@ -192,16 +207,20 @@ class TestRender:
     """render substitutes known tokens and leaves the rest of the template alone."""
 
     def test_value_trimmed_then_encoded(self) -> None:
+        """A value is trimmed, then urlencoded."""
         assert render("--A--x--B--", {"x": " a b "}, "utf-8") == "a+b"
 
     def test_unknown_token_kept_as_typed(self) -> None:
+        """An unknown token stays as typed."""
         assert render("?q=--a--Nope--B--", {"x": "1"}, "utf-8") == "?q=--a--Nope--B--"
 
     def test_result_is_ascii_for_any_value(self) -> None:
+        """The rendered URL is ASCII for any value; what the connection cannot hold becomes ?."""
         url = render("h?a=--A--x--B--", {"x": "\udc81\x00\u20ac\U0001f600"}, "mariadb_latin1")
         assert url == "h?a=%81%00%80%3F"
 
     def test_surrogate_escape_restored_under_utf8(self) -> None:
+        """A surrogate-escaped byte is sent as that byte under UTF-8."""
         assert render("--A--x--B--", {"x": "a\udcff"}, "utf-8") == "a%FF"
 
 
@@ -209,10 +228,12 @@ class TestTokenNames:
     """token_names reports the lower-cased names a template uses."""
 
     def test_names(self) -> None:
+        """token_names gives the template's token names, lower-cased."""
         template = "VARhttp://x/?a=--A--Budget--B--&b=--a--lead_id--b--&c=--A--SQLdate--B--"
         assert token_names(template) == frozenset({"budget", "lead_id", "sqldate"})
 
     def test_no_tokens(self) -> None:
+        """An empty token is not a name."""
         assert token_names("http://x/?a=--A----B--") == frozenset()
 
 
@@ -231,6 +252,7 @@ class TestPhpTrim:
         ],
     )
     def test_trim(self, text: str, expected: str) -> None:
+        """php_trim removes exactly the characters PHP's trim removes."""
         assert php_trim(text) == expected
 
 
@@ -238,14 +260,18 @@ class TestPhpUrlencodeTable:
     """php_urlencode follows PHP's byte rules (full comparison with PHP: test_php_urlencode)."""
 
     def test_unreserved_kept(self) -> None:
+        """Unreserved characters are kept as they are."""
         safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
         assert php_urlencode(safe) == safe.decode("ascii")
 
     def test_space_plus_tilde_encoded(self) -> None:
+        """Space becomes + and ~ * + are percent-encoded, as PHP's urlencode does."""
         assert php_urlencode(b" ~*+") == "+%7E%2A%2B"
 
     def test_high_and_control_bytes_upper_hex(self) -> None:
+        """Control and high bytes are encoded with upper-case hex."""
         assert php_urlencode(b"\x00\x0a\x7f\x80\xff") == "%00%0A%7F%80%FF"
 
     def test_empty(self) -> None:
+        """An empty value encodes to nothing."""
         assert php_urlencode(b"") == ""

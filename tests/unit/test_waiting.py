@@ -35,6 +35,8 @@ class TestWaitingLeads:
         assert w.expired(T0 + 600, 550) == [WaitingLead(1, 105, 1001, T0, "table_unreadable")]
 
     def test_counts_status_and_remove(self) -> None:
+        """Waiting leads are counted and reported by reason with their tables and longest wait, and
+        removed by id."""
         w = WaitingLeads()
         w.add([lead(1), lead(2)], "table_unreadable", T0)
         assert w.counts() == {"table_unreadable": 2}
@@ -66,6 +68,7 @@ class TestUnreadableTables:
         assert not u.retry_due("custom_105", 1e9)
 
     def test_grant_statement(self) -> None:
+        """The GRANT statement names the database, the custom table and the account."""
         assert grant_statement("asterisk", "custom_105", "cdc") == (
             "GRANT SELECT ON `asterisk`.`custom_105` TO 'cdc'@'<host>'"
         )
