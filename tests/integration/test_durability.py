@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from support.fence import fence, setup_fence, targets, wait_count
-from support.harness import StartPipeline, fast_config
+from support.fence import targets, wait_count
+from support.harness import Pipeline, StartPipeline, fast_config
 from support.host import free_port
 from support.mariadb import MariaDBFactory
 
@@ -166,37 +166,31 @@ class TestCrash:
 class TestOutage:
     """An endpoint down for a while: the backlog waits on disk, survives a restart, drains."""
 
-    async def test_backlog_survives_restart(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_backlog_survives_restart(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """Receiver stopped, 30 leads, streamer restarted, receiver back on the same port."""
         down = Receiver()
         await down.start()
         port = down.port
         await down.stop()
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_list_url(101, f"http://127.0.0.1:{port}/o?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_list_url(101, f"http://127.0.0.1:{port}/o?id=--A--lead_id--B--")
+        pipeline.setup_fence()
         state = tmp_path / "outage.db"
-        first = await start_pipeline(mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state))
+        first = await pipeline.start(config=fast_config(pipeline.server, pipeline.database, state))
         ids = [
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
             for i in range(30)
         ]
-        await fence(vicidial, receiver, "outage")
+        await pipeline.fence("outage")
         await asyncio.sleep(1.0)  # some attempts fail, the breaker opens
         await first.stop()
         back = Receiver(port=port)
         await back.start()
         try:
-            await start_pipeline(
-                mariadb, vicidial_db, config=fast_config(mariadb, vicidial_db, state, max_attempts=50)
+            await pipeline.start_pipeline(
+                pipeline.server,
+                pipeline.database,
+                config=fast_config(pipeline.server, pipeline.database, state, max_attempts=50),
             )
             await wait_count(back, "/o", 30)
             assert Counter(targets(back, "/o")) == Counter(f"/o?id={i}" for i in ids)
@@ -207,15 +201,7 @@ class TestOutage:
 class TestResponsePaths:
     """429 + Retry-After, 500 then 200, 404, a slow endpoint, refused: each its own path."""
 
-    async def test_paths(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_paths(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """Retried ones arrive; 404 and the endless timeout end dead with their reason."""
         statuses = {
             "r429": Receiver(),
@@ -235,22 +221,24 @@ class TestResponsePaths:
             statuses["r404"].respond_with([404])
             lists = {201: "r429", 202: "r500", 203: "r404", 204: "slow"}
             for list_id, name in lists.items():
-                vicidial.add_list(list_id, name, "C", "")
-                vicidial.set_list_url(list_id, f"{statuses[name].url}/{name}?id=--A--lead_id--B--")
-            vicidial.add_list(205, "refused", "C", "")
-            vicidial.set_list_url(205, f"http://127.0.0.1:{refused_port}/refused?id=--A--lead_id--B--")
-            setup_fence(vicidial, receiver)
+                pipeline.vicidial.add_list(list_id, name, "C", "")
+                pipeline.vicidial.set_list_url(list_id, f"{statuses[name].url}/{name}?id=--A--lead_id--B--")
+            pipeline.vicidial.add_list(205, "refused", "C", "")
+            pipeline.vicidial.set_list_url(
+                205, f"http://127.0.0.1:{refused_port}/refused?id=--A--lead_id--B--"
+            )
+            pipeline.setup_fence()
             state = tmp_path / "paths.db"
-            cfg = fast_config(mariadb, vicidial_db, state, max_attempts=3)
-            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            cfg = fast_config(pipeline.server, pipeline.database, state, max_attempts=3)
+            run = await pipeline.start(config=cfg)
             lead = {}
             for list_id, name in (*lists.items(), (205, "refused")):
                 lead[name] = await asyncio.to_thread(
-                    vicidial.add_lead, phone_number=f"312555{list_id}", list_id=list_id
+                    pipeline.vicidial.add_lead, phone_number=f"312555{list_id}", list_id=list_id
                 )
             await wait_count(statuses["r429"], "/r429", 2)
             await wait_count(statuses["r500"], "/r500", 3)
-            await fence(vicidial, receiver, "paths")
+            await pipeline.fence("paths")
             r429 = statuses["r429"].requests
             assert r429[1].received_at - r429[0].received_at >= 0.9  # Retry-After honoured
             assert run.service.store is not None
@@ -282,7 +270,7 @@ class TestResponsePaths:
         fixed = Receiver(port=statuses["r404"].port)
         await fixed.start()
         try:
-            await start_pipeline(mariadb, vicidial_db, config=cfg)
+            await pipeline.start(config=cfg)
             await wait_count(fixed, "/r404", 1)
             assert targets(fixed, "/r404") == [f"/r404?id={lead['r404']}"]
         finally:
@@ -292,15 +280,7 @@ class TestResponsePaths:
 class TestIsolation:
     """Two endpoints, one down: the healthy one keeps delivering while the other waits."""
 
-    async def test_one_down(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_one_down(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """100 leads each to a healthy and a dead endpoint; the healthy gets all 100 promptly."""
         healthy = Receiver()
         await healthy.start()
@@ -309,15 +289,15 @@ class TestIsolation:
         down_port = down.port
         await down.stop()
         try:
-            vicidial.add_list(301, "ok", "C", "")
-            vicidial.set_list_url(301, f"{healthy.url}/ok?id=--A--lead_id--B--")
-            vicidial.add_list(302, "down", "C", "")
-            vicidial.set_list_url(302, f"http://127.0.0.1:{down_port}/down?id=--A--lead_id--B--")
-            cfg = fast_config(mariadb, vicidial_db, tmp_path / "iso.db", max_attempts=1000)
-            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            pipeline.vicidial.add_list(301, "ok", "C", "")
+            pipeline.vicidial.set_list_url(301, f"{healthy.url}/ok?id=--A--lead_id--B--")
+            pipeline.vicidial.add_list(302, "down", "C", "")
+            pipeline.vicidial.set_list_url(302, f"http://127.0.0.1:{down_port}/down?id=--A--lead_id--B--")
+            cfg = fast_config(pipeline.server, pipeline.database, tmp_path / "iso.db", max_attempts=1000)
+            run = await pipeline.start(config=cfg)
             for i in range(100):
-                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=302)
-                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31256{i:05d}", list_id=301)
+                await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=302)
+                await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31256{i:05d}", list_id=301)
             await wait_count(healthy, "/ok", 100)
             assert run.service.store is not None
             pending = {c.endpoint_id: c.pending + c.in_flight for c in await run.service.store.counts()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.fence import fence, setup_fence, targets, wait_count
-from support.harness import StartPipeline
+from support.harness import Pipeline, StartPipeline
 from support.mariadb import MariaDBFactory
 
 from cdc.errors import SchemaError
@@ -26,34 +26,29 @@ pytestmark = pytest.mark.mariadb
 class TestCustomFields:
     """Custom tokens come from the custom_<list_id> row the same add_lead inserted."""
 
-    async def test_custom_tokens_and_entry_list_id(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_custom_tokens_and_entry_list_id(self, pipeline: Pipeline) -> None:
         """Plain and encrypted fields, entry_list_id after its UPDATE, literal tokens without a row."""
-        vicidial.add_list(101, "Custom", "C", "")
-        vicidial.add_custom_fields(101, [("color", False), ("ssn", True)])
-        vicidial.set_list_url(
+        pipeline.vicidial.add_list(101, "Custom", "C", "")
+        pipeline.vicidial.add_custom_fields(101, [("color", False), ("ssn", True)])
+        pipeline.vicidial.set_list_url(
             101,
-            f"{receiver.url}/c?id=--A--lead_id--B--&color=--A--color--B--&ssn=--A--ssn--B--"
+            f"{pipeline.receiver.url}/c?id=--A--lead_id--B--&color=--A--color--B--&ssn=--A--ssn--B--"
             "&e=--A--entry_list_id--B--",
         )
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
+        pipeline.setup_fence()
+        await pipeline.start()
         with_row = await asyncio.to_thread(
-            vicidial.add_lead,
+            pipeline.vicidial.add_lead,
             phone_number="3125550001",
             list_id=101,
             custom={"color": "dark red", "ssn": "123"},
         )
-        without_row = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
-        await wait_count(receiver, "/c", 2, busy=vicidial)  # held custom_wait_s of binlog time
-        await fence(vicidial, receiver, "custom")
-        assert sorted(targets(receiver, "/c")) == sorted(
+        without_row = await asyncio.to_thread(
+            pipeline.vicidial.add_lead, phone_number="3125550002", list_id=101
+        )
+        await pipeline.wait_count("/c", 2, busy=pipeline.vicidial)  # held custom_wait_s of binlog time
+        await pipeline.fence("custom")
+        assert sorted(pipeline.targets("/c")) == sorted(
             [
                 f"/c?id={with_row}&color=dark+red&ssn=&e=101",
                 f"/c?id={without_row}&color=--A--color--B--&ssn=--A--ssn--B--&e=0",
@@ -61,32 +56,26 @@ class TestCustomFields:
         )
 
     @pytest.mark.both_readers
-    async def test_custom_fields_added_while_running(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        decoder: str,
-    ) -> None:
+    async def test_custom_fields_added_while_running(self, pipeline: Pipeline, decoder: str) -> None:
         """A list gets custom fields after start: its new table's rows are read at once.
 
         The reader runs ahead of the pipeline (with the fast reader's 20 ms linger the
         CREATE, the field rows and the lead arrive in one read), so custom tables are
         watched by name, never only after the pipeline has seen the new fields.
         """
-        vicidial.add_list(102, "Later", "C", "")
-        vicidial.set_list_url(102, f"{receiver.url}/late?id=--A--lead_id--B--&size=--A--size--B--")
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
-        await fence(vicidial, receiver, "before")
-        vicidial.add_custom_fields(102, [("size", False)])
-        lead = await asyncio.to_thread(
-            vicidial.add_lead, phone_number="3125550003", list_id=102, custom={"size": "XL"}
+        pipeline.vicidial.add_list(102, "Later", "C", "")
+        pipeline.vicidial.set_list_url(
+            102, f"{pipeline.receiver.url}/late?id=--A--lead_id--B--&size=--A--size--B--"
         )
-        await wait_count(receiver, "/late", 1)
-        assert targets(receiver, "/late") == [f"/late?id={lead}&size=XL"]
+        pipeline.setup_fence()
+        await pipeline.start()
+        await pipeline.fence("before")
+        pipeline.vicidial.add_custom_fields(102, [("size", False)])
+        lead = await asyncio.to_thread(
+            pipeline.vicidial.add_lead, phone_number="3125550003", list_id=102, custom={"size": "XL"}
+        )
+        await pipeline.wait_count("/late", 1)
+        assert pipeline.targets("/late") == [f"/late?id={lead}&size=XL"]
 
 
 @pytest.mark.both_readers
@@ -132,26 +121,21 @@ class TestSchemaChanges:
 class TestRotationAndStart:
     """Binlog rotation, and the configurable start positions."""
 
-    async def test_rotation_mid_stream(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_rotation_mid_stream(self, pipeline: Pipeline) -> None:
         """FLUSH BINARY LOGS between leads loses and repeats nothing."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/rot?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/rot?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        await pipeline.start()
         ids = []
         for i in range(4):
-            ids.append(await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i}", list_id=101))
-            await asyncio.to_thread(mariadb.flush_binary_logs)
-        await wait_count(receiver, "/rot", 4)
-        await fence(vicidial, receiver, "rot")
-        assert Counter(targets(receiver, "/rot")) == Counter(f"/rot?id={i}" for i in ids)
+            ids.append(
+                await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255500{i}", list_id=101)
+            )
+            await asyncio.to_thread(pipeline.server.flush_binary_logs)
+        await pipeline.wait_count("/rot", 4)
+        await pipeline.fence("rot")
+        assert Counter(pipeline.targets("/rot")) == Counter(f"/rot?id={i}" for i in ids)
 
     async def test_start_at_file_pos_and_gtid(
         self,
@@ -207,43 +191,28 @@ class TestBadInput:
         with pytest.raises(SchemaError, match="vicidial_lists_fields"):
             await start_pipeline(mariadb, vicidial_db)
 
-    async def test_malformed_url_is_skipped_with_reason(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_malformed_url_is_skipped_with_reason(self, pipeline: Pipeline) -> None:
         """A URL that cannot be parsed is counted as url_invalid and the stream goes on."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_list_url(101, "http://bad host.example:99999/x?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db)
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await fence(vicidial, receiver, "malformed")
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_list_url(101, "http://bad host.example:99999/x?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start()
+        await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await pipeline.fence("malformed")
         assert run.service.stats.skipped.get("url_invalid") == 1
 
-    async def test_dead_endpoint_keeps_delivery(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_dead_endpoint_keeps_delivery(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """Connection refused: the delivery stays in the outbox for a retry, with the error recorded."""
         dead = Receiver()
         await dead.start()
         dead_url = dead.url
         await dead.stop()  # nothing listens on that port now
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_list_url(101, f"{dead_url}/gone?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db, state=tmp_path / "dead.db")
-        lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await fence(vicidial, receiver, "dead")
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_list_url(101, f"{dead_url}/gone?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start(state=tmp_path / "dead.db")
+        lead = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await pipeline.fence("dead")
         host_port = dead_url.split("//", 1)[1]
         labels = {"endpoint": host_port, "outcome": "retry", "sender": "cdc"}
         async with asyncio.timeout(30):
@@ -266,30 +235,26 @@ class TestPrivacy:
     """Personal data never reaches the logs."""
 
     async def test_sentinel_phone_not_logged(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        caplog: pytest.LogCaptureFixture,
+        self, pipeline: Pipeline, caplog: pytest.LogCaptureFixture
     ) -> None:
         """At DEBUG level, no record carries the phone, the name or the URL's query."""
         caplog.set_level(logging.DEBUG)
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/p?ph=--A--phone_number--B--&n=--A--last_name--B--")
-        vicidial.add_list(102, "Off", "C", "")
-        vicidial.set_list_url(102, "---DISABLED---")
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(
+            f"{pipeline.receiver.url}/p?ph=--A--phone_number--B--&n=--A--last_name--B--"
+        )
+        pipeline.vicidial.add_list(102, "Off", "C", "")
+        pipeline.vicidial.set_list_url(102, "---DISABLED---")
+        pipeline.setup_fence()
+        await pipeline.start()
         await asyncio.to_thread(
-            vicidial.add_lead, phone_number="8675309123", list_id=101, last_name="Sentinelson"
+            pipeline.vicidial.add_lead, phone_number="8675309123", list_id=101, last_name="Sentinelson"
         )
         await asyncio.to_thread(
-            vicidial.add_lead, phone_number="8675309124", list_id=102, last_name="Sentinelson"
+            pipeline.vicidial.add_lead, phone_number="8675309124", list_id=102, last_name="Sentinelson"
         )
-        await wait_count(receiver, "/p", 1)
-        await fence(vicidial, receiver, "privacy")
+        await pipeline.wait_count("/p", 1)
+        await pipeline.fence("privacy")
         text = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
         assert caplog.records, "the pipeline logged nothing at all: the check would be empty"
         for secret in ("8675309", "Sentinelson", "ph=", "s3cret-api-pass"):

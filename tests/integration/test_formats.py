@@ -25,9 +25,8 @@ import jsonschema
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from support.fence import WAIT_S, fence, fence_toml, headers_of, setup_fence, wait_for
-from support.harness import StartPipeline, configure
+from support.harness import Pipeline, StartPipeline, configure
 
-from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import DEFAULT_API_USER, create_vicidial_schema
 from cdc.testing.simulate import Vicidial
@@ -61,35 +60,30 @@ class TestGet:
     """format = "get": VICIdial's request byte for byte, to VICIdial's URL or the endpoint's own."""
 
     async def test_named_get_is_vicidials_request(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        receivers: list[Receiver],
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, receivers: list[Receiver], tmp_path: Path
     ) -> None:
         """vicidial + a named GET of VICIdial's URL (with a token header) + a GET of its own URL."""
         own = receivers[0]
-        vicidial.set_system(use_non_latin=True)
-        vicidial.add_list(101, "Lista Año", "CAMP1", "")
-        vicidial.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.set_system(use_non_latin=True)
+        pipeline.vicidial.add_list(101, "Lista Año", "CAMP1", "")
+        pipeline.vicidial.set_system_url(EXACT_TEMPLATE.format(base=pipeline.receiver.url))
+        pipeline.setup_fence()
         toml = (
             "[endpoints.plain]\n"
             'headers = { X-Api-Token = "${ENV:PLAIN_TOKEN}" }\n'
-            f'allowed_origins = ["{receiver.url}"]\n'
+            f'allowed_origins = ["{pipeline.receiver.url}"]\n'
             "[endpoints.own]\n"
             f'url = "{own.url}/own?fn=--A--first_name--B--&ln=--A--last_name--B--&id=--A--lead_id--B--"\n'
             'format = "get"\n'
             "[fanout]\n"
             'system = ["vicidial", "plain", "own"]\n' + fence_toml()
         )
-        cfg = configure(mariadb, vicidial_db, tmp_path, toml, env={"PLAIN_TOKEN": "tok-plain-1"})
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        cfg = configure(
+            pipeline.server, pipeline.database, tmp_path, toml, env={"PLAIN_TOKEN": "tok-plain-1"}
+        )
+        await pipeline.start(config=cfg)
         lead_id = await asyncio.to_thread(
-            vicidial.add_lead,
+            pipeline.vicidial.add_lead,
             phone_number="3125551234",
             list_id=101,
             first_name="  Jo Ann ",
@@ -97,13 +91,13 @@ class TestGet:
             vendor_lead_code="V/1",
             comments="a~b c",
         )
-        both = await wait_for(receiver, lambda r: r.target.startswith("/new"), 2)
+        both = await wait_for(pipeline.receiver, lambda r: r.target.startswith("/new"), 2)
         [mine] = await wait_for(own, lambda r: True, 1)
-        await fence(vicidial, receiver, "get")
+        await pipeline.fence("get")
 
         assert [r.target for r in both] == [exact_expected(lead_id)] * 2
         by_key = {headers_of(r)["idempotency-key"]: r for r in both}
-        assert set(by_key) == {f"test:{lead_id}:127.0.0.1:{receiver.port}", f"test:{lead_id}:plain"}
+        assert set(by_key) == {f"test:{lead_id}:127.0.0.1:{pipeline.receiver.port}", f"test:{lead_id}:plain"}
         for key, request in by_key.items():
             assert (request.method, request.body) == ("GET", b"")
             sent = headers_of(request)
@@ -125,23 +119,16 @@ class TestPostForm:
     """format = "post-form": VICIdial's variables, same encoding, in a form body."""
 
     async def test_form_body_and_rotation_signatures(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        receivers: list[Receiver],
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, receivers: list[Receiver], tmp_path: Path
     ) -> None:
         """The documented body and headers; two secrets (rotation) each verify; a retry re-signs."""
         hook = receivers[0]
         hook.respond_with([500])  # the first attempt fails: the retry sends the same bytes again
         old_file = tmp_path / "old.whsec"
         old_file.write_text(OLD_SECRET + "\n", encoding="utf-8")
-        vicidial.set_system(use_non_latin=True)
-        vicidial.add_list(101, "Web leads", "CAMP1", "")
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.set_system(use_non_latin=True)
+        pipeline.vicidial.add_list(101, "Web leads", "CAMP1", "")
+        pipeline.setup_fence()
         toml = (
             "[endpoints.form]\n"
             f'url = "{hook.url}/form?id=--A--lead_id--B--&fn=--A--first_name--B--&ln=--A--last_name--B--'
@@ -153,18 +140,23 @@ class TestPostForm:
             'system = ["form"]\n' + fence_toml()
         )
         cfg = configure(
-            mariadb, vicidial_db, tmp_path, toml, env={"HOOK_SECRET": NEW_SECRET}, retry_base_s=0.2
+            pipeline.server,
+            pipeline.database,
+            tmp_path,
+            toml,
+            env={"HOOK_SECRET": NEW_SECRET},
+            retry_base_s=0.2,
         )
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        await pipeline.start(config=cfg)
         lead_id = await asyncio.to_thread(
-            vicidial.add_lead,
+            pipeline.vicidial.add_lead,
             phone_number="3125550001",
             list_id=101,
             first_name="José María",
             last_name="O'Neil&Co",
         )
         first, second = await wait_for(hook, lambda r: True, 2)
-        await fence(vicidial, receiver, "form")
+        await pipeline.fence("form")
 
         expected_body = (
             f"id={lead_id}&fn=Jos%C3%A9+Mar%C3%ADa&ln=O%27Neil%26Co&camp=CAMP1&unk=--A--nosuch--B--"
@@ -254,22 +246,13 @@ def expected_event(lead_id: int, modify_date: str, occurred_at: str) -> dict[str
 class TestPostJson:
     """format = "post-json": the lead.created event, schema-valid, signed, non-ASCII intact."""
 
-    async def test_event(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        receivers: list[Receiver],
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_event(self, pipeline: Pipeline, receivers: list[Receiver], tmp_path: Path) -> None:
         """Typed columns, list row, non-encrypted custom fields; Authorization from env; signature."""
         crm = receivers[0]
-        vicidial.set_system(use_non_latin=True)
-        vicidial.add_list(101, "Web leads", "CAMP1", "Formulário")
-        vicidial.add_custom_fields(101, [("color", False), ("ssn", True)])
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.set_system(use_non_latin=True)
+        pipeline.vicidial.add_list(101, "Web leads", "CAMP1", "Formulário")
+        pipeline.vicidial.add_custom_fields(101, [("color", False), ("ssn", True)])
+        pipeline.setup_fence()
         secret_file = tmp_path / "crm.whsec"
         secret_file.write_text(NEW_SECRET, encoding="utf-8")
         toml = (
@@ -282,11 +265,11 @@ class TestPostJson:
             "[fanout]\n"
             'system = ["crm"]\n' + fence_toml()
         )
-        cfg = configure(mariadb, vicidial_db, tmp_path, toml, env={"CRM_TOKEN": "tok-crm-9"})
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        cfg = configure(pipeline.server, pipeline.database, tmp_path, toml, env={"CRM_TOKEN": "tok-crm-9"})
+        await pipeline.start(config=cfg)
         before = time.time()
         lead_id = await asyncio.to_thread(
-            vicidial.add_lead,
+            pipeline.vicidial.add_lead,
             phone_number="3125550002",
             list_id=101,
             first_name="José",
@@ -301,9 +284,9 @@ class TestPostJson:
         )
         after = time.time()
         [request] = await wait_for(crm, lambda r: True, 1)
-        await fence(vicidial, receiver, "json")
+        await pipeline.fence("json")
 
-        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn, conn.cursor() as cur:
+        with contextlib.closing(pipeline.server.connect(db=pipeline.database)) as conn, conn.cursor() as cur:
             cur.execute("SELECT UNIX_TIMESTAMP(modify_date) FROM vicidial_list WHERE lead_id=%s", (lead_id,))
             (modify_epoch,) = cur.fetchone()
         modify_date = dt.datetime.fromtimestamp(int(modify_epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -366,21 +349,14 @@ class TestFanOut:
     """Three endpoints, one down: the others deliver at once, the down one catches up from the outbox."""
 
     async def test_one_endpoint_down(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        receivers: list[Receiver],
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, receivers: list[Receiver], tmp_path: Path
     ) -> None:
         """get + post-form up, post-json down; 20 leads; then the down one comes back."""
         leads = 20
         up_get, up_form, down = receivers
         await down.stop()  # its port now refuses connections
-        vicidial.add_list(101, "Web leads", "CAMP1", "")
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.add_list(101, "Web leads", "CAMP1", "")
+        pipeline.setup_fence()
         toml = (
             f'[endpoints.a]\nurl = "{up_get.url}/a?id=--A--lead_id--B--"\n'
             f'[endpoints.b]\nurl = "{up_form.url}/b?id=--A--lead_id--B--"\nformat = "post-form"\n'
@@ -388,8 +364,8 @@ class TestFanOut:
             '[fanout]\nsystem = ["a", "b", "c"]\n' + fence_toml()
         )
         cfg = configure(
-            mariadb,
-            vicidial_db,
+            pipeline.server,
+            pipeline.database,
             tmp_path,
             toml,
             retry_base_s=0.2,
@@ -399,9 +375,9 @@ class TestFanOut:
             breaker_cooldown_s=0.5,
             breaker_max_cooldown_s=1.0,
         )
-        run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        run = await pipeline.start(config=cfg)
         ids = [
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255520{i:02d}", list_id=101)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255520{i:02d}", list_id=101)
             for i in range(leads)
         ]
         added = time.monotonic()
@@ -409,7 +385,7 @@ class TestFanOut:
         await wait_for(up_form, lambda r: True, leads, timeout_s=10)
         elapsed = time.monotonic() - added
         assert elapsed < 10, elapsed  # not held back by the dead endpoint's retries or breaker
-        await fence(vicidial, receiver, "fanout")
+        await pipeline.fence("fanout")
         assert down.requests == []
         assert run.service.store is not None
         waiting = {c.endpoint_id: c for c in await run.service.store.counts()}

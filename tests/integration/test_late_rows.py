@@ -18,7 +18,7 @@ import pytest
 from support.cli import run_cli, write_config
 from support.expected import EXACT_TEMPLATE, exact_expected
 from support.fence import WAIT_S, fence, setup_fence, targets, wait_count
-from support.harness import StartPipeline, make_config
+from support.harness import Pipeline, StartPipeline, make_config
 from support.state import dead_letters
 from support.waiting import wait_until_async
 
@@ -47,23 +47,15 @@ def _metric(run_service: object, name: str, labels: Mapping[str, str] | None = N
 class TestLateApiLogRow:
     """An add_lead whose api_log row is held back by a MyISAM table lock is still delivered."""
 
-    async def test_locked_api_log_past_the_window(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        decoder: str,
-    ) -> None:
+    async def test_locked_api_log_past_the_window(self, pipeline: Pipeline, decoder: str) -> None:
         """The insert expires as not_api, the late SUCCESS fetches it: VICIdial's exact request."""
-        vicidial.add_list(101, "Web leads", "CAMP1", "From the web")
-        vicidial.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db, match_window_s=1.0)
+        pipeline.vicidial.add_list(101, "Web leads", "CAMP1", "From the web")
+        pipeline.vicidial.set_system_url(EXACT_TEMPLATE.format(base=pipeline.receiver.url))
+        pipeline.setup_fence()
+        run = await pipeline.start(match_window_s=1.0)
         with (
-            Vicidial.connect(mariadb, database=vicidial_db, seed=11) as locker,
-            Vicidial.connect(mariadb, database=vicidial_db, seed=12) as api,
+            Vicidial.connect(pipeline.server, database=pipeline.database, seed=11) as locker,
+            Vicidial.connect(pipeline.server, database=pipeline.database, seed=12) as api,
         ):
             locker.execute("LOCK TABLES vicidial_api_log WRITE")
             adding = asyncio.ensure_future(
@@ -80,15 +72,15 @@ class TestLateApiLogRow:
             try:
                 async with asyncio.timeout(WAIT_S):  # the dialer writes on; binlog time passes
                     while run.service.stats.skipped.get("not_api", 0) < 1:
-                        await asyncio.to_thread(vicidial.noise, 5, api_log=False)
+                        await asyncio.to_thread(pipeline.vicidial.noise, 5, api_log=False)
                         await asyncio.sleep(0.2)
                 assert not adding.done()  # add_lead is still blocked on the api_log lock
             finally:
                 locker.execute("UNLOCK TABLES")
             lead_id = await adding
-        await wait_count(receiver, "/new", 1)
-        await fence(vicidial, receiver, "late")
-        assert targets(receiver, "/new") == [exact_expected(lead_id)]
+        await pipeline.wait_count("/new", 1)
+        await pipeline.fence("late")
+        assert pipeline.targets("/new") == [exact_expected(lead_id)]
         assert _metric(run.service, "vicidial_cdc_leads_late_total", {"outcome": "fetched"}) == 1
 
 
@@ -113,25 +105,21 @@ class TestBadLead:
     """A lead whose processing raises becomes a dead letter; the stream goes on."""
 
     async def test_processing_error_dead_letters_the_lead(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        boom_router: None,
+        self, pipeline: Pipeline, boom_router: None
     ) -> None:
         """Boom is dead-lettered with its reason, Fine (after it) and the fence are delivered."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/ok?fn=--A--first_name--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/ok?fn=--A--first_name--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start()
         boom = await asyncio.to_thread(
-            vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="Boom"
+            pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="Boom"
         )
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101, first_name="Fine")
-        await fence(vicidial, receiver, "bad")
-        assert targets(receiver, "/ok") == ["/ok?fn=Fine"]
+        await asyncio.to_thread(
+            pipeline.vicidial.add_lead, phone_number="3125550002", list_id=101, first_name="Fine"
+        )
+        await pipeline.fence("bad")
+        assert pipeline.targets("/ok") == ["/ok?fn=Fine"]
         assert not run.task.done()
         [dead] = dead_letters(Path(run.config.state.path), lead_id=boom)
         assert dead.delivery.endpoint_id == FAILED_ENDPOINT
@@ -282,4 +270,3 @@ class TestUnreadableBound:
             assert err.count("\n") == 1  # stderr: only the files the command used
             await wait_count(receiver, "/n", 1)
         assert targets(receiver, "/n") == [f"/n?id={lead}&size=XL"]
-

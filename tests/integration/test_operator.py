@@ -14,14 +14,11 @@ from pathlib import Path
 
 import pytest
 from support.cli import run_cli, write_config
-from support.harness import StartPipeline
+from support.harness import Pipeline
 from support.host import free_port
 
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
 from cdc.store.sqlite import SqliteStore
-from cdc.testing.mariadb import PrivateMariaDB
-from cdc.testing.receiver import Receiver
-from cdc.testing.simulate import Vicidial
 
 WAIT_S = 30.0
 PHONE = "3125557777"  # must never appear in list/show output without --show-url
@@ -133,27 +130,22 @@ class TestDlqWithStreamer:
 
     @pytest.mark.mariadb
     async def test_dead_by_404_then_retry_delivers(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """404 → dead; show hides the query; purge one; retry one and all; delivered within ~1 s."""
         state = tmp_path / "state.db"
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/dead?id=--A--lead_id--B--&ph=--A--phone--B--")
-        receiver.respond_with([404, 404, 404])
-        await start_pipeline(mariadb, vicidial_db, state=state)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(
+            f"{pipeline.receiver.url}/dead?id=--A--lead_id--B--&ph=--A--phone--B--"
+        )
+        pipeline.receiver.respond_with([404, 404, 404])
+        await pipeline.start(state=state)
         leads = [
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255577{i:02d}", list_id=101)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255577{i:02d}", list_id=101)
             for i in range(3)
         ]
-        await receiver.wait_for(3, WAIT_S)
-        cfg = str(write_config(tmp_path / "c.toml", mariadb, vicidial_db, state))
+        await pipeline.receiver.wait_for(3, WAIT_S)
+        cfg = str(write_config(tmp_path / "c.toml", pipeline.server, pipeline.database, state))
         deadline = time.monotonic() + WAIT_S
         while _dead_count(state) < 3:
             assert time.monotonic() < deadline, "the three 404s were not dead-lettered"
@@ -176,7 +168,7 @@ class TestDlqWithStreamer:
         code, out, _ = await run_cli(
             capsys, "dlq", "show", "-c", cfg, "--id", str(by_lead[leads[0]]), "--show-url", "--json"
         )
-        assert json.loads(out)["url"] == f"{receiver.url}/dead?id={leads[0]}&ph=3125557700"
+        assert json.loads(out)["url"] == f"{pipeline.receiver.url}/dead?id={leads[0]}&ph=3125557700"
         code, _, err = await run_cli(capsys, "dlq", "show", "-c", cfg, "--id", "999999")
         assert code == 1 and "no delivery" in err
 
@@ -186,18 +178,18 @@ class TestDlqWithStreamer:
         assert out == "1 dead deliveries deleted\n"
 
         # retry by lead id: the running streamer finds it by itself (no notify), within ~1 s.
-        sent_before = len(receiver.requests)
+        sent_before = len(pipeline.receiver.requests)
         started = time.monotonic()
         code, out, _ = await run_cli(capsys, "dlq", "retry", "-c", cfg, "--lead-id", str(leads[1]))
         assert (code, out.split()[0]) == (0, "1")
-        await receiver.wait_for(sent_before + 1, WAIT_S)
+        await pipeline.receiver.wait_for(sent_before + 1, WAIT_S)
         assert time.monotonic() - started < 3.0
-        assert receiver.requests[-1].target == f"/dead?id={leads[1]}&ph=3125557701"
+        assert pipeline.receiver.requests[-1].target == f"/dead?id={leads[1]}&ph=3125557701"
 
         code, out, _ = await run_cli(capsys, "dlq", "retry", "-c", cfg, "--all")
         assert out.split()[0] == "1"
-        await receiver.wait_for(sent_before + 2, WAIT_S)
-        assert receiver.requests[-1].target == f"/dead?id={leads[2]}&ph=3125557702"
+        await pipeline.receiver.wait_for(sent_before + 2, WAIT_S)
+        assert pipeline.receiver.requests[-1].target == f"/dead?id={leads[2]}&ph=3125557702"
         assert _dead_count(state) == 0
 
 
@@ -206,26 +198,19 @@ class TestStatus:
 
     @pytest.mark.mariadb
     async def test_with_server_and_streamer(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Running: streamer /status shown. Stopped, then a binlog rotation: lag in files and bytes."""
         state = tmp_path / "state.db"
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/s?id=--A--lead_id--B--")
-        receiver.respond_with([404])
-        run = await start_pipeline(mariadb, vicidial_db, state=state)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/s?id=--A--lead_id--B--")
+        pipeline.receiver.respond_with([404])
+        run = await pipeline.start(state=state)
         for i in range(2):
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"312555880{i}", list_id=101)
-        await receiver.wait_for(2, WAIT_S)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"312555880{i}", list_id=101)
+        await pipeline.receiver.wait_for(2, WAIT_S)
         listen = f"127.0.0.1:{run.service.http_port}"
-        cfg = str(write_config(tmp_path / "c.toml", mariadb, vicidial_db, state, listen=listen))
+        cfg = str(write_config(tmp_path / "c.toml", pipeline.server, pipeline.database, state, listen=listen))
         deadline = time.monotonic() + WAIT_S
         while True:
             code, out, _ = await run_cli(capsys, "status", "-c", cfg, "--json")
@@ -240,7 +225,7 @@ class TestStatus:
         assert doc["lag"]["purged"] is False and doc["lag"]["files"] == 0 and doc["lag"]["bytes"] >= 0
         assert doc["endpoints"] == [
             {
-                "endpoint_id": f"127.0.0.1:{receiver.port}",  # resolve's default: host:port
+                "endpoint_id": f"127.0.0.1:{pipeline.receiver.port}",  # resolve's default: host:port
                 "pending": 0,
                 "in_flight": 0,
                 "dead": 1,
@@ -251,8 +236,8 @@ class TestStatus:
         assert doc["streamer"] is not None and doc["streamer"]["reader_connected"] is True
 
         await run.stop()
-        await asyncio.to_thread(mariadb.flush_binary_logs)
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125558803", list_id=101)
+        await asyncio.to_thread(pipeline.server.flush_binary_logs)
+        await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125558803", list_id=101)
         code, out, _ = await run_cli(capsys, "status", "-c", cfg)
         assert code == 0
         assert "checkpoint:  " in out and "server:      " in out
@@ -260,7 +245,7 @@ class TestStatus:
         lag_line = next(line for line in out.splitlines() if line.startswith("lag:"))
         files_behind = int(lag_line.split(",")[1].split()[0])
         assert files_behind >= 1 and int(lag_line.split()[1]) > 0
-        assert f"127.0.0.1:{receiver.port}" in out and "HTTP /status not reachable" in out
+        assert f"127.0.0.1:{pipeline.receiver.port}" in out and "HTTP /status not reachable" in out
 
     async def test_server_unreachable_still_shows_local_state(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.expected import EXACT_TEMPLATE, exact_expected
 from support.fence import WAIT_S, fence, setup_fence, targets, wait_count
-from support.harness import StartPipeline, make_config
+from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 
 from cdc.config import UrlsConfig
@@ -91,29 +91,22 @@ class TestExactRequest:
 class TestNotApiInserts:
     """Inserts that add_lead did not make send nothing."""
 
-    async def test_loader_update_lead_agent_and_failed_calls(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_loader_update_lead_agent_and_failed_calls(self, pipeline: Pipeline) -> None:
         """Lead loader, update_lead insert_if_not_found, agent inserts and failed add_leads."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/sys?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db, match_window_s=1.0)
-        await asyncio.to_thread(vicidial.loader_insert, phone_number="3000000001", list_id=101)
-        await asyncio.to_thread(vicidial.update_lead_insert, phone_number="3000000002", list_id=101)
-        await asyncio.to_thread(vicidial.agent_insert, phone_number="3000000003", list_id=101)
-        await asyncio.to_thread(vicidial.failed_add_lead, phone_number="3000000004", list_id=101)
-        await asyncio.to_thread(vicidial.noise, 200)
-        await fence(vicidial, receiver, "notapi")
-        assert targets(receiver, "/sys") == []
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/sys?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start(match_window_s=1.0)
+        await asyncio.to_thread(pipeline.vicidial.loader_insert, phone_number="3000000001", list_id=101)
+        await asyncio.to_thread(pipeline.vicidial.update_lead_insert, phone_number="3000000002", list_id=101)
+        await asyncio.to_thread(pipeline.vicidial.agent_insert, phone_number="3000000003", list_id=101)
+        await asyncio.to_thread(pipeline.vicidial.failed_add_lead, phone_number="3000000004", list_id=101)
+        await asyncio.to_thread(pipeline.vicidial.noise, 200)
+        await pipeline.fence("notapi")
+        assert pipeline.targets("/sys") == []
         async with asyncio.timeout(WAIT_S):  # unmatched inserts expire, on binlog time, counted
             while run.service.stats.skipped.get("not_api", 0) < 2:
-                await asyncio.to_thread(vicidial.noise, 5)  # the dialer's writes advance binlog time
+                await asyncio.to_thread(pipeline.vicidial.noise, 5)  # the dialer's writes advance binlog time
                 await asyncio.sleep(0.1)
         assert run.service.stats.skipped.get("update_lead_insert") == 1
 
@@ -121,119 +114,96 @@ class TestNotApiInserts:
 class TestPrecedence:
     """List value, blank → system, ---DISABLED--- → none, short and relative URLs are not sent."""
 
-    async def test_levels(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_levels(self, pipeline: Pipeline) -> None:
         """One lead per list, each case of VICIdial's precedence."""
-        base = receiver.url
+        base = pipeline.receiver.url
         for list_id in (201, 202, 203, 204, 205, 206, 207):
-            vicidial.add_list(list_id, f"L{list_id}", "C", "")
-        vicidial.set_system_url(f"{base}/sys?list=--A--list_id--B--")
-        vicidial.set_list_url(202, f"{base}/own?list=--A--list_id--B--")
-        vicidial.set_list_url(203, "")
-        vicidial.set_list_url(204, "---DISABLED---")
-        vicidial.set_list_url(205, "http://a.b")
-        vicidial.set_list_url(206, "/relative/path?list=--A--list_id--B--")
-        vicidial.set_list_url(207, "ftp://example.invalid/x?list=--A--list_id--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db)
+            pipeline.vicidial.add_list(list_id, f"L{list_id}", "C", "")
+        pipeline.vicidial.set_system_url(f"{base}/sys?list=--A--list_id--B--")
+        pipeline.vicidial.set_list_url(202, f"{base}/own?list=--A--list_id--B--")
+        pipeline.vicidial.set_list_url(203, "")
+        pipeline.vicidial.set_list_url(204, "---DISABLED---")
+        pipeline.vicidial.set_list_url(205, "http://a.b")
+        pipeline.vicidial.set_list_url(206, "/relative/path?list=--A--list_id--B--")
+        pipeline.vicidial.set_list_url(207, "ftp://example.invalid/x?list=--A--list_id--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start()
         for list_id in (201, 202, 203, 204, 205, 206, 207):
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id)
-        await fence(vicidial, receiver, "levels")
-        assert sorted(targets(receiver, "/sys")) == ["/sys?list=201", "/sys?list=203"]
-        assert targets(receiver, "/own") == ["/own?list=202"]
+            await asyncio.to_thread(
+                pipeline.vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id
+            )
+        await pipeline.fence("levels")
+        assert sorted(pipeline.targets("/sys")) == ["/sys?list=201", "/sys?list=203"]
+        assert pipeline.targets("/own") == ["/own?list=202"]
         skipped = run.service.stats.skipped
         assert skipped.get("list_disabled") == 1
         assert skipped.get("url_too_short") == 1
         assert skipped.get("url_relative") == 1
         assert skipped.get("url_scheme") == 1
 
-    async def test_config_file_urls_win(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_config_file_urls_win(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """URLs in the config file override VICIdial's rows level by level."""
 
-        base = receiver.url
+        base = pipeline.receiver.url
         for list_id in (301, 302, 303):
-            vicidial.add_list(list_id, f"L{list_id}", "C", "")
-        vicidial.set_system_url(f"{base}/vsys?list=--A--list_id--B--")
-        vicidial.set_list_url(302, f"{base}/vlist?list=--A--list_id--B--")
-        setup_fence(vicidial, receiver)
+            pipeline.vicidial.add_list(list_id, f"L{list_id}", "C", "")
+        pipeline.vicidial.set_system_url(f"{base}/vsys?list=--A--list_id--B--")
+        pipeline.vicidial.set_list_url(302, f"{base}/vlist?list=--A--list_id--B--")
+        pipeline.setup_fence()
         cfg = dataclasses.replace(
-            make_config(mariadb, vicidial_db, tmp_path / "config-urls.db"),
+            make_config(pipeline.server, pipeline.database, tmp_path / "config-urls.db"),
             urls=UrlsConfig(system=f"{base}/csys?list=--A--list_id--B--", lists={303: "---DISABLED---"}),
         )
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        await pipeline.start(config=cfg)
         for list_id in (301, 302, 303):
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id)
-        await fence(vicidial, receiver, "config")
-        assert targets(receiver, "/csys") == ["/csys?list=301"]
-        assert targets(receiver, "/vlist") == ["/vlist?list=302"]
-        assert targets(receiver, "/vsys") == []
+            await asyncio.to_thread(
+                pipeline.vicidial.add_lead, phone_number=f"31255{list_id}00", list_id=list_id
+            )
+        await pipeline.fence("config")
+        assert pipeline.targets("/csys") == ["/csys?list=301"]
+        assert pipeline.targets("/vlist") == ["/vlist?list=302"]
+        assert pipeline.targets("/vsys") == []
 
 
 class TestLiveSettings:
     """Settings changed through SQL apply to the next lead, without restart or polling."""
 
-    async def test_url_and_list_changes(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_url_and_list_changes(self, pipeline: Pipeline) -> None:
         """New list URL, changed list name, new system URL, then a disabled list."""
-        base = receiver.url
-        vicidial.add_list(101, "Before", "C", "")
-        vicidial.set_system_url(f"{base}/one?n=--A--list_name--B--")
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await wait_count(receiver, "/one", 1)
-        vicidial.update_list(101, name="After")
-        vicidial.set_system_url(f"{base}/two?n=--A--list_name--B--")
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
-        await wait_count(receiver, "/two", 1)
-        vicidial.set_list_url(101, "---DISABLED---")
-        await asyncio.to_thread(vicidial.add_lead, phone_number="3125550003", list_id=101)
-        await fence(vicidial, receiver, "live")
-        assert targets(receiver, "/one") == ["/one?n=Before"]
-        assert targets(receiver, "/two") == ["/two?n=After"]
+        base = pipeline.receiver.url
+        pipeline.vicidial.add_list(101, "Before", "C", "")
+        pipeline.vicidial.set_system_url(f"{base}/one?n=--A--list_name--B--")
+        pipeline.setup_fence()
+        await pipeline.start()
+        await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await pipeline.wait_count("/one", 1)
+        pipeline.vicidial.update_list(101, name="After")
+        pipeline.vicidial.set_system_url(f"{base}/two?n=--A--list_name--B--")
+        await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550002", list_id=101)
+        await pipeline.wait_count("/two", 1)
+        pipeline.vicidial.set_list_url(101, "---DISABLED---")
+        await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550003", list_id=101)
+        await pipeline.fence("live")
+        assert pipeline.targets("/one") == ["/one?n=Before"]
+        assert pipeline.targets("/two") == ["/two?n=After"]
 
 
 class TestConcurrency:
     """Interleaved add_lead calls on many connections are each matched to their own lead."""
 
-    async def test_fifty_interleaved(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_fifty_interleaved(self, pipeline: Pipeline) -> None:
         """50 add_lead sequences, statement by statement in random order, plus loader inserts."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/i?id=--A--lead_id--B--&ph=--A--phone_number--B--")
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(
+            f"{pipeline.receiver.url}/i?id=--A--lead_id--B--&ph=--A--phone_number--B--"
+        )
+        pipeline.setup_fence()
+        await pipeline.start()
 
         def interleave() -> list[int]:
             with contextlib.ExitStack() as stack:
                 sims = [
-                    stack.enter_context(Vicidial.connect(mariadb, database=vicidial_db, seed=i))
+                    stack.enter_context(Vicidial.connect(pipeline.server, database=pipeline.database, seed=i))
                     for i in range(50)
                 ]
                 runners: list[StepRunner] = []
@@ -246,9 +216,9 @@ class TestConcurrency:
                 return run_interleaved(runners, rng=random.Random(7))
 
         results = await asyncio.to_thread(interleave)
-        await fence(vicidial, receiver, "fifty")
-        got = targets(receiver, "/i")
-        with contextlib.closing(mariadb.connect(db=vicidial_db)) as conn, conn.cursor() as cur:
+        await pipeline.fence("fifty")
+        got = pipeline.targets("/i")
+        with contextlib.closing(pipeline.server.connect(db=pipeline.database)) as conn, conn.cursor() as cur:
             cur.execute("SELECT lead_id, phone_number FROM vicidial_list WHERE phone_number LIKE '3%'")
             expected = sorted(f"/i?id={lead_id}&ph={phone}" for lead_id, phone in cur.fetchall())
         assert len(expected) == 50
@@ -259,27 +229,24 @@ class TestConcurrency:
 class TestCharsets:
     """Non-ASCII names arrive as VICIdial's PHP would encode them, on latin1 and utf8 databases."""
 
-    async def test_utf8_database(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_utf8_database(self, pipeline: Pipeline) -> None:
         """use_non_latin=1 on utf8mb4: UTF-8 bytes urlencoded."""
-        vicidial.set_system(use_non_latin=True)
-        vicidial.add_list(101, "Lista Año", "C", "")
-        vicidial.set_system_url(
-            f"{receiver.url}/u?fn=--A--first_name--B--&ln=--A--last_name--B--&l=--A--list_name--B--"
+        pipeline.vicidial.set_system(use_non_latin=True)
+        pipeline.vicidial.add_list(101, "Lista Año", "C", "")
+        pipeline.vicidial.set_system_url(
+            f"{pipeline.receiver.url}/u?fn=--A--first_name--B--&ln=--A--last_name--B--&l=--A--list_name--B--"
         )
-        setup_fence(vicidial, receiver)
-        await start_pipeline(mariadb, vicidial_db)
+        pipeline.setup_fence()
+        await pipeline.start()
         await asyncio.to_thread(
-            vicidial.add_lead, phone_number="3125550001", list_id=101, first_name="José", last_name="Nguyễn"
+            pipeline.vicidial.add_lead,
+            phone_number="3125550001",
+            list_id=101,
+            first_name="José",
+            last_name="Nguyễn",
         )
-        await fence(vicidial, receiver, "utf8")
-        assert targets(receiver, "/u") == ["/u?fn=Jos%C3%A9&ln=Nguy%E1%BB%85n&l=Lista+A%C3%B1o"]
+        await pipeline.fence("utf8")
+        assert pipeline.targets("/u") == ["/u?fn=Jos%C3%A9&ln=Nguy%E1%BB%85n&l=Lista+A%C3%B1o"]
 
     @pytest.mark.both_readers
     async def test_latin1_database(
@@ -304,34 +271,27 @@ class TestCharsets:
 class TestRestarts:
     """The reader resumes from its stored position and survives a MariaDB restart."""
 
-    async def test_resume_after_streamer_restart(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_resume_after_streamer_restart(self, pipeline: Pipeline) -> None:
         """Leads written while the streamer was down are sent after it restarts, once each."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/r?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        first = await start_pipeline(mariadb, vicidial_db)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/r?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        first = await pipeline.start()
         ids = [
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i}", list_id=101)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255500{i}", list_id=101)
             for i in range(3)
         ]
-        await wait_count(receiver, "/r", 3)
+        await pipeline.wait_count("/r", 3)
         await first.stop()
         ids += [
-            await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255501{i}", list_id=101)
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"31255501{i}", list_id=101)
             for i in range(3)
         ]
-        await asyncio.to_thread(vicidial.noise, 100)
-        await start_pipeline(mariadb, vicidial_db, start="earliest")  # the stored checkpoint wins
-        await wait_count(receiver, "/r", 6)
-        await fence(vicidial, receiver, "resume")
-        assert Counter(targets(receiver, "/r")) == Counter(f"/r?id={i}" for i in ids)
+        await asyncio.to_thread(pipeline.vicidial.noise, 100)
+        await pipeline.start(start="earliest")  # the stored checkpoint wins
+        await pipeline.wait_count("/r", 6)
+        await pipeline.fence("resume")
+        assert Counter(pipeline.targets("/r")) == Counter(f"/r?id={i}" for i in ids)
 
     @pytest.mark.both_readers
     async def test_mariadb_restart_under_reader(
@@ -371,24 +331,17 @@ class TestRestarts:
 class TestNoise:
     """Busy-dialer tables are not decoded and send nothing."""
 
-    async def test_noise_ignored(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-    ) -> None:
+    async def test_noise_ignored(self, pipeline: Pipeline) -> None:
         """Thousands of noise rows around one lead: one request, no noise table decoded."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/n?id=--A--lead_id--B--")
-        setup_fence(vicidial, receiver)
-        run = await start_pipeline(mariadb, vicidial_db)
-        await asyncio.to_thread(vicidial.noise, 1000)
-        lead_id = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await asyncio.to_thread(vicidial.noise, 1000)
-        await fence(vicidial, receiver, "noise")
-        assert targets(receiver, "/n") == [f"/n?id={lead_id}"]
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/n?id=--A--lead_id--B--")
+        pipeline.setup_fence()
+        run = await pipeline.start()
+        await asyncio.to_thread(pipeline.vicidial.noise, 1000)
+        lead_id = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await asyncio.to_thread(pipeline.vicidial.noise, 1000)
+        await pipeline.fence("noise")
+        assert pipeline.targets("/n") == [f"/n?id={lead_id}"]
         assert run.service.reader is not None
         decoded = {table for table, _op in run.service.reader.statistics().rows}
         assert decoded <= {"vicidial_list", "vicidial_api_log", "vicidial_url_multi", "vicidial_lists"}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from support.harness import StartPipeline, make_config
+from support.harness import Pipeline, make_config
 from support.mariadb import grants_user
 from support.opstools import (
     ALERTS,
@@ -118,29 +118,25 @@ class TestPrometheusEndToEnd:
     """A real Prometheus scraping a running streamer runs our dashboard and alerts."""
 
     async def test_dashboard_and_alerts_against_a_running_streamer(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, tmp_path: Path
     ) -> None:
         """Queries parse and return data; the delivery-failure alert goes pending once deliveries fail."""
         tools = await asyncio.to_thread(ensure_ops_tools)
-        vicidial.add_list(101, "Web leads", "CAMP1", "")
-        vicidial.add_list(102, "Disabled", "CAMP1", "")
-        vicidial.set_system_url(f"{receiver.url}/e2e?id=--A--lead_id--B--")
-        vicidial.set_list_url(102, "---DISABLED---")
-        with grants_user(mariadb, vicidial_db, CDC_USER, CDC_PASSWORD):
-            run = await start_pipeline(
-                mariadb, vicidial_db, config=_config(mariadb, vicidial_db, tmp_path / "s.db")
+        pipeline.vicidial.add_list(101, "Web leads", "CAMP1", "")
+        pipeline.vicidial.add_list(102, "Disabled", "CAMP1", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/e2e?id=--A--lead_id--B--")
+        pipeline.vicidial.set_list_url(102, "---DISABLED---")
+        with grants_user(pipeline.server, pipeline.database, CDC_USER, CDC_PASSWORD):
+            run = await pipeline.start_pipeline(
+                pipeline.server,
+                pipeline.database,
+                config=_config(pipeline.server, pipeline.database, tmp_path / "s.db"),
             )
             instance = f"127.0.0.1:{run.service.http_port}"
             prom = PrivatePrometheus(tools.prometheus, tmp_path / "prometheus", [instance], [ALERTS])
             await asyncio.to_thread(prom.start)
             try:
-                await self._run(prom, instance, vicidial, receiver)
+                await self._run(prom, instance, pipeline.vicidial, pipeline.receiver)
             except BaseException:
                 print(f"prometheus log:\n{prom.log_tail()}")
                 raise

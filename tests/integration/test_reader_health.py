@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pymysql
 import pytest
-from support.harness import StartPipeline, make_config
+from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 from support.waiting import wait_until_async
 
@@ -77,30 +77,23 @@ class TestFaults:
     """A fault reconnecting cannot heal is reported (log, /readyz, /status, metric) and heals by its fix."""
 
     async def test_missing_replication_grant(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-        caplog: pytest.LogCaptureFixture,
+        self, pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         """No REPLICATION SLAVE: access_denied with the GRANT in every report; the GRANT heals it."""
         user = f"cdc_norepl_{os.getpid()}"
-        with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+        with contextlib.closing(pipeline.server.connect()) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'")
-            cur.execute(f"GRANT SELECT ON `{vicidial_db}`.* TO '{user}'@'127.0.0.1'")
+            cur.execute(f"GRANT SELECT ON `{pipeline.database}`.* TO '{user}'@'127.0.0.1'")
             cur.execute(f"GRANT BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'")
         try:
-            vicidial.add_list(101, "L", "C", "")
-            vicidial.set_system_url(f"{receiver.url}/g?id=--A--lead_id--B--")
-            cfg = make_config(mariadb, vicidial_db, tmp_path / "g.db", fault_recheck_s=0.5)
+            pipeline.vicidial.add_list(101, "L", "C", "")
+            pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/g?id=--A--lead_id--B--")
+            cfg = make_config(pipeline.server, pipeline.database, tmp_path / "g.db", fault_recheck_s=0.5)
             cfg = dataclasses.replace(
                 cfg, mysql=dataclasses.replace(cfg.mysql, user=user, password=Secret("pw"))
             )
             caplog.set_level(logging.ERROR, logger="cdc.reader.library")
-            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            run = await pipeline.start(config=cfg)
             reader = run.service.reader
             assert reader is not None
             await wait_until_async(lambda: reader.statistics().fault is not None, WAIT_S)
@@ -119,17 +112,17 @@ class TestFaults:
             assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="compressed_events"') == 0
             assert any("binlog.fault kind=access_denied" in r.getMessage() and fix in r.getMessage()
                        for r in caplog.records)  # fmt: skip
-            lead = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-            with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+            lead = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+            with contextlib.closing(pipeline.server.connect()) as conn, conn.cursor() as cur:
                 cur.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1'")
-            assert await _wait_count(receiver, "/g", 1) == [f"/g?id={lead}"]
+            assert await _wait_count(pipeline.receiver, "/g", 1) == [f"/g?id={lead}"]
             await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)
             status, ready = await _get(run.service.http_port, "/readyz")
             assert status == 200 and ready["reasons"] == []
             _, metrics = await _get(run.service.http_port, "/metrics")
             assert _metric(metrics, "vicidial_cdc_reader_fault", 'kind="access_denied"') == 0
         finally:
-            with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+            with contextlib.closing(pipeline.server.connect()) as conn, conn.cursor() as cur:
                 cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
     async def test_transient_disconnect_names_its_cause(
@@ -313,9 +306,7 @@ class TestStateSafety:
             await wait_until_async(
                 lambda: lock.exists() and f'"pid": {first.pid}' in lock.read_text(), WAIT_S
             )
-            second = await asyncio.to_thread(
-                subprocess.run, argv, capture_output=True, timeout=60, env=env
-            )
+            second = await asyncio.to_thread(subprocess.run, argv, capture_output=True, timeout=60, env=env)
             assert second.returncode == 4, second.stderr.decode()[-2000:]
             assert f"pid {first.pid}" in second.stderr.decode()
             assert first.poll() is None  # the first one runs on
@@ -395,25 +386,26 @@ class TestCompressedAndMalformed:
         assert _targets(receiver, "/z") == []
 
     async def test_corrupted_event_is_reported_and_re_read(
-        self, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial, receiver: Receiver,
-        start_pipeline: StartPipeline, tmp_path: Path,
+        self, pipeline: Pipeline, tmp_path: Path
     ) -> None:  # fmt: skip
         """A byte flipped in transit (a loopback proxy): checksum mismatch → malformed_event with the
         position, no traceback; the re-check reads the event intact and the lead goes out once."""
         marker = b"3125557777"
-        proxy = _CorruptingProxy(mariadb.port, marker)
+        proxy = _CorruptingProxy(pipeline.server.port, marker)
         await proxy.start()
         try:
-            vicidial.add_list(101, "L", "C", "")
-            vicidial.set_system_url(f"{receiver.url}/k?id=--A--lead_id--B--")
-            cfg = make_config(mariadb, vicidial_db, tmp_path / "k.db", fault_recheck_s=0.5)
+            pipeline.vicidial.add_list(101, "L", "C", "")
+            pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/k?id=--A--lead_id--B--")
+            cfg = make_config(pipeline.server, pipeline.database, tmp_path / "k.db", fault_recheck_s=0.5)
             cfg = dataclasses.replace(cfg, mysql=dataclasses.replace(cfg.mysql, port=proxy.port))
-            run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+            run = await pipeline.start(config=cfg)
             reader = run.service.reader
             assert reader is not None
-            lead = await asyncio.to_thread(vicidial.add_lead, phone_number=marker.decode(), list_id=101)
+            lead = await asyncio.to_thread(
+                pipeline.vicidial.add_lead, phone_number=marker.decode(), list_id=101
+            )
             await wait_until_async(lambda: proxy.corrupted, WAIT_S)
-            assert await _wait_count(receiver, "/k", 1) == [f"/k?id={lead}"]
+            assert await _wait_count(pipeline.receiver, "/k", 1) == [f"/k?id={lead}"]
             _, metrics = await _get(run.service.http_port, "/metrics")
             assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="malformed_event"') >= 1
             await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)

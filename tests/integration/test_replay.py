@@ -20,8 +20,8 @@ from typing import Any
 import jsonschema
 import pytest
 from support.cli import run_cli, write_config
-from support.fence import wait_count
-from support.harness import StartPipeline, make_config
+from support.fence import FENCE_LIST, WAIT_S, fence, targets, wait_count
+from support.harness import Pipeline, StartPipeline, make_config
 
 from cdc import config, leadfetch
 from cdc.endpoints import Router
@@ -36,8 +36,6 @@ from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
-WAIT_S = 30.0
-FENCE_LIST = 999
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "lead.created.v1.json").read_text("utf-8"))
 
 #: Every kind of value: ids, ENUM, zero and real DATE, DECIMAL, DATETIME, SQLdate and
@@ -50,18 +48,6 @@ TEMPLATE = (
     "&u=--A--user--B--&st=--A--status--B--&v=--A--vendor_id--B--&cc=--A--called_count--B--"
     "&r=--A--rank--B--&crm=--A--crm_ref--B--&sec=--A--secret_note--B--&unk=--A--nosuch--B--"
 )
-
-
-def targets(receiver: Receiver, prefix: str) -> list[str]:
-    return [r.target for r in receiver.requests if r.target.startswith(prefix)]
-
-
-async def fence(vici: Vicidial, receiver: Receiver, tag: str) -> None:
-    """An API lead on the fence list; its request arriving proves everything before was read."""
-    await asyncio.to_thread(vici.add_lead, phone_number="3999999999", list_id=FENCE_LIST, first_name=tag)
-    async with asyncio.timeout(WAIT_S):
-        while not any(f"fence={tag}" in t for t in targets(receiver, "/fence")):
-            await asyncio.sleep(0.05)
 
 
 def _target_of(url: str) -> str:
@@ -129,26 +115,19 @@ class TestReplaySameUrl:
     """Replay of a lead-id range sends exactly what the live path sent, once."""
 
     async def test_range_matches_live_then_dedup_then_force(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Live targets == replayed targets; a second replay adds nothing; --force resends."""
-        _setup(vicidial, receiver)
-        live_run = await start_pipeline(mariadb, vicidial_db, state=tmp_path / "live.db")
-        ids, live = await _live_leads(vicidial, receiver)
+        _setup(pipeline.vicidial, pipeline.receiver)
+        live_run = await pipeline.start(state=tmp_path / "live.db")
+        ids, live = await _live_leads(pipeline.vicidial, pipeline.receiver)
         await live_run.stop()
         assert len(live) == 4
         assert "&g=F&dob=1980-02-29&gmt=-6.00&" in live[0]  # ENUM label, DATE, DECIMAL scale
         assert "&dob=0000-00-00&" in live[1] and "&crm=R-1+%C3%BC&sec=&" in live[2]
 
         fresh = tmp_path / "replayed.db"
-        cfg_file = write_config(tmp_path / "replay.toml", mariadb, vicidial_db, fresh)
+        cfg_file = write_config(tmp_path / "replay.toml", pipeline.server, pipeline.database, fresh)
         code, out, err = await run_cli(
             capsys, "replay", "-c", str(cfg_file), "--lead-id", f"{ids[0]}-{ids[-1]}", "--create-state"
         )
@@ -158,11 +137,11 @@ class TestReplaySameUrl:
         assert "already present:  0" in out
         assert "not_api=2" in out and "update_lead_insert=1" in out
 
-        before = len(receiver.requests)
-        await start_pipeline(mariadb, vicidial_db, state=fresh)
-        replayed = await wait_count(receiver, "/rp", 8)
+        before = len(pipeline.receiver.requests)
+        await pipeline.start(state=fresh)
+        replayed = await pipeline.wait_count("/rp", 8)
         assert sorted(replayed[4:]) == live  # byte for byte
-        assert len(receiver.requests) - before == 4
+        assert len(pipeline.receiver.requests) - before == 4
 
         # Deduplicated: the same replay again stores nothing new and sends nothing.
         code, out, _ = await run_cli(
@@ -171,9 +150,9 @@ class TestReplaySameUrl:
         report = json.loads(out)
         assert code == 0
         assert (report["found"], report["enqueued"], report["already_present"]) == (4, 0, 4)
-        await fence(vicidial, receiver, "dedup")
+        await pipeline.fence("dedup")
         await asyncio.sleep(1.5)  # more than one sender poll
-        assert len(targets(receiver, "/rp")) == 8
+        assert len(pipeline.targets("/rp")) == 8
 
         # --force: every stored row of those keys is sent again, same bytes.
         code, out, _ = await run_cli(
@@ -181,7 +160,7 @@ class TestReplaySameUrl:
         )
         assert code == 0
         assert "sent again: 4" in out
-        resent = await wait_count(receiver, "/rp", 12)
+        resent = await pipeline.wait_count("/rp", 12)
         assert sorted(resent[8:]) == live
 
 
@@ -317,49 +296,40 @@ class TestReplayFormats:
     """Replay --force builds exactly the live path's request in every format (post-json included)."""
 
     async def test_force_resends_the_live_bodies(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
+        self, pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Live first, then replay --force of the same leads: same targets and bodies; JSON valid."""
-        targets = [Receiver(), Receiver(), Receiver()]
-        for r in targets:
+        sinks = [Receiver(), Receiver(), Receiver()]
+        for r in sinks:
             await r.start()
         try:
-            await self._run(
-                mariadb, vicidial_db, vicidial, receiver, targets, start_pipeline, tmp_path, capsys
-            )
+            await self._run(pipeline, sinks, tmp_path, capsys)
         finally:
-            for r in targets:
+            for r in sinks:
                 await r.stop()
 
     async def _run(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        targets: list[Receiver],
-        start_pipeline: StartPipeline,
+        pipeline: Pipeline,
+        sinks: list[Receiver],
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        json_r, form_r, get_r = targets
+        mariadb, vicidial_db, vicidial, receiver = (
+            pipeline.server,
+            pipeline.database,
+            pipeline.vicidial,
+            pipeline.receiver,
+        )
+        json_r, form_r, get_r = sinks
         _setup(vicidial, receiver)
         state = tmp_path / "state.db"
         cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, state)
         with cfg_file.open("a", encoding="utf-8") as fh:
-            fh.write(
-                FORMATS_TOML.format(json=json_r.url, form=form_r.url, get=get_r.url, fence=FENCE_LIST)
-            )
+            fh.write(FORMATS_TOML.format(json=json_r.url, form=form_r.url, get=get_r.url, fence=FENCE_LIST))
         loaded = config.load(cfg_file, env={})
         cfg = dataclasses.replace(make_config(mariadb, vicidial_db, state), delivery=loaded.delivery)
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
+        await pipeline.start(config=cfg)
         ids = [
             await asyncio.to_thread(
                 vicidial.add_lead,
@@ -378,7 +348,7 @@ class TestReplayFormats:
                 custom={"crm_ref": "R-1 ü", "secret_note": "do not send"},
             ),
         ]
-        live = [list(await r.wait_for(2, WAIT_S)) for r in targets]  # a copy: requests keeps growing
+        live = [list(await r.wait_for(2, WAIT_S)) for r in sinks]  # a copy: requests keeps growing
         await fence(vicidial, receiver, "formats")
 
         code, out, err = await run_cli(
@@ -386,7 +356,7 @@ class TestReplayFormats:
         )
         assert (code, err.partition(" state_file=")[0]) == (0, f"vicidial-cdc: config={cfg_file}")
         assert err.count("\n") == 1 and "sent again: 6" in out  # stderr: only the files used
-        again = [list(await r.wait_for(4, WAIT_S))[2:] for r in targets]
+        again = [list(await r.wait_for(4, WAIT_S))[2:] for r in sinks]
 
         def by_lead(requests: list[Any]) -> dict[str, tuple[str, str, bytes]]:
             return {

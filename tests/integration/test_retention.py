@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 from support.cli import run_cli, write_config
-from support.fence import fence, fence_toml, setup_fence, wait_for
-from support.harness import StartPipeline, configure
+from support.fence import fence_toml, wait_for
+from support.harness import Pipeline, configure
 
 from cdc.store import DeliveryState, SqliteStore
-from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
-from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
@@ -51,33 +49,29 @@ class TestDeliveredRowsKeepNoLeadData:
 
     async def test_sentinel_erased_after_delivery_and_after_force(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
+        pipeline: Pipeline,
         receivers: list[Receiver],
-        start_pipeline: StartPipeline,
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """Sentinel in URL and body; after delivery it is nowhere on disk; replay --force sends it again."""
         get_r, json_r = receivers[0], receivers[1]
-        vicidial.add_list(101, "Web", "CAMP1", "")
-        vicidial.set_list_url(101, f"{get_r.url}/in?id=--A--lead_id--B--&ph=--A--phone_number--B--")
-        setup_fence(vicidial, receiver)
+        pipeline.vicidial.add_list(101, "Web", "CAMP1", "")
+        pipeline.vicidial.set_list_url(101, f"{get_r.url}/in?id=--A--lead_id--B--&ph=--A--phone_number--B--")
+        pipeline.setup_fence()
         toml = (
             f'[endpoints.json]\nurl = "{json_r.url}/ev"\nformat = "post-json"\n'
             '[fanout]\nsystem = ["vicidial", "json"]\n' + fence_toml()
         )
-        cfg = configure(mariadb, vicidial_db, tmp_path, toml)
+        cfg = configure(pipeline.server, pipeline.database, tmp_path, toml)
         cfg = dataclasses.replace(cfg, state=dataclasses.replace(cfg.state, erase_interval_s=0.5))
         state = Path(cfg.state.path)
-        await start_pipeline(mariadb, vicidial_db, config=cfg)
-        lead_id = await asyncio.to_thread(vicidial.add_lead, phone_number=SENTINEL, list_id=101)
+        await pipeline.start(config=cfg)
+        lead_id = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=SENTINEL, list_id=101)
         [got] = await wait_for(get_r, lambda r: True, 1)
         [event] = await wait_for(json_r, lambda r: True, 1)
         assert SENTINEL in got.target and SENTINEL.encode() in event.body
-        await fence(vicidial, receiver, "erase")
+        await pipeline.fence("erase")
         await wait_erased(state)
 
         store = SqliteStore(state)
@@ -95,7 +89,7 @@ class TestDeliveredRowsKeepNoLeadData:
             assert r.delivery.url == f"http://127.0.0.1:{port_of[r.delivery.endpoint_id]}"
             assert (r.delivery.body, r.last_status) == (b"", 200)
 
-        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, state)
+        cfg_file = write_config(tmp_path / "c.toml", pipeline.server, pipeline.database, state)
         with cfg_file.open("a", encoding="utf-8") as fh:
             fh.write(toml)
         for r in rows:
@@ -117,5 +111,5 @@ class TestDeliveredRowsKeepNoLeadData:
         again = await wait_for(get_r, lambda r: True, 2)
         resent = await wait_for(json_r, lambda r: True, 2)
         assert again[1].target == got.target and resent[1].body == event.body
-        await fence(vicidial, receiver, "erase-again")
+        await pipeline.fence("erase-again")
         await wait_erased(state)

@@ -18,15 +18,13 @@ from pathlib import Path
 
 import pytest
 from support.cli import run_cli, write_config
-from support.fence import fence, fence_toml, headers_of, setup_fence, wait_for
-from support.harness import StartPipeline, configure
+from support.fence import fence_toml, headers_of, wait_for
+from support.harness import Pipeline, configure
 from support.state import dead_letters
 
 from cdc.records import Delivery, UrlSource
 from cdc.store import DeliveryRecord, SqliteStore
-from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
-from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
@@ -63,35 +61,33 @@ class TestSecretOrigins:
 
     async def test_routing_refuses_the_other_origin(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
+        pipeline: Pipeline,
         receivers: list[Receiver],
-        start_pipeline: StartPipeline,
         tmp_path: Path,
         capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """List 101 → the allowed receiver, with token; list 102 → the other: nothing, a dead letter."""
         allowed, other = receivers[0], receivers[1]
-        vicidial.add_list(101, "Ours", "CAMP1", "")
-        vicidial.add_list(102, "Edited", "CAMP1", "")
-        vicidial.set_list_url(101, f"{allowed.url}/in?id=--A--lead_id--B--")
-        vicidial.set_list_url(102, f"{other.url}/steal?id=--A--lead_id--B--&ph=--A--phone_number--B--")
-        setup_fence(vicidial, receiver)
-        cfg = configure(mariadb, vicidial_db, tmp_path, endpoint_toml(allowed), env=ENV)
-        running = await start_pipeline(mariadb, vicidial_db, config=cfg)
-        ours = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550101", list_id=101)
-        theirs = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550102", list_id=102)
+        pipeline.vicidial.add_list(101, "Ours", "CAMP1", "")
+        pipeline.vicidial.add_list(102, "Edited", "CAMP1", "")
+        pipeline.vicidial.set_list_url(101, f"{allowed.url}/in?id=--A--lead_id--B--")
+        pipeline.vicidial.set_list_url(
+            102, f"{other.url}/steal?id=--A--lead_id--B--&ph=--A--phone_number--B--"
+        )
+        pipeline.setup_fence()
+        cfg = configure(pipeline.server, pipeline.database, tmp_path, endpoint_toml(allowed), env=ENV)
+        running = await pipeline.start(config=cfg)
+        ours = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550101", list_id=101)
+        theirs = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550102", list_id=102)
         [got] = await wait_for(allowed, lambda r: True, 1)
-        await fence(vicidial, receiver, "origins")
+        await pipeline.fence("origins")
 
         sent = headers_of(got)
         assert got.target == f"/in?id={ours}"
         assert sent["authorization"] == f"Bearer {TOKEN}" and sent["webhook-signature"].startswith("v1,")
         assert other.requests == []  # not the token, not the lead: nothing at all
-        assert not any(TOKEN in str(r.headers) for r in receiver.requests)
+        assert not any(TOKEN in str(r.headers) for r in pipeline.receiver.requests)
         [dead] = await wait_dead(Path(cfg.state.path), "crm", 1)
         assert dead.delivery.lead_id == theirs and dead.delivery.list_id == 102
         assert dead.last_error == f"origin_refused http://127.0.0.1:{other.port}"  # the origin, no path
@@ -102,7 +98,7 @@ class TestSecretOrigins:
         # Replay routes the same way: the lead of list 102 is refused again, not sent.
         for name, value in ENV.items():
             monkeypatch.setenv(name, value)
-        cfg_file = write_config(tmp_path / "c.toml", mariadb, vicidial_db, Path(cfg.state.path))
+        cfg_file = write_config(tmp_path / "c.toml", pipeline.server, pipeline.database, Path(cfg.state.path))
         with cfg_file.open("a", encoding="utf-8") as fh:
             fh.write(endpoint_toml(allowed))
         code, out, err = await run_cli(
@@ -113,19 +109,12 @@ class TestSecretOrigins:
         assert err.startswith(f"vicidial-cdc: config={cfg_file} ") and err.count("\n") == 1
 
     async def test_sender_refuses_a_stored_row_for_another_origin(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        receivers: list[Receiver],
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, receivers: list[Receiver], tmp_path: Path
     ) -> None:
         """Rows stored before the origins narrowed: the allowed one is sent, the other dead, unsent."""
         allowed, other = receivers[0], receivers[1]
-        setup_fence(vicidial, receiver)
-        cfg = configure(mariadb, vicidial_db, tmp_path, endpoint_toml(allowed), env=ENV)
+        pipeline.setup_fence()
+        cfg = configure(pipeline.server, pipeline.database, tmp_path, endpoint_toml(allowed), env=ENV)
         state = Path(cfg.state.path)
         store = SqliteStore(state)
         store.open()
@@ -149,10 +138,10 @@ class TestSecretOrigins:
         finally:
             store.close()
 
-        running = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        running = await pipeline.start(config=cfg)
         [got] = await wait_for(allowed, lambda r: True, 1)
         [dead] = await wait_dead(state, "crm", 1)
-        await fence(vicidial, receiver, "stored")
+        await pipeline.fence("stored")
 
         assert got.target == "/old?id=901" and headers_of(got)["authorization"] == f"Bearer {TOKEN}"
         assert other.requests == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.fence import fence
-from support.harness import StartPipeline, make_config
+from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 
 from cdc.config import Config, UrlsConfig
@@ -74,34 +74,26 @@ def mode_config(server: PrivateMariaDB, database: str, state: Path, mode: str, *
 class TestWatch:
     """watch: nothing sent first; VICIdial's failures re-sent once with the URL it logged."""
 
-    async def test_successes_failures_and_missing_update(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_successes_failures_and_missing_update(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """OK → nothing; refused, HTTP 500 and a missing UPDATE → one request each from us."""
         refused = Receiver()
         await refused.start()
         refused_url = refused.url
         await refused.stop()
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/w?id=--A--lead_id--B--")
-        cfg = mode_config(mariadb, vicidial_db, tmp_path / "w.db", "watch")
-        run = await start_pipeline(mariadb, vicidial_db, config=cfg)
-        ok = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550001", list_id=101)
-        await asyncio.to_thread(vicidial_sends, vicidial, ok, f"{receiver.url}/w?id={ok}")
-        down = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550002", list_id=101)
-        await asyncio.to_thread(vicidial_sends, vicidial, down, f"{refused_url}/w?id={down}")
-        err = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550003", list_id=101)
-        receiver.respond_with([500])
-        await asyncio.to_thread(vicidial_sends, vicidial, err, f"{receiver.url}/w?id={err}")
-        lost = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550004", list_id=101)
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/w?id=--A--lead_id--B--")
+        cfg = mode_config(pipeline.server, pipeline.database, tmp_path / "w.db", "watch")
+        run = await pipeline.start(config=cfg)
+        ok = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
+        await asyncio.to_thread(vicidial_sends, pipeline.vicidial, ok, f"{pipeline.receiver.url}/w?id={ok}")
+        down = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550002", list_id=101)
+        await asyncio.to_thread(vicidial_sends, pipeline.vicidial, down, f"{refused_url}/w?id={down}")
+        err = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550003", list_id=101)
+        pipeline.receiver.respond_with([500])
+        await asyncio.to_thread(vicidial_sends, pipeline.vicidial, err, f"{pipeline.receiver.url}/w?id={err}")
+        lost = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550004", list_id=101)
         await asyncio.to_thread(
-            vicidial_sends, vicidial, lost, f"{receiver.url}/w?id={lost}&x=1", update=False
+            vicidial_sends, pipeline.vicidial, lost, f"{pipeline.receiver.url}/w?id={lost}&x=1", update=False
         )
         back = Receiver(port=int(refused_url.rsplit(":", 1)[1]))
         await back.start()
@@ -115,15 +107,15 @@ class TestWatch:
                     ):
                         break
                     # The dialer writes on: binlog time passes the missing UPDATE's timeout.
-                    await asyncio.to_thread(vicidial.noise, 3, api_log=False)
+                    await asyncio.to_thread(pipeline.vicidial.noise, 3, api_log=False)
                     await asyncio.sleep(0.1)
         finally:
             await back.stop()
-        assert ours(receiver, "/w") == Counter({f"/w?id={err}": 1, f"/w?id={lost}&x=1": 1})
+        assert ours(pipeline.receiver, "/w") == Counter({f"/w?id={err}": 1, f"/w?id={lost}&x=1": 1})
         assert ours(back, "/w") == Counter({f"/w?id={down}": 1})
-        assert theirs(receiver, "/w") == Counter({f"/w?id={ok}": 1, f"/w?id={err}": 1})
+        assert theirs(pipeline.receiver, "/w") == Counter({f"/w?id={ok}": 1, f"/w?id={err}": 1})
         registry = run.service.metrics.registry
-        endpoint = receiver.url.split("//")[1]
+        endpoint = pipeline.receiver.url.split("//")[1]
         assert (
             registry.get_sample_value(
                 "vicidial_cdc_deliveries_total",

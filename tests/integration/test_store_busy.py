@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.harness import StartPipeline
+from support.harness import Pipeline
 from support.host import free_port
 
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
@@ -101,29 +101,25 @@ class TestHeldWriteLock:
     """Another connection holding BEGIN IMMEDIATE past the busy timeout: the service waits."""
 
     async def test_service_survives_a_lock_held_past_the_busy_timeout(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, tmp_path: Path
     ) -> None:
         """Leads written while the lock is held wait, are counted as busy, and arrive after it."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/held?id=--A--lead_id--B--")
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/held?id=--A--lead_id--B--")
         state = tmp_path / "state.db"
-        run = await start_pipeline(mariadb, vicidial_db, state=state)  # state.busy_limit_s: 120
+        run = await pipeline.start(state=state)  # state.busy_limit_s: 120
         assert run.config.state.busy_limit_s > 5.0
         registry = run.service.metrics.registry
-        first = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550100", list_id=101)
-        await _wait_for_leads(receiver, "/held", {first}, WAIT_S)
+        first = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550100", list_id=101)
+        await _wait_for_leads(pipeline.receiver, "/held", {first}, WAIT_S)
 
         other = sqlite3.connect(state, isolation_level=None, timeout=0)
         try:
             other.execute("BEGIN IMMEDIATE")
             held = [
-                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255501{i:02d}", list_id=101)
+                await asyncio.to_thread(
+                    pipeline.vicidial.add_lead, phone_number=f"31255501{i:02d}", list_id=101
+                )
                 for i in range(1, 6)
             ]
             deadline = time.monotonic() + WAIT_S
@@ -132,13 +128,13 @@ class TestHeldWriteLock:
                 assert time.monotonic() < deadline, "the service never reported waiting for the lock"
                 assert not run.task.done(), "the service stopped while the lock was held"
                 await asyncio.sleep(0.1)
-            assert not set(held) & set(_lead_ids(receiver, "/held"))  # really held back
+            assert not set(held) & set(_lead_ids(pipeline.receiver, "/held"))  # really held back
             assert run.service.status()["store"]["waiting_s"] > 0  # /status shows the wait
         finally:
             other.execute("ROLLBACK")
             other.close()
 
-        await _wait_for_leads(receiver, "/held", set(held), WAIT_S)
+        await _wait_for_leads(pipeline.receiver, "/held", set(held), WAIT_S)
         assert not run.task.done()
         waited = registry.get_sample_value("vicidial_cdc_store_lock_wait_seconds_bucket", {"le": "5.0"})
         total = registry.get_sample_value("vicidial_cdc_store_lock_wait_seconds_count")
@@ -152,24 +148,18 @@ class TestHeldWriteLockAtDdl:
     """The reader's own connection to the state file (schema history) waits like the service's."""
 
     async def test_a_ddl_while_the_lock_is_held_waits_and_is_stored(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
+        self, pipeline: Pipeline, tmp_path: Path
     ) -> None:
         """An ALTER of a watched table while another process holds the write lock past the
         busy timeout: the reader waits (counted as busy), is never called faulty (it was a
         'malformed_event' after 5 s), and the definition is stored once the lock is free."""
-        vicidial.add_list(101, "L", "C", "")
-        vicidial.set_system_url(f"{receiver.url}/ddl?id=--A--lead_id--B--")
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/ddl?id=--A--lead_id--B--")
         state = tmp_path / "state.db"
-        run = await start_pipeline(mariadb, vicidial_db, state=state)  # state.busy_limit_s: 120
+        run = await pipeline.start(state=state)  # state.busy_limit_s: 120
         registry = run.service.metrics.registry
-        first = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550200", list_id=101)
-        await _wait_for_leads(receiver, "/ddl", {first}, WAIT_S)
+        first = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550200", list_id=101)
+        await _wait_for_leads(pipeline.receiver, "/ddl", {first}, WAIT_S)
 
         def malformed() -> float:
             value = registry.get_sample_value("vicidial_cdc_reader_errors_total", {"kind": "malformed_event"})
@@ -179,7 +169,8 @@ class TestHeldWriteLockAtDdl:
         try:
             other.execute("BEGIN IMMEDIATE")
             await asyncio.to_thread(
-                vicidial.execute, "ALTER TABLE vicidial_list ADD COLUMN held_flag VARCHAR(5) DEFAULT 'h'"
+                pipeline.vicidial.execute,
+                "ALTER TABLE vicidial_list ADD COLUMN held_flag VARCHAR(5) DEFAULT 'h'",
             )
             deadline = time.monotonic() + WAIT_S
             # One whole busy timeout (5 s) passes while the reader waits to store the definition.
@@ -193,15 +184,15 @@ class TestHeldWriteLockAtDdl:
             other.execute("ROLLBACK")
             other.close()
 
-        after = await asyncio.to_thread(vicidial.add_lead, phone_number="3125550201", list_id=101)
-        await _wait_for_leads(receiver, "/ddl", {after}, WAIT_S)
+        after = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550201", list_id=101)
+        await _wait_for_leads(pipeline.receiver, "/ddl", {after}, WAIT_S)
         assert run.service.reader is not None and run.service.reader.statistics().fault is None
         assert not malformed()
         await run.stop()
         store = SqliteStore(state)
         store.open()
         try:
-            stored = [json.loads(columns) for table, _, columns in store.schema_history(vicidial_db)]
+            stored = [json.loads(columns) for table, _, columns in store.schema_history(pipeline.database)]
         finally:
             store.close()
         assert any(c[0] == "held_flag" for columns in stored for c in columns), "definition not stored"

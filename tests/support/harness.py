@@ -32,6 +32,7 @@ from cdc.service import ReaderFactory, Service
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
+from support import fence
 
 #: Delivery settings with short retry and breaker timers, for tests that watch them act.
 FAST_DELIVERY = DeliveryConfig(
@@ -136,6 +137,22 @@ class Pipeline:
     async def start(self, **kwargs: Any) -> Running:
         """Start a service on this database (same keywords as ``start_pipeline``)."""
         return await self.start_pipeline(self.server, self.database, **kwargs)
+
+    def setup_fence(self) -> None:
+        """Create the fence list, pointing at this receiver (:func:`support.fence.setup_fence`)."""
+        fence.setup_fence(self.vicidial, self.receiver)
+
+    async def fence(self, tag: str) -> None:
+        """Add a fence lead and wait for its request: everything written before it is done."""
+        await fence.fence(self.vicidial, self.receiver, tag)
+
+    def targets(self, prefix: str) -> list[str]:
+        """Targets this receiver got under ``prefix``, in arrival order."""
+        return fence.targets(self.receiver, prefix)
+
+    async def wait_count(self, prefix: str, count: int, busy: Vicidial | None = None) -> list[str]:
+        """Wait for ``count`` requests under ``prefix`` (:func:`support.fence.wait_count`)."""
+        return await fence.wait_count(self.receiver, prefix, count, busy)
 
 
 @contextlib.asynccontextmanager
