@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from support.fence import wait_for
 from support.harness import StartPipeline, make_config
 from support.mariadb import MariaDBFactory, grants_user
 
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.mariadb
 DATABASE = "asterisk"
 USER = "cdc_grants_flow"
 PASSWORD = "pw-grants-flow-3"
-WAIT_S = 30.0
-
-
-async def _wait_target(receiver: Receiver, target: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while target not in {r.target for r in receiver.requests}:
-            await asyncio.sleep(0.05)
 
 
 class TestGrantsSqlAccount:
@@ -64,7 +58,7 @@ class TestGrantsSqlAccount:
             )
             run = await start_pipeline(server, DATABASE, config=cfg)
             first = await asyncio.to_thread(vici.add_lead, phone_number="3125550101", list_id=101)
-            await _wait_target(receiver, f"/before?id={first}")
+            await wait_for(receiver, lambda r: r.target == f"/before?id={first}", 1)
 
             await asyncio.to_thread(vici.add_list, 202, "Added later", "CAMP1", "")
             await asyncio.to_thread(vici.add_custom_fields, 202, [("color", False)])
@@ -75,6 +69,6 @@ class TestGrantsSqlAccount:
                 vici.add_lead, phone_number="3125550202", list_id=202, custom={"color": "teal"}
             )
             after = await asyncio.to_thread(vici.add_lead, phone_number="3125550103", list_id=101)
-            await _wait_target(receiver, f"/later?id={later}&color=teal")
-            await _wait_target(receiver, f"/before?id={after}")
+            await wait_for(receiver, lambda r: r.target == f"/later?id={later}&color=teal", 1)
+            await wait_for(receiver, lambda r: r.target == f"/before?id={after}", 1)
             await run.stop()

@@ -20,9 +20,8 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from support.harness import Pipeline, make_config
@@ -37,6 +36,7 @@ from support.opstools import (
     has_data,
     substitute,
 )
+from support.waiting import wait_until_async
 
 from cdc.config import Config, DeliveryConfig, EndpointConfig, EndpointLimits, Secret
 from cdc.testing.mariadb import PrivateMariaDB
@@ -45,7 +45,6 @@ from cdc.testing.simulate import Vicidial
 
 pytestmark = pytest.mark.mariadb
 
-T = TypeVar("T")
 
 WAIT_S = 60.0
 #: Grafana's $__rate_interval for a 1 s scrape interval and 1 s steps is 4 s; 5 s keeps
@@ -82,20 +81,6 @@ async def _failure_alert_state(prom: PrivatePrometheus) -> str:
     alerts = await _ask(prom, "alerts")
     states = {a["state"] for a in alerts if a["labels"].get("alertname") == FAILURE_ALERT}
     return "firing" if "firing" in states else "pending" if "pending" in states else ""
-
-
-async def _wait_for(
-    predicate: Callable[[], Awaitable[T]], timeout_s: float, interval_s: float, what: str
-) -> T:
-    """Await ``predicate`` until it returns something truthy (returned); bounded."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {what} (last value: {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 async def _target_up(prom: PrivatePrometheus) -> bool:
@@ -148,7 +133,9 @@ class TestPrometheusEndToEnd:
         self, prom: PrivatePrometheus, instance: str, vicidial: Vicidial, receiver: Receiver
     ) -> None:
         started = time.time()
-        await _wait_for(lambda: _target_up(prom), WAIT_S, 0.2, "prometheus scraped the streamer")
+        await wait_until_async(
+            lambda: _target_up(prom), WAIT_S, 0.2, message="prometheus scraped the streamer"
+        )
 
         # Traffic: API leads (some wait for the rate limit), one on a disabled list
         # (skipped), and a settings change read from the binlog.
@@ -164,7 +151,9 @@ class TestPrometheusEndToEnd:
             await _ask(prom, "query", rule.expr)
         for q in dashboard_queries():
             await _ask(prom, "query", _query_text(q, instance))
-        health = await _wait_for(lambda: _rules_evaluated(prom), WAIT_S, 0.5, "every rule evaluated")
+        health = await wait_until_async(
+            lambda: _rules_evaluated(prom), WAIT_S, 0.5, message="every rule evaluated"
+        )
         assert set(health.values()) == {"ok"}, health
         assert await _ask(prom, "query", "count by (instance) (vicidial_cdc_build_info)")
 

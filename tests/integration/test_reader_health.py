@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pymysql
 import pytest
+from support.fence import targets, wait_count
 from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 from support.waiting import wait_until_async
@@ -42,17 +43,6 @@ pytestmark = pytest.mark.mariadb
 
 FENCE_LIST = 999
 WAIT_S = 60.0
-
-
-def _targets(receiver: Receiver, prefix: str) -> list[str]:
-    return [r.target for r in receiver.requests if r.target.startswith(prefix)]
-
-
-async def _wait_count(receiver: Receiver, prefix: str, count: int) -> list[str]:
-    async with asyncio.timeout(WAIT_S):
-        while len(_targets(receiver, prefix)) < count:
-            await asyncio.sleep(0.05)
-    return _targets(receiver, prefix)
 
 
 def php_urlencode(text: str, charset: str = "utf-8") -> str:
@@ -115,7 +105,7 @@ class TestFaults:
             lead = await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number="3125550001", list_id=101)
             with contextlib.closing(pipeline.server.connect()) as conn, conn.cursor() as cur:
                 cur.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1'")
-            assert await _wait_count(pipeline.receiver, "/g", 1) == [f"/g?id={lead}"]
+            assert await wait_count(pipeline.receiver, "/g", 1, timeout_s=WAIT_S) == [f"/g?id={lead}"]
             await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)
             status, ready = await _get(run.service.http_port, "/readyz")
             assert status == 200 and ready["reasons"] == []
@@ -172,14 +162,14 @@ class TestServerRestart:
             vici.set_system_url(f"{receiver.url}/c?fn=--A--first_name--B--")
             run = await start_pipeline(server, "asterisk")
             await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101, first_name="José")
-            assert await _wait_count(receiver, "/c", 1) == [expected]
+            assert await wait_count(receiver, "/c", 1, timeout_s=WAIT_S) == [expected]
         server.charset = "latin1"
         await asyncio.to_thread(server.restart)
         # VICIdial's PHP (use_non_latin=0) now talks latin1: the UTF-8 bytes it received
         # are stored as two latin1 characters each (JosÃ©).
         with Vicidial.connect(server, database="asterisk", connection_charset="latin1", seed=12) as vici:
             await asyncio.to_thread(vici.add_lead, phone_number="3125550002", list_id=101, first_name="José")
-            assert await _wait_count(receiver, "/c", 2) == [expected, expected]
+            assert await wait_count(receiver, "/c", 2, timeout_s=WAIT_S) == [expected, expected]
         assert expected == "/c?fn=Jos%C3%A9"
         _, body = await _get(run.service.http_port, "/status")
         assert body["connection_charset"] == "latin1"
@@ -204,7 +194,7 @@ class TestServerRestart:
             run = await start_pipeline(a, "asterisk", state=state, fault_recheck_s=0.5)
             await asyncio.to_thread(vici.noise, 300)
             await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
-            await _wait_count(receiver, "/s", 1)
+            await wait_count(receiver, "/s", 1, timeout_s=WAIT_S)
         port = a.port
         await asyncio.to_thread(a.stop)
         b = mariadb_factory(port=port)
@@ -223,7 +213,7 @@ class TestServerRestart:
         status, ready = await _get(run.service.http_port, "/readyz")
         assert status == 503 and any("server_changed" in r for r in ready["reasons"])
         await run.stop()
-        assert len(_targets(receiver, "/s")) == 1  # nothing of B's was sent
+        assert len(targets(receiver, "/s")) == 1  # nothing of B's was sent
         with pytest.raises(ReaderFaultError) as refused:
             await start_pipeline(b, "asterisk", state=state)
         assert refused.value.kind is ReaderFault.SERVER_CHANGED
@@ -351,7 +341,7 @@ class TestLargeEvents:
                 await asyncio.to_thread(cur.execute, "INSERT INTO big_noise VALUES (1, %s)", (b"\x01" * BIG,))
                 await asyncio.to_thread(cur.execute, "INSERT INTO custom_777 VALUES (1, %s)", ("n" * BIG,))
             lead = await asyncio.to_thread(vici.add_lead, phone_number="3125550001", list_id=101)
-            assert await _wait_count(receiver, "/big", 1) == [f"/big?id={lead}"]
+            assert await wait_count(receiver, "/big", 1, timeout_s=WAIT_S) == [f"/big?id={lead}"]
         stats = reader.statistics()
         assert stats.rows.get(("custom_777", "insert")) == 1  # decoded
         assert ("big_noise", "insert") not in stats.rows  # skipped undecoded
@@ -383,7 +373,7 @@ class TestCompressedAndMalformed:
         assert "log_bin_compress = OFF" in fault.message
         results = {r.name: r for r in await asyncio.to_thread(check.run_checks, run.config)}
         assert results["binlog_compression"].status is check.Status.FAIL
-        assert _targets(receiver, "/z") == []
+        assert targets(receiver, "/z") == []
 
     async def test_corrupted_event_is_reported_and_re_read(
         self, pipeline: Pipeline, tmp_path: Path
@@ -405,7 +395,7 @@ class TestCompressedAndMalformed:
                 pipeline.vicidial.add_lead, phone_number=marker.decode(), list_id=101
             )
             await wait_until_async(lambda: proxy.corrupted, WAIT_S)
-            assert await _wait_count(pipeline.receiver, "/k", 1) == [f"/k?id={lead}"]
+            assert await wait_count(pipeline.receiver, "/k", 1, timeout_s=WAIT_S) == [f"/k?id={lead}"]
             _, metrics = await _get(run.service.http_port, "/metrics")
             assert _metric(metrics, "vicidial_cdc_reader_errors_total", 'kind="malformed_event"') >= 1
             await wait_until_async(lambda: reader.statistics().fault is None, WAIT_S)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.fence import wait_count
 from support.harness import StartPipeline, make_config
 from support.mariadb import MariaDBFactory, apply_grants
 
@@ -37,7 +38,6 @@ pytestmark = pytest.mark.mariadb
 DATABASE = "asterisk"
 USER = "cdc_tls"
 PASSWORD = "pw-tls-7"
-WAIT_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +99,6 @@ def _config(site: TlsSite, tmp_path: Path, decoder: str, **mysql: Any) -> Config
     return dataclasses.replace(base, mysql=site.mysql(**mysql))
 
 
-async def _wait_requests(receiver: Receiver, prefix: str, count: int) -> list[str]:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            targets = [r.target for r in receiver.requests if r.target.startswith(prefix)]
-            if len(targets) >= count:
-                return targets
-            await asyncio.sleep(0.05)
-
-
 class TestPipelineOverTls:
     """binlog → delivery over verified TLS, with either reader; every session encrypted."""
 
@@ -133,7 +124,7 @@ class TestPipelineOverTls:
                 await asyncio.to_thread(vici.add_lead, phone_number=f"31255500{i:02d}", list_id=list_id)
                 for i in range(3)
             ]
-            targets = await _wait_requests(receiver, prefix, 3)
+            targets = await wait_count(receiver, prefix, 3)
             assert sorted(targets) == sorted(f"{prefix}?id={lead_id}" for lead_id in lead_ids)
             sessions = tls_site.sessions()
             await run.stop()

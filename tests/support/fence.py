@@ -39,10 +39,12 @@ async def wait_for(
     return got
 
 
-async def wait_count(receiver: Receiver, prefix: str, count: int, busy: Vicidial | None = None) -> list[str]:
+async def wait_count(
+    receiver: Receiver, prefix: str, count: int, busy: Vicidial | None = None, timeout_s: float = WAIT_S
+) -> list[str]:
     """Wait for ``count`` requests under ``prefix``; ``busy``: write the dialer's noise meanwhile,
     so binlog time passes (what waits on it, such as a lead held for custom fields, is decided)."""
-    async with asyncio.timeout(WAIT_S):
+    async with asyncio.timeout(timeout_s):
         while len(targets(receiver, prefix)) < count:
             if busy is not None:
                 await asyncio.to_thread(busy.noise, 3, api_log=False)
