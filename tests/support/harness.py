@@ -32,7 +32,7 @@ from cdc.service import ReaderFactory, Service
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
-from support import fence
+from support import fence as fencing
 
 #: Delivery settings with short retry and breaker timers, for tests that watch them act.
 FAST_DELIVERY = DeliveryConfig(
@@ -140,19 +140,19 @@ class Pipeline:
 
     def setup_fence(self) -> None:
         """Create the fence list, pointing at this receiver (:func:`support.fence.setup_fence`)."""
-        fence.setup_fence(self.vicidial, self.receiver)
+        fencing.setup_fence(self.vicidial, self.receiver)
 
     async def fence(self, tag: str) -> None:
         """Add a fence lead and wait for its request: everything written before it is done."""
-        await fence.fence(self.vicidial, self.receiver, tag)
+        await fencing.fence(self.vicidial, self.receiver, tag)
 
     def targets(self, prefix: str) -> list[str]:
         """Targets this receiver got under ``prefix``, in arrival order."""
-        return fence.targets(self.receiver, prefix)
+        return fencing.targets(self.receiver, prefix)
 
     async def wait_count(self, prefix: str, count: int, busy: Vicidial | None = None) -> list[str]:
         """Wait for ``count`` requests under ``prefix`` (:func:`support.fence.wait_count`)."""
-        return await fence.wait_count(self.receiver, prefix, count, busy)
+        return await fencing.wait_count(self.receiver, prefix, count, busy)
 
 
 @contextlib.asynccontextmanager
