@@ -4,6 +4,7 @@
   simulator, receivers, the pipeline harness) and the ``both_readers`` marker.
 - :mod:`support.harness`: configs for tests, a running service, the ``Pipeline`` bundle.
 - :mod:`support.fence`: what a receiver got, and the fence that proves nothing else was sent.
+- :mod:`support.expected`: hand-written expectations several modules share (the exact-request lead).
 - :mod:`support.waiting`: bounded waits.
 - :mod:`support.mariadb`: the factory type, reader client settings, grants.sql accounts.
 - :mod:`support.binlog`: a SQL-only view of the binlog.
