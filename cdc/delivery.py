@@ -130,7 +130,7 @@ class Sender:
         self._outbox = outbox
         self._config = config
         self._metrics = metrics
-        self._policy = config.retry_policy
+        self._policy = config.retry
         self._rng = rng or random.Random()
         self._flush_interval_s = flush_interval_s
         self._clock = clock

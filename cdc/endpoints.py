@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 from . import payload
 from .config import VICIDIAL_ENDPOINT, DeliveryConfig, EndpointConfig, FanoutConfig, Format
-from .modes import Mode, VicidialSender, streamer_sends
+from .modes import VicidialSender, streamer_sends
 from .records import ApiLead, Delivery, Skipped, SkipReason, UrlSource
 from .resolve import check_url, origin_refusal, render_url, resolve, template_needs_custom
 from .resolve import needs_custom as url_needs_custom
@@ -189,7 +189,7 @@ class Router:
 
     def route(self, lead: ApiLead, snapshot: SettingsSnapshot) -> tuple[list[Delivery], list[Skipped]]:
         """The mode decides whether VICIdial's own sender has this lead; fan-out does the rest."""
-        leave = streamer_sends(Mode(self.delivery.mode), self.sender, snapshot, lead.list_id)
+        leave = streamer_sends(self.delivery.mode, self.sender, snapshot, lead.list_id)
         return fan_out(
             lead,
             snapshot,

@@ -17,18 +17,12 @@ Pure functions: the service feeds them the settings snapshot.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from .config import DeliveryMode
 from .records import SkipReason
 from .settings import SettingsSnapshot
 from .vicidial import SENDER_SCHEMA_VERSION, is_disabled, long_enough
-
-
-class Mode(enum.StrEnum):
-    SEND = "send"
-    WATCH = "watch"
-    AUTO = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +57,18 @@ def vicidial_template(snapshot: SettingsSnapshot, list_id: int) -> str | None:
 
 
 def streamer_sends(
-    mode: Mode, sender: VicidialSender, snapshot: SettingsSnapshot, list_id: int
+    mode: DeliveryMode, sender: VicidialSender, snapshot: SettingsSnapshot, list_id: int
 ) -> SkipReason | None:
     """``None`` when the streamer sends this lead itself, else why it leaves it to VICIdial."""
-    if mode is Mode.SEND:
+    if mode is DeliveryMode.SEND:
         return None
-    if mode is Mode.WATCH:
+    if mode is DeliveryMode.WATCH:
         return SkipReason.VICIDIAL_SENDS
     if sender.sends and vicidial_template(snapshot, list_id) is not None:
         return SkipReason.VICIDIAL_SENDS
     return None
 
 
-def retries_vicidial_failures(mode: Mode) -> bool:
+def retries_vicidial_failures(mode: DeliveryMode) -> bool:
     """Whether attempts VICIdial logged as failed go into our outbox."""
-    return mode is not Mode.SEND
+    return mode is not DeliveryMode.SEND

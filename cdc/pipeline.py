@@ -36,7 +36,7 @@ from .config import Config
 from .detect import Detector, LateMatch
 from .endpoints import Router
 from .metrics import Metrics, status_class
-from .modes import Mode, VicidialSender, retries_vicidial_failures, vicidial_sender
+from .modes import VicidialSender, retries_vicidial_failures, vicidial_sender
 from .records import (
     ApiLead,
     Delivery,
@@ -133,7 +133,7 @@ class Pipeline:
         self.stats = stats
         self._server_charset = server_charset
         self._enum_has_apinewlead = enum_has_apinewlead
-        self._mode = Mode(config.delivery.mode)
+        self._mode = config.delivery.mode
         self.detector = Detector(
             match_window_s=config.reader.match_window_s,
             custom_wait_s=config.reader.custom_wait_s,

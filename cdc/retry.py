@@ -3,8 +3,9 @@
 ``classify`` turns a response status (or the exception that stopped the request) into
 an :class:`Outcome`; ``verdict`` says what the attempt means for the endpoint's circuit
 breaker; ``next_delay`` picks when to try again: exponential backoff with full jitter,
-capped, honouring ``Retry-After``. ``parse_retry_after`` and ``redirect_reason`` read
-headers a hostile receiver controls, so they never raise.
+capped, honouring ``Retry-After``, on the schedule of a :class:`~cdc.config.RetryPolicy`
+(``[delivery.retry]``, whose defaults are the only ones). ``parse_retry_after`` and
+``redirect_reason`` read headers a hostile receiver controls, so they never raise.
 
 Redirects are not followed (VICIdial's PHP does not follow them either) and are not
 success: a 3xx is answered like a 4xx (dead at once with ``dead_on_4xx``, else
@@ -17,11 +18,11 @@ import datetime as _dt
 import email.utils
 import random
 import re
-from dataclasses import dataclass
 
 import yarl
 
 from .breaker import Verdict
+from .config import RetryPolicy
 from .records import Outcome
 
 #: Statuses worth another try: the receiver may recover.
@@ -37,24 +38,6 @@ MAX_RETRY_AFTER_S = 3600.0
 _MAX_REASON = 160
 _DIGITS = re.compile(r"[0-9]+")
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Backoff schedule; the defaults are ``[delivery]``'s documented ones (README, retries):
-    about 20 attempts over a day, the last ones 2 h apart."""
-
-    base_s: float = 5.0
-    factor: float = 6.0
-    cap_s: float = 7200.0
-    max_attempts: int = 20
-    max_age_s: float = 86400.0
-    #: Treat 4xx other than 408/425/429 as permanent (dead at once).
-    dead_on_4xx: bool = True
-
-
-#: The one set of retry defaults (``[delivery] retry_*``, ``max_attempts``, ``max_age_s``, ``dead_on_4xx``).
-DEFAULT_RETRY = RetryPolicy()
 
 
 def classify(status: int | None, error: BaseException | None, policy: RetryPolicy) -> Outcome:

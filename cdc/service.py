@@ -27,12 +27,11 @@ import aiohttp
 import pymysql
 
 from . import server, vicidb, vicidial
-from .config import Config
+from .config import Config, Decoder, parse_start
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
-from .modes import Mode
 from .pipeline import Pipeline, PipelineStatistics
 from .reader import faults, serverinfo
 from .reader import library as binlog
@@ -71,9 +70,9 @@ class Finding(Protocol):
 StartCheck = Callable[[Config], Sequence[Finding]]
 
 
-def reader_for(decoder: str) -> ReaderFactory:
-    """The reader ``reader.decoder`` names: the fast one unless it says ``library``."""
-    if decoder == "library":
+def reader_for(decoder: Decoder) -> ReaderFactory:
+    """The reader ``reader.decoder`` names."""
+    if decoder is Decoder.LIBRARY:
         return binlog.BinlogReader
     return fastbinlog.FastBinlogReader
 
@@ -130,7 +129,7 @@ class Service:
         self._counts: dict[str, dict[str, float]] = {}
         self._retention = Retention(float("inf"), float("inf"))
         self._overrides = UrlOverrides.of(config.urls)
-        self._mode = Mode(config.delivery.mode)
+        self._mode = config.delivery.mode
         #: The server the state follows (recorded in ``meta``); saved again when it changes.
         self._identity: serverinfo.ServerIdentity | None = None
         self._identity_unsaved = False
@@ -335,7 +334,7 @@ class Service:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
                 has_enum = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
                 charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
-                start = binlog.resolve_start(conn, binlog.parse_start(cfg.reader.start))
+                start = binlog.resolve_start(conn, parse_start(cfg.reader.start))
                 facts = serverinfo.read_facts(conn)
             return rows, has_enum, charset, start, facts
 

@@ -120,23 +120,6 @@ class ReaderStatistics:
     server: serverinfo.ServerFacts | None = None
 
 
-def parse_start(spec: str) -> Position | str:
-    """``current`` | ``earliest`` | ``FILE:POS`` | ``D-S-N[,D-S-N…]`` (MariaDB GTID)."""
-    spec = spec.strip()
-    if spec in ("current", "earliest"):
-        return spec
-    file, sep, pos = spec.rpartition(":")
-    if sep and file and pos.isdigit():
-        return Position(file, int(pos))
-    if re.fullmatch(r"\d+-\d+-\d+(,\d+-\d+-\d+)*", spec):
-        return spec
-    from ..errors import ConfigError
-
-    raise ConfigError(
-        f"reader.start must be 'current', 'earliest', 'FILE:POS' or a MariaDB GTID, got {spec!r}"
-    )
-
-
 def connect(mysql: MysqlConfig, **extra: Any) -> pymysql.Connection[Any]:
     """A plain control connection to the VICIdial database server (TLS as configured)."""
     try:

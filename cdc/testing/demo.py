@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from .. import logs, runtime, vicidial
-from ..config import Config, DeliveryConfig, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
+from ..config import Config, DeliveryConfig, DeliveryMode, HttpConfig, MysqlConfig, ReaderConfig, StateConfig
 from ..service import Service
 from .mariadb import PrivateMariaDB, ensure_installed
 from .receiver import Receiver
@@ -109,7 +109,7 @@ async def _run(args: argparse.Namespace, db: PrivateMariaDB, workdir: Path, rece
         state=StateConfig(path=str(workdir / "state" / "state.db")),
         http=HttpConfig(listen="127.0.0.1:0"),
         # The simulated VICIdial's PHP does not send by itself: the streamer sends everything.
-        delivery=DeliveryConfig(mode="send"),
+        delivery=DeliveryConfig(mode=DeliveryMode.SEND),
     )
     stop = asyncio.Event()
     traffic_stop = threading.Event()

@@ -1,4 +1,4 @@
-"""Pure parts of the reader: start specs, ENUM parsing, value normalization, purge message."""
+"""Pure parts of the reader: ENUM parsing, value normalization, purge message."""
 
 from __future__ import annotations
 
@@ -9,34 +9,8 @@ import pytest
 
 from cdc import vicidb
 from cdc.config import MysqlConfig
-from cdc.errors import ConfigError
 from cdc.reader import library as binlog
 from cdc.records import Position, Value
-
-
-class TestParseStart:
-    """reader.start accepts current, earliest, FILE:POS and MariaDB GTIDs."""
-
-    @pytest.mark.parametrize(
-        ("spec", "expected"),
-        [
-            ("current", "current"),
-            ("earliest", "earliest"),
-            ("binlog.000012:4567", Position("binlog.000012", 4567)),
-            (" mysql-bin.000001:4 ", Position("mysql-bin.000001", 4)),
-            ("0-1-42", "0-1-42"),
-            ("0-1-42,1-2-7", "0-1-42,1-2-7"),
-        ],
-    )
-    def test_valid(self, spec: str, expected: object) -> None:
-        """Each form is recognised."""
-        assert binlog.parse_start(spec) == expected
-
-    @pytest.mark.parametrize("spec", ["", "latest", "file:", ":12", "0-1", "binlog.000001:x"])
-    def test_invalid(self, spec: str) -> None:
-        """Anything else is a configuration error that lists the accepted forms."""
-        with pytest.raises(ConfigError, match="FILE:POS"):
-            binlog.parse_start(spec)
 
 
 class TestEnumLabels:

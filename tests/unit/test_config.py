@@ -10,6 +10,7 @@ import pytest
 
 from cdc import config
 from cdc.errors import ConfigError
+from cdc.records import Position
 from cdc.testing.mariadb import TlsFiles, make_tls_files
 
 
@@ -159,15 +160,15 @@ class TestValuesValidated:
             ("[delivery]\nmax_response_bytes = -1\n", "delivery.max_response_bytes", ">= 0"),
             ("[delivery]\nshutdown_grace_s = -1\n", "delivery.shutdown_grace_s", ">= 0"),
             ("[delivery]\nvicidial_attempt_timeout_s = 0\n", "delivery.vicidial_attempt_timeout_s", "> 0"),
-            ("[delivery]\nretry_base_s = 0\n", "delivery.retry_base_s", "> 0"),
-            ("[delivery]\nretry_factor = 0.5\n", "delivery.retry_factor", ">= 1"),
+            ("[delivery.retry]\nbase_s = 0\n", "delivery.retry.base_s", "> 0"),
+            ("[delivery.retry]\nfactor = 0.5\n", "delivery.retry.factor", ">= 1"),
             (
-                "[delivery]\nretry_base_s = 10\nretry_cap_s = 5\n",
-                "delivery.retry_cap_s",
-                ">= delivery.retry_base_s",
+                "[delivery.retry]\nbase_s = 10\ncap_s = 5\n",
+                "delivery.retry.cap_s",
+                ">= delivery.retry.base_s",
             ),
-            ("[delivery]\nmax_attempts = 0\n", "delivery.max_attempts", ">= 1"),
-            ("[delivery]\nmax_age_s = 0\n", "delivery.max_age_s", "> 0"),
+            ("[delivery.retry]\nmax_attempts = 0\n", "delivery.retry.max_attempts", ">= 1"),
+            ("[delivery.retry]\nmax_age_s = 0\n", "delivery.retry.max_age_s", "> 0"),
             ("[delivery]\nbreaker_failures = 0\n", "delivery.breaker_failures", ">= 1"),
             ("[delivery]\nbreaker_cooldown_s = -1\n", "delivery.breaker_cooldown_s", "> 0"),
             (
@@ -180,8 +181,8 @@ class TestValuesValidated:
                 "delivery.endpoints.crm:443.connect_timeout_s",
                 "> 0",
             ),
-            ("[log]\nlevel = 'LOUD'\n", "log.level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-            ("[log]\nformat = 'xml'\n", "log.format", "json, text"),
+            ("[log]\nlevel = 'LOUD'\n", "log.level", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+            ("[log]\nformat = 'xml'\n", "log.format", "json or text"),
             ("[urls]\nsystem = 'ftp://crm.example.com/x'\n", "urls.system", "http:// or https://"),
             ("[urls.lists]\n101 = 'crm.example.com/x'\n", "urls.lists.101", "---DISABLED---"),
         ],
@@ -219,6 +220,31 @@ class TestValuesValidated:
         """VICIdial strips only an upper-case ``VAR`` (``/^VAR/``): ``varhttps://`` would never send."""
         with pytest.raises(ConfigError, match=r"urls\.system must be an http:// or https:// URL template"):
             config.load(write(tmp_path, "[urls]\nsystem = 'varhttps://crm.example.com/x'\n"), env={})
+
+
+class TestParseStart:
+    """reader.start accepts current, earliest, FILE:POS and MariaDB GTIDs."""
+
+    @pytest.mark.parametrize(
+        ("spec", "expected"),
+        [
+            ("current", "current"),
+            ("earliest", "earliest"),
+            ("binlog.000012:4567", Position("binlog.000012", 4567)),
+            (" mysql-bin.000001:4 ", Position("mysql-bin.000001", 4)),
+            ("0-1-42", "0-1-42"),
+            ("0-1-42,1-2-7", "0-1-42,1-2-7"),
+        ],
+    )
+    def test_valid(self, spec: str, expected: object) -> None:
+        """Each form is recognised."""
+        assert config.parse_start(spec) == expected
+
+    @pytest.mark.parametrize("spec", ["", "latest", "file:", ":12", "0-1", "binlog.000001:x"])
+    def test_invalid(self, spec: str) -> None:
+        """Anything else is a configuration error that lists the accepted forms."""
+        with pytest.raises(ConfigError, match="FILE:POS"):
+            config.parse_start(spec)
 
 
 @pytest.fixture(scope="module")

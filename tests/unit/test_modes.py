@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from cdc.modes import Mode, VicidialSender, streamer_sends, vicidial_sender, vicidial_template
+from cdc.config import DeliveryMode
+from cdc.modes import VicidialSender, streamer_sends, vicidial_sender, vicidial_template
 from cdc.records import SkipReason, Value
 from cdc.settings import SettingsCache, SettingsSnapshot, UrlOverrides
 
@@ -70,8 +71,8 @@ class TestStreamerSends:
     def test_send_and_watch(self) -> None:
         """The two fixed modes ignore the settings."""
         snap = snapshot(system="http://sys.example/x")
-        assert streamer_sends(Mode.SEND, SENDS, snap, 101) is None
-        assert streamer_sends(Mode.WATCH, OLD, snap, 101) is SkipReason.VICIDIAL_SENDS
+        assert streamer_sends(DeliveryMode.SEND, SENDS, snap, 101) is None
+        assert streamer_sends(DeliveryMode.WATCH, OLD, snap, 101) is SkipReason.VICIDIAL_SENDS
 
     @pytest.mark.parametrize(
         ("sender", "system", "config_system", "watched"),
@@ -89,7 +90,7 @@ class TestStreamerSends:
         """Never both for one lead."""
         over = {"config_system": config_system} if config_system else {}
         snap = snapshot(system=system, **over)
-        reason = streamer_sends(Mode.AUTO, sender, snap, 101)
+        reason = streamer_sends(DeliveryMode.AUTO, sender, snap, 101)
         assert (reason is SkipReason.VICIDIAL_SENDS) is watched
 
     def test_sender_needs_schema_and_enum(self) -> None:

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from cdc import config
 from cdc.breaker import Verdict
+from cdc.config import RetryPolicy
 from cdc.records import Outcome
 from cdc.retry import (
     MAX_RETRY_AFTER_S,
-    RetryPolicy,
     classify,
     next_delay,
     parse_retry_after,
@@ -31,13 +31,13 @@ class TestDefaults:
 
     def test_policy_defaults_are_the_config_defaults(self) -> None:
         """A bare RetryPolicy is the schedule an empty config file gives (factor 6, 20 attempts)."""
-        assert config.load(None, env={}).delivery.retry_policy == RetryPolicy() == POLICY
+        assert config.load(None, env={}).delivery.retry == RetryPolicy() == POLICY
 
     def test_config_keys_make_the_policy(self) -> None:
-        """The flat ``[delivery]`` keys stay; the policy is built from them."""
-        env = {"VICIDIAL_CDC_DELIVERY_RETRY_FACTOR": "3", "VICIDIAL_CDC_DELIVERY_MAX_ATTEMPTS": "7"}
+        """The ``[delivery.retry]`` keys (here from their env variables) make the policy."""
+        env = {"VICIDIAL_CDC_DELIVERY_RETRY_FACTOR": "3", "VICIDIAL_CDC_DELIVERY_RETRY_MAX_ATTEMPTS": "7"}
         cfg = config.load(None, env=env)
-        assert (cfg.delivery.retry_policy.factor, cfg.delivery.retry_policy.max_attempts) == (3.0, 7)
+        assert (cfg.delivery.retry.factor, cfg.delivery.retry.max_attempts) == (3.0, 7)
 
 
 class TestClassify:
