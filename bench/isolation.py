@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from cdc.config import DeliveryConfig, EndpointLimits
+from cdc.config import DeliveryConfig, EndpointLimits, RetryPolicy
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Attempt, Delivery, UrlSource
@@ -182,9 +182,7 @@ async def blocked(directory: Path, blocked_s: float) -> dict[str, Any]:
         breaker_failures=1,
         breaker_cooldown_s=1.0,
         breaker_max_cooldown_s=600.0,
-        retry_base_s=0.05,
-        retry_cap_s=0.1,
-        max_attempts=1000,
+        retry=RetryPolicy(base_s=0.05, cap_s=0.1, max_attempts=1000),
         defaults=EndpointLimits(timeout_s=1.0, connect_timeout_s=0.5),
         shutdown_grace_s=1.0,
     )

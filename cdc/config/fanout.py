@@ -182,7 +182,7 @@ def _allowed_origins(raw: Any, url: str | None, has_secrets: bool, where: str) -
         )
         raise ConfigError(
             f"[{where}] sends secrets (headers from ${{ENV:...}}/${{FILE:...}} or signing_secrets) but"
-            f" {source}: add allowed_origins = [\"https://crm.example.com\"] (the scheme://host[:port]"
+            f' {source}: add allowed_origins = ["https://crm.example.com"] (the scheme://host[:port]'
             " they may be sent to), or give the endpoint its own url"
         )
     return tuple(dict.fromkeys(origins))

@@ -243,5 +243,3 @@ def tls_warnings(mysql: MysqlConfig) -> list[str]:
                     f"{stat.S_IMODE(mode):04o}): chmod 600 it"
                 )
     return out
-
-

@@ -27,6 +27,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from support.fence import WAIT_S, fence, fence_toml, headers_of, setup_fence, wait_for
 from support.harness import Pipeline, StartPipeline, configure
 
+from cdc.config import RetryPolicy
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import DEFAULT_API_USER, create_vicidial_schema
 from cdc.testing.simulate import Vicidial
@@ -145,7 +146,7 @@ class TestPostForm:
             tmp_path,
             toml,
             env={"HOOK_SECRET": NEW_SECRET},
-            retry_base_s=0.2,
+            retry=RetryPolicy(base_s=0.2),
         )
         await pipeline.start(config=cfg)
         lead_id = await asyncio.to_thread(
@@ -368,9 +369,7 @@ class TestFanOut:
             pipeline.database,
             tmp_path,
             toml,
-            retry_base_s=0.2,
-            retry_factor=2.0,
-            retry_cap_s=1.0,
+            retry=RetryPolicy(base_s=0.2, factor=2.0, cap_s=1.0),
             breaker_failures=3,
             breaker_cooldown_s=0.5,
             breaker_max_cooldown_s=1.0,

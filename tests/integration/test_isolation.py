@@ -22,7 +22,7 @@ from support.harness import StartPipeline, fast_config
 from support.waiting import wait_until_async
 
 from cdc.breaker import BreakerState
-from cdc.config import DeliveryConfig, EndpointLimits
+from cdc.config import DeliveryConfig, EndpointLimits, RetryPolicy
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Delivery, UrlSource
@@ -151,9 +151,7 @@ class TestBlockedDoesNotPoll:
             breaker_failures=1,
             breaker_cooldown_s=0.3,
             breaker_max_cooldown_s=60.0,
-            retry_base_s=0.05,
-            retry_cap_s=0.1,
-            max_attempts=1000,
+            retry=RetryPolicy(base_s=0.05, cap_s=0.1, max_attempts=1000),
             defaults=EndpointLimits(timeout_s=1.0, connect_timeout_s=0.5),
         )
         try:
@@ -251,7 +249,7 @@ class TestHostileAnswers:
                     return web.Response(text="OK")
             return web.Response(status=answers[name], headers={"Retry-After": "\u00b2"}, text="x")
 
-        config = DeliveryConfig(mode="send", retry_base_s=0.05, retry_cap_s=0.1)
+        config = DeliveryConfig(mode="send", retry=RetryPolicy(base_s=0.05, cap_s=0.1))
         async with serving(hostile) as url, running_sender(tmp_path / "ra.db", config) as run:
             await run.enqueue(_delivery(1, "ok", url), _delivery(2, "busy", url))
 

@@ -20,7 +20,7 @@ from support.fence import fence
 from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 
-from cdc.config import Config, UrlsConfig
+from cdc.config import Config, RetryPolicy, UrlsConfig
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema
@@ -65,7 +65,10 @@ def mode_config(server: PrivateMariaDB, database: str, state: Path, mode: str, *
     return dataclasses.replace(
         cfg,
         delivery=dataclasses.replace(
-            cfg.delivery, mode=mode, vicidial_attempt_timeout_s=2.0, retry_base_s=0.2, retry_cap_s=1.0
+            cfg.delivery,
+            mode=mode,
+            vicidial_attempt_timeout_s=2.0,
+            retry=RetryPolicy(base_s=0.2, cap_s=1.0),
         ),
         urls=UrlsConfig(**urls),  # type: ignore[arg-type]
     )

@@ -24,6 +24,7 @@ from cdc.config import (
     HttpConfig,
     MysqlConfig,
     ReaderConfig,
+    RetryPolicy,
     StateConfig,
     load,
 )
@@ -37,10 +38,7 @@ from support import fence as fencing
 #: Delivery settings with short retry and breaker timers, for tests that watch them act.
 FAST_DELIVERY = DeliveryConfig(
     mode="send",
-    retry_base_s=0.2,
-    retry_factor=2.0,
-    retry_cap_s=1.0,
-    max_attempts=6,
+    retry=RetryPolicy(base_s=0.2, factor=2.0, cap_s=1.0, max_attempts=6),
     breaker_failures=3,
     breaker_cooldown_s=0.5,
     breaker_max_cooldown_s=1.0,
@@ -71,10 +69,19 @@ def make_config(server: PrivateMariaDB, database: str, state_path: Path, **reade
     )
 
 
-def fast_config(server: PrivateMariaDB, database: str, state: Path, **delivery: object) -> Config:
-    """:func:`make_config` with :data:`FAST_DELIVERY` (``delivery`` overrides its fields)."""
+def fast_config(
+    server: PrivateMariaDB,
+    database: str,
+    state: Path,
+    *,
+    max_attempts: int = FAST_DELIVERY.retry.max_attempts,
+    **delivery: object,
+) -> Config:
+    """:func:`make_config` with :data:`FAST_DELIVERY` (``delivery`` overrides its fields,
+    ``max_attempts`` its retry policy's)."""
     cfg = make_config(server, database, state)
-    return dataclasses.replace(cfg, delivery=dataclasses.replace(FAST_DELIVERY, **delivery))
+    retry = dataclasses.replace(FAST_DELIVERY.retry, max_attempts=max_attempts)
+    return dataclasses.replace(cfg, delivery=dataclasses.replace(FAST_DELIVERY, retry=retry, **delivery))
 
 
 def configure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from pathlib import Path
 
@@ -92,6 +93,115 @@ class TestErrors:
         """An env value that does not parse names the variable."""
         with pytest.raises(ConfigError, match="VICIDIAL_CDC_MYSQL_PORT"):
             config.load(None, env={"VICIDIAL_CDC_MYSQL_PORT": "many"})
+
+
+class TestChoices:
+    """Closed choices (delivery.mode, reader.decoder, log.level, log.format) are enums."""
+
+    def test_defaults_are_members(self) -> None:
+        """An empty config gives the enum members, not bare strings."""
+        cfg = config.load(None, env={})
+        assert cfg.delivery.mode is config.DeliveryMode.AUTO
+        assert cfg.reader.decoder is config.Decoder.FAST
+        assert (cfg.log.level, cfg.log.format) == (config.LogLevel.INFO, config.LogFormat.JSON)
+
+    def test_file_and_env_values_become_members(self, tmp_path: Path) -> None:
+        """A value from the file or the environment is parsed into its member; log.level in any case."""
+        path = write(tmp_path, "[delivery]\nmode = 'watch'\n[log]\nlevel = 'debug'\nformat = 'text'\n")
+        cfg = config.load(path, env={"VICIDIAL_CDC_READER_DECODER": "library"})
+        assert cfg.delivery.mode is config.DeliveryMode.WATCH
+        assert cfg.reader.decoder is config.Decoder.LIBRARY
+        assert (cfg.log.level, cfg.log.format) == (config.LogLevel.DEBUG, config.LogFormat.TEXT)
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("VICIDIAL_CDC_DELIVERY_MODE", "both", "delivery.mode must be send, watch or auto, got 'both'"),
+            ("VICIDIAL_CDC_READER_DECODER", "FAST", "reader.decoder must be fast or library, got 'FAST'"),
+        ],
+    )
+    def test_bad_env_choice(self, variable: str, value: str, message: str) -> None:
+        """A bad value from the environment names the variable, the key and the choices."""
+        with pytest.raises(ConfigError, match=variable) as caught:
+            config.load(None, env={variable: value})
+        assert message in str(caught.value)
+
+    def test_not_a_string(self, tmp_path: Path) -> None:
+        """A choice written as another TOML type is a type error."""
+        with pytest.raises(ConfigError, match=r"delivery\.mode must be str, got int"):
+            config.load(write(tmp_path, "[delivery]\nmode = 1\n"), env={})
+
+    def test_strings_in_code_become_members(self) -> None:
+        """A section built in code with a plain string holds the member, so ``is`` compares hold."""
+        assert config.DeliveryConfig(mode="send").mode is config.DeliveryMode.SEND
+        assert config.ReaderConfig(decoder="library").decoder is config.Decoder.LIBRARY
+        assert config.DECODERS == (config.Decoder.FAST, config.Decoder.LIBRARY)
+
+
+class TestRetryTable:
+    """[delivery.retry]: one retry policy, whose defaults are RetryPolicy's; the old flat keys are refused."""
+
+    def test_table(self, tmp_path: Path) -> None:
+        """Keys given in [delivery.retry] replace the defaults; the others keep RetryPolicy's."""
+        text = (
+            "[delivery]\nmax_in_flight = 10\n"
+            "[delivery.retry]\nbase_s = 1\nmax_attempts = 3\ndead_on_4xx = false\n"
+        )
+        retry = config.load(write(tmp_path, text), env={}).delivery.retry
+        default = config.RetryPolicy()
+        assert (retry.base_s, retry.max_attempts, retry.dead_on_4xx) == (1.0, 3, False)
+        assert (retry.factor, retry.cap_s) == (default.factor, default.cap_s)
+        assert retry.max_age_s == default.max_age_s
+
+    def test_env(self) -> None:
+        """Each key has its variable, VICIDIAL_CDC_DELIVERY_RETRY_<KEY>, which wins over the file."""
+        env = {"VICIDIAL_CDC_DELIVERY_RETRY_MAX_AGE_S": "60", "VICIDIAL_CDC_DELIVERY_RETRY_DEAD_ON_4XX": "no"}
+        retry = config.load(None, env=env).delivery.retry
+        assert (retry.max_age_s, retry.dead_on_4xx) == (60.0, False)
+
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            ("retry_base_s = 5", "delivery.retry.base_s"),
+            ("retry_factor = 6", "delivery.retry.factor"),
+            ("retry_cap_s = 7200", "delivery.retry.cap_s"),
+            ("max_attempts = 20", "delivery.retry.max_attempts"),
+            ("max_age_s = 86400", "delivery.retry.max_age_s"),
+            ("dead_on_4xx = true", "delivery.retry.dead_on_4xx"),
+        ],
+    )
+    def test_old_flat_key_names_the_new_one(self, tmp_path: Path, old: str, new: str) -> None:
+        """A retry key left flat in [delivery] (as before) is an error naming its new key, never ignored."""
+        key = old.partition(" ")[0]
+        with pytest.raises(ConfigError, match=rf"delivery\.{key} is now {re.escape(new)}") as caught:
+            config.load(write(tmp_path, f"[delivery]\n{old}\n"), env={})
+        assert "[delivery.retry]" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            ("VICIDIAL_CDC_DELIVERY_MAX_ATTEMPTS", "VICIDIAL_CDC_DELIVERY_RETRY_MAX_ATTEMPTS"),
+            ("VICIDIAL_CDC_DELIVERY_MAX_AGE_S", "VICIDIAL_CDC_DELIVERY_RETRY_MAX_AGE_S"),
+            ("VICIDIAL_CDC_DELIVERY_DEAD_ON_4XX", "VICIDIAL_CDC_DELIVERY_RETRY_DEAD_ON_4XX"),
+        ],
+    )
+    def test_old_variable_names_the_new_one(self, old: str, new: str) -> None:
+        """A variable whose name changed with the table is an error naming the new variable."""
+        with pytest.raises(ConfigError, match=f"{old} is now {new}"):
+            config.load(None, env={old: "1"})
+
+    @pytest.mark.parametrize(
+        ("text", "match"),
+        [
+            ("[delivery]\nretry = 5\n", r"\[delivery\.retry\] must be a table"),
+            ("[delivery.retry]\nbase = 5\n", r"unknown key\(s\) in \[delivery\.retry\]: base"),
+            ("[delivery.retry]\nmax_attempts = 2.5\n", "delivery.retry.max_attempts must be int, got float"),
+        ],
+    )
+    def test_bad_table(self, tmp_path: Path, text: str, match: str) -> None:
+        """Mistakes inside [delivery.retry] name the table and the key."""
+        with pytest.raises(ConfigError, match=match):
+            config.load(write(tmp_path, text), env={})
 
 
 class TestSecrets:
