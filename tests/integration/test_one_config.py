@@ -74,13 +74,15 @@ def _header_settings(name: str) -> dict[str, str]:
     return {f"{section}.{key}": value.replace("NAME", INSTANCE) for section, key, value in found}
 
 
-def _toml(doc: dict[str, dict[str, Any]]) -> str:
-    """A flat two-level TOML document (sections of scalars), enough for this config."""
+def _toml(doc: dict[str, dict[str, Any]], prefix: str = "") -> str:
+    """A TOML document of tables of scalars and sub-tables (``[delivery.retry]``), enough for this config."""
     lines: list[str] = []
     for section, table in doc.items():
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append(f"[{prefix}{section}]")
+        subtables = {key: value for key, value in table.items() if isinstance(value, dict)}
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items() if key not in subtables]
+        if subtables:
+            lines.append(_toml(subtables, f"{prefix}{section}.").rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

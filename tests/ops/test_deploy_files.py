@@ -421,7 +421,7 @@ class TestExampleConfig:
             f.name: _config_keys(typing.get_type_hints(cdc_config.Config)[f.name])
             for f in dataclasses.fields(cdc_config.Config)
         }
-        sections["delivery"] |= _config_keys(cdc_config.EndpointLimits) | {"endpoints"}
+        sections["delivery"] |= _config_keys(cdc_config.EndpointLimits) | {"endpoints", "retry"}
         sections["urls"] = {"system", "lists"}
         for section, keys in sections.items():
             assert section in raw, f"[{section}] missing"
@@ -429,3 +429,10 @@ class TestExampleConfig:
             assert not missing, f"[{section}] lacks {sorted(missing)}"
         example_endpoint = next(iter(raw["delivery"]["endpoints"].values()))
         assert _config_keys(cdc_config.EndpointLimits) <= set(example_endpoint)
+        missing = _config_keys(cdc_config.RetryPolicy) - set(raw["delivery"]["retry"])
+        assert not missing, f"[delivery.retry] lacks {sorted(missing)}"
+
+    def test_values_are_the_defaults(self) -> None:
+        """The example's [delivery.retry] values are RetryPolicy's defaults, the only ones."""
+        loaded = cdc_config.load(DEPLOY / "config.example.toml", env={"VICIDIAL_CDC_MYSQL_PASSWORD": "x"})
+        assert loaded.delivery.retry == cdc_config.RetryPolicy()
