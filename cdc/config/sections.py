@@ -358,6 +358,3 @@ class Config:
     delivery: DeliveryConfig = DeliveryConfig()
     urls: UrlsConfig = UrlsConfig()
     log: LogConfig = LogConfig()
-
-
-#: ``reader.decoder`` values.
