@@ -37,6 +37,11 @@ class SslMode(enum.StrEnum):
     VERIFY_CA = "verify_ca"  # ... and its certificate is signed by ssl_ca (or a system CA)
     VERIFY_IDENTITY = "verify_identity"  # ... and names [mysql] host
 
+    @classmethod
+    def _missing_(cls, value: object) -> SslMode | None:
+        # MySQL writes them upper case (VERIFY_CA).
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
+
 
 @dataclass(frozen=True, slots=True)
 class MysqlConfig:
@@ -57,14 +62,19 @@ class MysqlConfig:
     #: Name of this VICIdial database in outbox keys and metrics (default: host).
     source: str = ""
     #: TLS for every connection (the binlog carries leads and password hashes), under
-    #: the MySQL client names. "": verify_identity when ssl_ca or ssl_cert is set,
-    #: else preferred. See :class:`SslMode`.
-    ssl_mode: str = ""
+    #: the MySQL client names. ``None`` (``""`` in the file): verify_identity when ssl_ca
+    #: or ssl_cert is set, else preferred; :attr:`tls_mode` is the effective one.
+    ssl_mode: SslMode | None = None
     #: PEM file of the CA that signed the server's certificate ("": the system's CAs).
     ssl_ca: str = ""
     #: Client certificate and its unencrypted key (PEM), for accounts ``REQUIRE X509``.
     ssl_cert: str = ""
     ssl_key: str = ""
+
+    def __post_init__(self) -> None:
+        # A plain string given in code (tests, bench) becomes the enum; "" is unset.
+        if self.ssl_mode is not None:
+            object.__setattr__(self, "ssl_mode", SslMode(self.ssl_mode) if self.ssl_mode else None)
 
     @property
     def source_name(self) -> str:
@@ -72,9 +82,9 @@ class MysqlConfig:
 
     @property
     def tls_mode(self) -> SslMode:
-        """The effective mode: ``ssl_mode``, or what the TLS files imply when it is empty."""
-        if self.ssl_mode:
-            return SslMode(self.ssl_mode.lower())  # MySQL writes them upper case
+        """The effective mode: ``ssl_mode``, or what the TLS files imply when it is unset."""
+        if self.ssl_mode is not None:
+            return self.ssl_mode
         return SslMode.VERIFY_IDENTITY if self.ssl_ca or self.ssl_cert else SslMode.PREFERRED
 
     def ssl_context(self) -> ssl.SSLContext | None:

@@ -142,11 +142,6 @@ def _check_range(where: str, value: float, allowed: _Range) -> None:
         raise ConfigError(f"{where} must be {allowed}, got {value!r}")
 
 
-def _check_choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 def _validate_reader(reader: ReaderConfig) -> None:
     from .. import charset  # pure; the charsets VICIdial's connection may use
 
@@ -200,8 +195,6 @@ def _validate_mysql(mysql: MysqlConfig) -> None:
     for key in ("host", "user", "database"):
         if not getattr(mysql, key).strip():
             raise ConfigError(f"mysql.{key} must not be empty")
-    if mysql.ssl_mode:
-        _check_choice("mysql.ssl_mode", mysql.ssl_mode.lower(), tuple(m.value for m in SslMode))
     mode = mysql.tls_mode
     files = {k: getattr(mysql, k) for k in ("ssl_ca", "ssl_cert", "ssl_key") if getattr(mysql, k)}
     if mode in (SslMode.DISABLED, SslMode.PREFERRED) and files:

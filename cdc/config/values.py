@@ -59,8 +59,9 @@ def is_nested(hint: Any) -> bool:
 
 
 def _coerce(text: str, hint: Any, variable: str, where: str) -> Any:
+    hint, optional = _unwrap(hint)
     if _is_enum(hint):
-        return _choice(text, hint, f"{variable}: {where}")
+        return None if optional and not text else _choice(text, hint, f"{variable}: {where}")
     try:
         if hint is bool:
             if text.lower() in ("1", "true", "yes", "on"):
@@ -78,17 +79,23 @@ def _coerce(text: str, hint: Any, variable: str, where: str) -> Any:
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
-    if isinstance(hint, types.UnionType):
-        hint = next(h for h in typing.get_args(hint) if h is not type(None))
+    hint, optional = _unwrap(hint)
     if _is_enum(hint):
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be str, got {type(value).__name__}")
-        return _choice(value, hint, where)
+        return None if optional and not value else _choice(value, hint, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__}")
     return value
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """``X`` of ``X | None``, and whether ``None`` was allowed (an empty string is ``None``)."""
+    if isinstance(hint, types.UnionType):
+        return next(h for h in typing.get_args(hint) if h is not type(None)), True
+    return hint, False
 
 
 def _is_enum(hint: Any) -> bool:

@@ -96,7 +96,7 @@ class TestErrors:
 
 
 class TestChoices:
-    """Closed choices (delivery.mode, reader.decoder, log.level, log.format) are enums."""
+    """Closed choices (delivery.mode, reader.decoder, mysql.ssl_mode, log.level, log.format) are enums."""
 
     def test_defaults_are_members(self) -> None:
         """An empty config gives the enum members, not bare strings."""
@@ -125,6 +125,17 @@ class TestChoices:
         with pytest.raises(ConfigError, match=variable) as caught:
             config.load(None, env={variable: value})
         assert message in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [("", None), ("VERIFY_CA", config.SslMode.VERIFY_CA), ("required", config.SslMode.REQUIRED)],
+    )
+    def test_ssl_mode(self, tmp_path: Path, text: str, expected: config.SslMode | None) -> None:
+        """mysql.ssl_mode is an SslMode in either case; empty is unset (the TLS files decide)."""
+        path = write(tmp_path, f"[mysql]\nssl_mode = '{text}'\n")
+        assert config.load(path, env={}).mysql.ssl_mode is expected
+        assert config.load(None, env={"VICIDIAL_CDC_MYSQL_SSL_MODE": text}).mysql.ssl_mode is expected
+        assert config.MysqlConfig(ssl_mode=text).ssl_mode is expected
 
     def test_not_a_string(self, tmp_path: Path) -> None:
         """A choice written as another TOML type is a type error."""
