@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -20,7 +21,7 @@ import aiohttp
 import pytest
 
 from cdc.breaker import BreakerState
-from cdc.config import DeliveryConfig, EndpointLimits
+from cdc.config import DeliveryConfig, EndpointLimits, RetryPolicy
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Attempt, Delivery, Position, UrlSource
@@ -66,10 +67,17 @@ class InlineOutbox:
         return self.store.requeue_in_flight()
 
 
-def delivery_config(limits: EndpointLimits | None = None, **retry: Any) -> DeliveryConfig:
-    """The sender's config: fast retries (milliseconds) unless ``retry`` says otherwise."""
-    fast = {"retry_base_s": 0.02, "retry_factor": 1.0, "retry_cap_s": 0.05, "max_attempts": 5}
-    return DeliveryConfig(mode="send", defaults=limits or EndpointLimits(), **(fast | retry))
+#: The sender's retries in tests: milliseconds apart.
+FAST_RETRY = RetryPolicy(base_s=0.02, factor=1.0, cap_s=0.05, max_attempts=5)
+
+
+def delivery_config(limits: EndpointLimits | None = None, **settings: Any) -> DeliveryConfig:
+    """The sender's config: :data:`FAST_RETRY` unless ``settings`` says otherwise (RetryPolicy's
+    keys change ``retry``, the others ``[delivery]``)."""
+    retry_keys = {f.name for f in dataclasses.fields(RetryPolicy)}
+    retry = dataclasses.replace(FAST_RETRY, **{k: v for k, v in settings.items() if k in retry_keys})
+    rest = {k: v for k, v in settings.items() if k not in retry_keys}
+    return DeliveryConfig(mode="send", defaults=limits or EndpointLimits(), retry=retry, **rest)
 
 
 @dataclass
@@ -195,7 +203,7 @@ class TestRetries:
     async def test_timeout_is_retried(self) -> None:
         """No answer within timeout_s: the attempt is a timeout, and the row is retried."""
         limits = EndpointLimits(timeout_s=0.1)
-        async with running(delivery_config(limits, retry_base_s=60.0, retry_cap_s=60.0)) as (h, _, _):
+        async with running(delivery_config(limits, base_s=60.0, cap_s=60.0)) as (h, _, _):
             h.receiver.latency_s = 1.0
             (row_id,) = h.enqueue(1)
             await h.wait_until(lambda: h.row(row_id).attempts == 1)
@@ -245,7 +253,7 @@ class TestEndpointProtection:
 
     async def test_retry_after_pauses_the_endpoint(self) -> None:
         """429 with Retry-After: 1: the endpoint pauses, the next request waits that long, then goes."""
-        async with running(delivery_config(retry_cap_s=5.0)) as (h, _, _):
+        async with running(delivery_config(cap_s=5.0)) as (h, _, _):
             h.receiver.respond_with([429], retry_after="1")
             (row_id,) = h.enqueue(1)
             await h.wait_until(lambda: h.row(row_id).attempts == 1)
