@@ -1,13 +1,13 @@
 """Time and peak memory of the fast reader through one huge row event.
 
-    .venv/bin/python -m bench.large_event [--mib 64] [--reader cdc.reader.raw]
+    .venv/bin/python -m bench.large_event [--mib 64] [--reader cdc.reader]
 
 Starts a private MariaDB (``max_allowed_packet=512M``), writes one ``--mib`` MiB row
 into an unwatched table (the reader skips it), then one into a watched ``custom_<id>``
 table (the reader decodes it), and after each, in a fresh process, reads the binlog
 from before that row to the group end after it (``skip``, ``decode``): wall seconds,
 and peak RSS (VmHWM) minus the RSS before reading. One JSON line per case.
-``--reader`` names the module whose ``FastBinlogReader`` runs (to compare with a copy
+``--reader`` names the module whose ``fast_reader`` factory runs (to compare with a copy
 of an older version).
 """
 
@@ -42,9 +42,9 @@ def _rss_kib(field: str) -> int:
 
 
 async def _read(module: str, port: int, start: Position, stop: Position) -> dict[str, Any]:
-    reader_class = importlib.import_module(module).FastBinlogReader
+    factory = importlib.import_module(module).fast_reader
     mysql = MysqlConfig(host="127.0.0.1", port=port, user="root", database=DATABASE, read_timeout_s=120.0)
-    reader = reader_class(mysql, {"custom_777"}, start)
+    reader = factory(mysql, {"custom_777"}, start)
     base = _rss_kib("VmRSS")
     if os.environ.get("LARGE_EVENT_TRACE"):
         import tracemalloc
@@ -85,7 +85,7 @@ def _position(conn: pymysql.Connection[Any]) -> Position:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=64)
-    parser.add_argument("--reader", default="cdc.reader.raw")
+    parser.add_argument("--reader", default="cdc.reader")
     parser.add_argument("--child", nargs=4, metavar=("PORT", "START", "STOP", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -37,6 +37,7 @@ from cdc.config import (
     StateConfig,
     UrlsConfig,
 )
+from cdc.reader import ReaderFactory, reader_for
 from cdc.records import GroupEnd, Op, Position, RowChange
 from cdc.service import LEAD_TABLES
 from cdc.settings import SETTINGS_TABLES
@@ -87,16 +88,10 @@ def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlCon
     )
 
 
-def reader_class(kind: str) -> type[Any]:
-    """The reader class for ``kind`` (imported lazily: the fast one may be absent)."""
-    if kind == "library":
-        from cdc.reader.library import BinlogReader
-
-        return BinlogReader
-    if kind == "fast":
-        from cdc.reader.raw import FastBinlogReader
-
-        return FastBinlogReader
+def reader_factory(kind: str) -> ReaderFactory:
+    """The reader factory for ``kind``: ``reader.decoder``'s two, or the process prototype."""
+    if kind in ("library", "fast"):
+        return reader_for(kind)
     if kind == "process":
         from bench.procreader import ProcessBinlogReader
 
@@ -180,10 +175,10 @@ def scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
 
 
 async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
-    cls = reader_class(kind)
+    factory = reader_factory(kind)
     cpu0, _ = _usage()
     started = time.perf_counter()
-    reader = cls(
+    reader = factory(
         mysql_config(p.port, p.database, heartbeat_s=0.2), WATCHED_TABLES, p.start, flush_interval_s=0.01
     )
     reader.start()
@@ -351,7 +346,7 @@ async def _run_e2e(
             urls=UrlsConfig(system=p.url_template),
         )
         # The process prototype is not a configurable reader: the service is given it.
-        service = Service(config, Metrics(), reader_factory=reader_class(p.reader))
+        service = Service(config, Metrics(), reader_factory=reader_factory(p.reader))
         stop = asyncio.Event()
         cpu0, _ = _usage()
         started = time.perf_counter()

@@ -10,10 +10,10 @@ measures, each in a fresh process:
   (``--noise-ratio`` of the statements are busy-dialer noise, the rest complete
   add_lead calls and loader inserts) and a *leads* one (add_lead calls only), by
   (a) stock ``mysql-replication`` with the same table filter and ``freeze_schema``,
-  (b) our library-based reader (``cdc.reader.library.BinlogReader``, ``reader.decoder = "library"``,
+  (b) our library-based reader (``cdc.reader.library_reader``, ``reader.decoder = "library"``,
   feeding an asyncio consumer; ``--scanners ...,library``),
   (c) ``mariadb-binlog --verbose`` decoding the same file to /dev/null and
-  (d) the fast reader (``cdc.reader.raw.FastBinlogReader``); medians of ``--repeat``;
+  (d) the fast reader (``cdc.reader.fast_reader``); medians of ``--repeat``;
 - **e2e**: the real ``cdc.service.Service`` (durable SQLite outbox) replaying the
   leads segment as a backlog (``start`` = its first position) against a
   ``cdc.testing.receiver.Receiver`` in its own process: API leads/s delivered, measured from

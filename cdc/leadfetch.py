@@ -38,7 +38,7 @@ _TEMPORAL_TYPES: Final = (
 
 
 def connection_options() -> dict[str, Any]:
-    """``binlog.connect`` options for lead SELECTs: read-only, temporal values as text.
+    """``cdc.reader.connection.connect`` options for lead SELECTs: read-only, temporal values as text.
 
     DATE/DATETIME/TIMESTAMP/TIME come back as the server's text (``0000-00-00``
     included), exactly what PHP reads, which :func:`cdc.vicidb.binlog_row` turns into

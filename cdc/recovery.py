@@ -32,7 +32,7 @@ from .config import Config
 from .detect import LateMatch
 from .errors import CdcError, ReaderFault, SourceError
 from .pipeline import Pipeline, Step, failed_delivery
-from .reader import library as binlog
+from .reader.connection import connect
 from .reader.unreadable import grant_statement
 from .records import ApiLead, Delivery
 from .settings import SettingsCache
@@ -189,7 +189,7 @@ class LeadRecovery:
         """A LeadFetcher on a new read-only connection (blocking: call it in a thread)."""
         mysql = self._config.mysql
         router, snapshot = self._pipeline.router(), self._settings.snapshot()
-        with contextlib.closing(binlog.connect(mysql, **leadfetch.connection_options())) as conn:
+        with contextlib.closing(connect(mysql, **leadfetch.connection_options())) as conn:
             yield leadfetch.LeadFetcher(
                 conn, mysql.database, lambda list_id: router.needs_custom(snapshot, list_id)
             )

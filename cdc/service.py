@@ -27,15 +27,15 @@ import aiohttp
 import pymysql
 
 from . import server, vicidb, vicidial
-from .config import Config, Decoder, parse_start
+from .config import Config, parse_start
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
 from .pipeline import Pipeline, PipelineStatistics
-from .reader import faults, serverinfo
-from .reader import library as binlog
-from .reader import raw as fastbinlog
+from .reader import Reader, ReaderFactory, ReaderStatistics, faults, reader_for, serverinfo
+from .reader.connection import connect
+from .reader.position import resolve_start, server_binlogs
 from .records import Position, SourceItem
 from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
 #: ``meta`` key of the identity of the database server the state follows.
-
-#: Builds the binlog reader; called like :class:`cdc.reader.library.BinlogReader`'s constructor.
-ReaderFactory = Callable[..., binlog.BinlogReader]
 
 
 class Finding(Protocol):
@@ -68,13 +65,6 @@ class Finding(Protocol):
 #: The start-up check (``reader.check_at_start``): what is not right with the server, the
 #: grants and the settings. The CLI passes ``vicidial-cdc check``'s (``cdc.ops.check.start_check``).
 StartCheck = Callable[[Config], Sequence[Finding]]
-
-
-def reader_for(decoder: Decoder) -> ReaderFactory:
-    """The reader ``reader.decoder`` names."""
-    if decoder is Decoder.LIBRARY:
-        return binlog.BinlogReader
-    return fastbinlog.FastBinlogReader
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,7 +109,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.settings = SettingsCache()
         self.pipeline: Pipeline | None = None
-        self.reader: binlog.BinlogReader | None = None
+        self.reader: Reader | None = None
         self.sender: Sender | None = None
         self.store: AsyncStore | None = None
         self._sqlite: SqliteStore | None = None
@@ -310,8 +300,8 @@ class Service:
                 await asyncio.wait_for(stop.wait(), 30.0)
 
     def _read_retention(self, checkpoint: Position) -> Retention:
-        with contextlib.closing(binlog.connect(self.config.mysql)) as conn:
-            logs = binlog.server_binlogs(conn)
+        with contextlib.closing(connect(self.config.mysql)) as conn:
+            logs = server_binlogs(conn)
             names = ", ".join(f"'{n}'" for n in serverinfo.RETENTION_VARIABLES)
             with conn.cursor() as cur:
                 cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
@@ -330,11 +320,11 @@ class Service:
         cfg = self.config
 
         def load() -> tuple[vicidb.SettingsRows, bool, str, Position | str, serverinfo.ServerFacts]:
-            with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
+            with contextlib.closing(connect(cfg.mysql)) as conn:
                 rows = vicidb.load_settings_rows(conn, cfg.mysql.database)
                 has_enum = vicidb.url_type_has_apinewlead(conn, cfg.mysql.database)
                 charset = vicidb.connection_charset(conn, cfg.reader.server_charset)
-                start = binlog.resolve_start(conn, parse_start(cfg.reader.start))
+                start = resolve_start(conn, parse_start(cfg.reader.start))
                 facts = serverinfo.read_facts(conn)
             return rows, has_enum, charset, start, facts
 
@@ -497,7 +487,7 @@ class Service:
     # -- observation -------------------------------------------------------------------
 
     def _sample(self) -> StateSample:
-        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        rs = self.reader.statistics() if self.reader else ReaderStatistics()
         ds = self.pipeline.detector.statistics() if self.pipeline else None
         lag = 0.0
         if rs.last_event_ts and rs.last_event_monotonic > rs.last_heartbeat_monotonic:
@@ -535,7 +525,7 @@ class Service:
         )
 
     def _readiness(self) -> server.Readiness:
-        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        rs = self.reader.statistics() if self.reader else ReaderStatistics()
         checks = {
             "binlog_connected": rs.connected,
             "store_open": self.store is not None,
@@ -566,7 +556,7 @@ class Service:
 
     def _health_status(self) -> dict[str, Any]:
         """Reader faults, reconnect causes, the server followed, and how this start began."""
-        rs = self.reader.statistics() if self.reader else binlog.ReaderStatistics()
+        rs = self.reader.statistics() if self.reader else ReaderStatistics()
         fault = rs.fault
         facts = rs.server
         return {

@@ -74,7 +74,7 @@ from ..endpoints import Router
 from ..errors import ConfigError, ExitCode
 from ..leadfetch import LeadFetcher, build_lead, connection_options
 from ..modes import vicidial_sender
-from ..reader import library as binlog
+from ..reader.connection import connect
 from ..records import ApiLead, Delivery, SkipReason, Value
 from ..records import as_int as _int
 from ..records import as_text as _text
@@ -324,7 +324,7 @@ def replay_command(
                     "replay --force needs the state store's requeue(), which this build lacks;"
                     " run without --force (already stored leads are then left as they are)"
                 )
-        conn = stack.enter_context(contextlib.closing(binlog.connect(config.mysql, **connection_options())))
+        conn = stack.enter_context(contextlib.closing(connect(config.mysql, **connection_options())))
         selection = Selection(
             lead_ids=ids,
             ranges=ranges,

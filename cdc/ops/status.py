@@ -20,7 +20,8 @@ import pymysql
 
 from ..config import Config
 from ..errors import CdcError, ConfigError, ExitCode
-from ..reader import library as binlog
+from ..reader.connection import connect
+from ..reader.position import current_position, purged_message, server_binlogs
 from ..records import Position
 from ..store import EndpointCounts
 from .output import json_text, text_table
@@ -80,11 +81,11 @@ def binlog_lag(checkpoint: Position, current: Position, binlogs: Sequence[tuple[
 def read_server(config: Config) -> ServerState:
     """The server's current binlog position and files, or why they cannot be read."""
     try:
-        with contextlib.closing(binlog.connect(config.mysql, autocommit=True)) as conn:
+        with contextlib.closing(connect(config.mysql, autocommit=True)) as conn:
             return ServerState(
                 reachable=True,
-                position=binlog.current_position(conn),
-                binlogs=tuple(binlog.server_binlogs(conn)),
+                position=current_position(conn),
+                binlogs=tuple(server_binlogs(conn)),
             )
     except (CdcError, pymysql.MySQLError, OSError) as exc:
         return ServerState(reachable=False, error=str(exc))
@@ -123,7 +124,7 @@ def status_report(
     if checkpoint is not None and server.position is not None:
         lag = dataclasses.asdict(binlog_lag(checkpoint, server.position, server.binlogs))
         if lag["purged"]:
-            lag["message"] = binlog.purged_message(checkpoint, [name for name, _ in server.binlogs])
+            lag["message"] = purged_message(checkpoint, [name for name, _ in server.binlogs])
     endpoints = [
         {
             "endpoint_id": c.endpoint_id,

@@ -1,1 +1,50 @@
-"""reader"""
+"""The binlog reader: binlog bytes in, batches of records out; nothing about leads.
+
+The service uses only what this module exports: the :class:`Reader` interface, its
+:class:`ReaderStatistics`, and :func:`reader_for`, which turns ``reader.decoder`` into
+a :data:`ReaderFactory`. Inside, one component (:mod:`cdc.reader.follower`: thread,
+bounded channel, backoff, faults, resume position) reads through one of two sources
+composed into it: raw packets (:mod:`cdc.reader.raw`, the default) or
+``mysql-replication`` events (:mod:`cdc.reader.library`, the reference and fallback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..config import MysqlConfig
+from ..records import Position
+from .follower import BinlogReader
+from .interface import Reader, ReaderFactory, ReaderStatistics
+from .library import LibrarySource
+from .raw import RawSource
+
+__all__ = ["Reader", "ReaderFactory", "ReaderStatistics", "fast_reader", "library_reader", "reader_for"]
+
+
+def fast_reader(
+    mysql: MysqlConfig,
+    tables: Iterable[str],
+    start: Position | str,
+    *,
+    linger_s: float = 0.02,
+    **options: Any,
+) -> BinlogReader:
+    """The reader on the raw source (``reader.decoder = "fast"``); ``options`` as
+    :class:`cdc.reader.follower.BinlogReader` takes them, ``linger_s`` as :class:`RawSource`."""
+    return BinlogReader(mysql, tables, start, source=RawSource(linger_s=linger_s), **options)
+
+
+def library_reader(
+    mysql: MysqlConfig, tables: Iterable[str], start: Position | str, **options: Any
+) -> BinlogReader:
+    """The reader on ``mysql-replication`` (``reader.decoder = "library"``)."""
+    return BinlogReader(mysql, tables, start, source=LibrarySource(), **options)
+
+
+def reader_for(decoder: str) -> ReaderFactory:
+    """The reader ``reader.decoder`` names: the fast one unless it says ``library``."""
+    if decoder == "library":
+        return library_reader
+    return fast_reader

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pymysql
 
-from ..errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SchemaError, SourceError
+from ..errors import BinlogPurgedError, ReaderFault, ReaderFaultError, SourceError
 from ..records import Position
 from .rowdecode import UnsupportedColumnError
 
@@ -34,7 +34,6 @@ _NO_BINARY_LOGGING = 1381  # log_bin is off after a restart
 _SHUTDOWN = frozenset({1053, 1927, 1317, 2013, 2006, 2055})
 _REFUSED = frozenset({2003, 2002, 1040, 1129})
 _USER_AT_HOST = re.compile(r"user '([^']*)'@'([^']*)'")
-_COLUMN_MISMATCH = re.compile(r"has (\d+) columns in the binlog but (\d+) in information_schema")
 
 
 class TransientCause(enum.StrEnum):
@@ -95,13 +94,6 @@ def classify(exc: BaseException) -> ReaderFault:
             return ReaderFault.BINLOG_SETTINGS
         if code is not None:
             return ReaderFault.CONNECTION
-        if isinstance(err, SourceError) and not isinstance(err, SchemaError):
-            text = str(err)
-            mismatch = _COLUMN_MISMATCH.search(text)
-            if mismatch is not None:
-                return ReaderFault.TABLE_UNREADABLE if mismatch[2] == "0" else ReaderFault.SCHEMA_AMBIGUOUS
-            if "checksum mismatch" in text or "unexpected binlog packet" in text:
-                return ReaderFault.MALFORMED_EVENT
         if isinstance(err, (struct.error, IndexError, UnicodeError)):
             return ReaderFault.MALFORMED_EVENT
     if isinstance(exc, (OSError, SourceError, pymysql.MySQLError)):

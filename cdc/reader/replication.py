@@ -1,7 +1,7 @@
 """The replication handshake of the fast reader: a raw binlog stream over PyMySQL.
 
 PyMySQL does what it is good at: the connection, authentication and TLS
-(:func:`cdc.reader.library.connection_settings`), and the ``SET`` statements a replica sends
+(:func:`cdc.reader.connection.connection_settings`), and the ``SET`` statements a replica sends
 before it asks for the binlog, through ordinary cursors. The dump command and the
 stream are ours: PyMySQL has no public way to send a command it does not know or to
 read a packet without building a result, so once the session is prepared we take its

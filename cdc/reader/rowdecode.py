@@ -331,7 +331,7 @@ def column_specs(tmap: TableMap, info: Sequence[ColumnFacts] | None) -> tuple[Co
     """Merge the binlog's own metadata with ``information_schema`` columns (by position).
 
     The binlog wins where it has the fact (it describes the row as written);
-    ``info`` fills what it lacks, as :class:`cdc.reader.library.BinlogReader` does.
+    ``info`` fills what it lacks, as the library source (:mod:`cdc.reader.library`) does.
     """
     specs: list[ColumnSpec] = []
     enum_k = set_k = 0
@@ -739,9 +739,11 @@ class RowDecoder:
     schema: str
     table: str
     specs: tuple[ColumnSpec, ...]
-    #: Names of the columns whose text did not decode in the last row image.
+    #: One decoder per column of ``specs`` (:func:`column_decoder`).
+    decoders: tuple[ColumnDecoder, ...]
+    #: Names of the columns whose text did not decode in the last row image (the
+    #: decoders' ``report`` appends here, see :func:`build_decoder`).
     undecodable: list[str] = field(default_factory=list)
-    _decoders: tuple[ColumnDecoder, ...] = ()
     _layouts: dict[bytes, Layout] = field(default_factory=dict)
 
     def layout(self, present: bytes) -> Layout:
@@ -755,14 +757,14 @@ class RowDecoder:
             return cached
         plan: list[tuple[str, ColumnDecoder, int]] = []
         k = 0
-        for i, (spec, decoder) in enumerate(zip(self.specs, self._decoders, strict=True)):
+        for i, (spec, decoder) in enumerate(zip(self.specs, self.decoders, strict=True)):
             if present[i // 8] >> (i % 8) & 1:
                 plan.append((spec.name, decoder, 1 << k))
                 k += 1
             else:
                 plan.append((spec.name, _absent, 0))
         fast = _compile(
-            self.specs, self._decoders, tuple(bit for _, _, bit in plan), f"{self.schema}.{self.table}"
+            self.specs, self.decoders, tuple(bit for _, _, bit in plan), f"{self.schema}.{self.table}"
         )
         layout = Layout((k + 7) // 8, tuple(plan), fast)
         self._layouts[bytes(present)] = layout
@@ -882,14 +884,13 @@ def _compile(
 def build_decoder(tmap: TableMap, info: Sequence[ColumnFacts] | None) -> RowDecoder:
     """A :class:`RowDecoder` for this table definition (see :func:`column_specs`)."""
     specs = column_specs(tmap, info)
-    decoder = RowDecoder(tmap.schema, tmap.table, specs)
-    undecodable = decoder.undecodable
+    undecodable: list[str] = []
 
     def reporter(name: str) -> Callable[[], None]:
         return lambda: undecodable.append(name)
 
-    decoder._decoders = tuple(column_decoder(spec, reporter(spec.name)) for spec in specs)
-    return decoder
+    decoders = tuple(column_decoder(spec, reporter(spec.name)) for spec in specs)
+    return RowDecoder(tmap.schema, tmap.table, specs, decoders, undecodable)
 
 
 def present_count(bitmap: bytes) -> int:

@@ -29,7 +29,8 @@ from cdc.config import (
     load,
 )
 from cdc.metrics import Metrics
-from cdc.service import ReaderFactory, Service
+from cdc.reader import ReaderFactory
+from cdc.service import Service
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from cdc.config import DECODERS, ReaderConfig
-from cdc.service import ReaderFactory, reader_for
+from cdc.reader import ReaderFactory, reader_for
 from cdc.testing.mariadb import PrivateMariaDB, ensure_installed
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema

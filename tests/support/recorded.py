@@ -1,7 +1,7 @@
 """The cases recorded on a real VICIdial (``tests/golden/vicidial-recorded/``), loaded for tests.
 
 Each case's ``binlog.bin`` is replayed through the fast reader's own framing and
-decoding (:func:`cdc.reader.raw.read_recorded`), with :data:`COLUMNS` standing in
+decoding (:func:`cdc.reader.recorded.read_recorded`), with :data:`COLUMNS` standing in
 for ``information_schema`` (the recording server ran ``binlog_row_metadata=NO_LOG``).
 """
 
@@ -14,7 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cdc.reader.raw import file_events, read_recorded
+from cdc.reader.framing import file_events
+from cdc.reader.recorded import read_recorded
 from cdc.reader.schemahistory import ColumnInfo
 from cdc.records import SourceItem
 

@@ -9,7 +9,11 @@ import pytest
 
 from cdc import vicidb
 from cdc.config import MysqlConfig
-from cdc.reader import library as binlog
+from cdc.reader import library
+from cdc.reader.position import purged_message
+from cdc.reader.schema import SchemaCache, TableSchemas, WatchedTables, always_watched
+from cdc.reader.source import Feed
+from cdc.reader.unreadable import UnreadableTables
 from cdc.records import Position, Value
 
 
@@ -31,17 +35,21 @@ def _column(name: str, data_type: str) -> Any:
 class TestNormalize:
     """Library values become our values; undecodable text is reported, never dropped."""
 
-    def _reader(self, errors: list[tuple[str, Value]]) -> binlog.BinlogReader:
-        return binlog.BinlogReader(
-            MysqlConfig(),
-            ["vicidial_list"],
+    def _feed(self, errors: list[tuple[str, Value]]) -> Feed:
+        mysql = MysqlConfig()
+        schemas = TableSchemas(mysql.database, WatchedTables(["vicidial_list"]), SchemaCache(mysql))
+        return Feed(
+            mysql,
+            schemas,
+            UnreadableTables(mysql.database, mysql.user, 60.0),
             Position("binlog.000001", 4),
+            lambda _batch: True,
             on_decode_error=lambda table, lead_id: errors.append((table, lead_id)),
         )
 
     def test_zero_dates_and_nulls(self) -> None:
         """A zero DATE is '0000-00-00'; a NULL stays None."""
-        reader = self._reader([])
+        feed = self._feed([])
         cols = [
             _column("date_of_birth", "date"),
             _column("last_local_call_time", "datetime"),
@@ -53,7 +61,7 @@ class TestNormalize:
             "last_local_call_time": "out of datetime range",
             "email": "null",
         }
-        out = reader._normalize("vicidial_list", values, sources, cols)
+        out = library.normalize("vicidial_list", values, sources, cols, feed.decode_error)
         assert out == {
             "date_of_birth": "0000-00-00",
             "last_local_call_time": "0000-00-00 00:00:00",
@@ -63,13 +71,13 @@ class TestNormalize:
     def test_undecodable_reported_with_table_and_lead(self) -> None:
         """A surrogate-escaped byte counts as a decode error with table and lead id, value kept."""
         errors: list[tuple[str, Value]] = []
-        reader = self._reader(errors)
+        feed = self._feed(errors)
         cols = [_column("lead_id", "int"), _column("first_name", "varchar")]
         bad = b"Jos\xe9".decode("utf-8", "surrogateescape")
-        out = reader._normalize("vicidial_list", {"lead_id": 77, "first_name": bad}, {}, cols)
+        out = library.normalize("vicidial_list", {"lead_id": 77, "first_name": bad}, {}, cols, feed.decode_error)
         assert out["first_name"] == bad
         assert errors == [("vicidial_list", 77)]
-        assert reader.statistics().decode_errors == 1
+        assert feed.stats.decode_errors == 1
 
 
 class TestPurgedMessage:
@@ -77,7 +85,7 @@ class TestPurgedMessage:
 
     def test_message(self) -> None:
         """File, oldest file on the server, replay and run --start current."""
-        msg = binlog.purged_message(Position("binlog.000003", 900), ["binlog.000007", "binlog.000008"])
+        msg = purged_message(Position("binlog.000003", 900), ["binlog.000007", "binlog.000008"])
         assert "binlog.000003" in msg and "binlog.000007" in msg
         assert "replay --since" in msg and "--start current" in msg
 
@@ -101,6 +109,6 @@ class TestWatchedTables:
     def test_membership(self, table: str, watched: bool) -> None:
         """vicidial_list and custom_<digits> tables are watched; custom tables are always watched, other
         names never."""
-        tables = binlog.WatchedTables({"vicidial_list"})
+        tables = WatchedTables({"vicidial_list"})
         assert (table in tables) is watched
-        assert binlog.always_watched(table) is (watched and table != "vicidial_list")
+        assert always_watched(table) is (watched and table != "vicidial_list")

@@ -24,7 +24,8 @@ from cdc.config import Config, DeliveryConfig
 from cdc.errors import ReaderFault, ReaderFaultError
 from cdc.metrics import Metrics
 from cdc.pipeline import Pipeline, PipelineStatistics
-from cdc.reader.raw import BINLOG_MAGIC, file_events, read_recorded
+from cdc.reader.framing import BINLOG_MAGIC, file_events
+from cdc.reader.recorded import read_recorded
 from cdc.records import Delivery, GroupEnd, Op, Position, RowChange, SkipReason, SourceItem, Value
 from cdc.settings import SETTINGS_TABLES, SettingsCache
 from cdc.vicidial import API_LOG_TABLE, LEAD_TABLE, URL_LOG_TABLE

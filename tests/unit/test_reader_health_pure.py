@@ -20,11 +20,10 @@ from cdc.ops.check.facts import ServerFacts
 from cdc.ops.check.results import Status
 from cdc.ops.check.rules import check_compression
 from cdc.reader.faults import TransientCause, classify, explain, transient_cause
-from cdc.reader.raw import _LONG_PACKET, _read_packet
+from cdc.reader.framing import LONG_PACKET, packet_error, read_packet
 from cdc.reader.rowdecode import UnsupportedColumnError
 from cdc.reader.serverinfo import ServerIdentity, Verdict, continuity, facts_from_variables
 from cdc.records import Position
-from cdc.service import ReaderFactory
 from cdc.statelock import StateLock, held_by
 
 
@@ -69,14 +68,6 @@ class TestClassify:
             (TimeoutError("timed out"), ReaderFault.CONNECTION),
             (ReaderFaultError(ReaderFault.SCHEMA_AMBIGUOUS, "x"), ReaderFault.SCHEMA_AMBIGUOUS),
             (BinlogPurgedError("gone"), ReaderFault.BINLOG_PURGED),
-            (
-                SourceError("t has 5 columns in the binlog but 0 in information_schema"),
-                ReaderFault.TABLE_UNREADABLE,
-            ),
-            (
-                SourceError("t has 5 columns in the binlog but 4 in information_schema"),
-                ReaderFault.SCHEMA_AMBIGUOUS,
-            ),
             (struct.error("unpack requires a buffer of 4 bytes"), ReaderFault.MALFORMED_EVENT),
             (KeyError(7), ReaderFault.MALFORMED_EVENT),
         ],
@@ -84,6 +75,15 @@ class TestClassify:
     def test_kinds(self, error: BaseException, kind: ReaderFault) -> None:
         """Each reader error is classified into its fault kind; only connection trouble is CONNECTION."""
         assert classify(error) is kind
+
+    @pytest.mark.parametrize("first", [0x05, 0xFE])
+    def test_unexpected_packet_is_malformed_by_kind(self, first: int) -> None:
+        """A packet that is neither an event, an error nor an EOF is a malformed_event fault
+        raised as such where it is read (no message text is matched)."""
+        with pytest.raises(ReaderFaultError) as caught:
+            packet_error(bytes([first]) + b"x" * 20)
+        assert caught.value.kind is ReaderFault.MALFORMED_EVENT
+        assert classify(caught.value) is ReaderFault.MALFORMED_EVENT
 
     def test_unsupported_column_through_its_cause(self) -> None:
         """An unsupported column is recognised through the exception's cause."""
@@ -195,9 +195,9 @@ def _split(payload: bytes) -> bytes:
     """The protocol's framing of a payload of 16 MB or more: full parts, then the rest."""
     out = b""
     while True:
-        part, payload = payload[:_LONG_PACKET], payload[_LONG_PACKET:]
+        part, payload = payload[:LONG_PACKET], payload[LONG_PACKET:]
         out += _packet(part)
-        if len(part) < _LONG_PACKET:
+        if len(part) < LONG_PACKET:
             return out
 
 
@@ -213,27 +213,27 @@ class TestReadPacket:
             calls.append(n)
             return stream.read(n)
 
-        payload, rest = _read_packet(read, wire[:have], 0, have, dict.fromkeys(watched))
+        payload, rest = read_packet(read, wire[:have], 0, have, dict.fromkeys(watched))
         return payload, rest + stream.read(), max(calls)
 
     def test_multi_part_payload_joined(self) -> None:
         """A payload split over several 16 MB packets is joined into one event."""
-        event = _event(30, 7, _LONG_PACKET + 1000)
+        event = _event(30, 7, LONG_PACKET + 1000)
         wire = _split(event) + _packet(b"next")
         payload, after, _ = self._read(wire, 70_000, {7})
         assert payload == event and after == _packet(b"next")
 
     def test_unwatched_rows_dropped_in_small_reads(self) -> None:
         """An unwatched rows event spanning packets is dropped while read in small pieces."""
-        event = _event(30, 8, 2 * _LONG_PACKET)
+        event = _event(30, 8, 2 * LONG_PACKET)
         payload, after, biggest = self._read(_split(event) + b"\x01\x00", 65_536, {7})
         assert payload is None and after == b"\x01\x00"
         assert biggest <= 1 << 20
 
     def test_exact_part_boundary(self) -> None:
         """An event of exactly one full packet ends with an empty packet and is read whole."""
-        event = _event(19, 7, _LONG_PACKET - 26)  # exactly one full part, then an empty one
-        assert len(event) == _LONG_PACKET
+        event = _event(19, 7, LONG_PACKET - 26)  # exactly one full part, then an empty one
+        assert len(event) == LONG_PACKET
         payload, rest, _ = self._read(_split(event), 10, {7})
         assert payload == event and rest == b""
 
@@ -286,16 +286,17 @@ class TestStateLock:
         assert (tmp_path / "state.db.lock").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.both_readers
-def test_rows_of_a_table_without_columns_are_a_table_unreadable_fault(reader_class: ReaderFactory) -> None:
+def test_rows_of_a_table_without_columns_are_a_table_unreadable_fault() -> None:
     """The reader's own error for a watched table it cannot see (no SELECT, no column names
     in the binlog) is a table_unreadable fault with the GRANT, never a transient disconnect
-    retried forever (schema history's wording 'but none' no longer matched the classifier)."""
+    retried forever (schema history's wording 'but none' no longer matched the classifier).
+    Both sources raise the error :class:`cdc.reader.schema.TableSchemas` makes."""
     from cdc.config import MysqlConfig
+    from cdc.reader.schema import SchemaCache, TableSchemas, WatchedTables
 
     mysql = MysqlConfig(user="cdc", database="asterisk")
-    reader = reader_class(mysql, {"vicidial_url_log"}, Position("binlog.000001", 4))
-    exc = reader._ambiguous("asterisk", "vicidial_url_log", Position("binlog.000001", 400), [3, 15, 15], 0)
+    schemas = TableSchemas("asterisk", WatchedTables({"vicidial_url_log"}), SchemaCache(mysql))
+    exc = schemas.ambiguous("asterisk", "vicidial_url_log", Position("binlog.000001", 400), [3, 15, 15], 0)
     assert classify(exc) is ReaderFault.TABLE_UNREADABLE
     message = explain(ReaderFault.TABLE_UNREADABLE, exc, user="cdc", database="asterisk", position=None)
     assert "vicidial_url_log" in message and "GRANT SELECT ON `asterisk`.* TO 'cdc'" in message

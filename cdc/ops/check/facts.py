@@ -19,8 +19,8 @@ import pymysql
 from ... import statelock, vicidb
 from ...config import Config, MysqlConfig
 from ...errors import CdcError, SchemaError, SourceError
-from ...reader import library as binlog
 from ...reader import serverinfo
+from ...reader.connection import connect
 from ...records import Position
 from ..statefile import open_store
 from .grants import Grant, is_harmless_grant_line, parse_grant
@@ -104,7 +104,7 @@ def gather_facts(mysql: MysqlConfig) -> ServerFacts:
     Raises :class:`~cdc.errors.SourceError` when the connection fails or breaks; a
     statement the account may not run is recorded as a fact instead.
     """
-    conn = binlog.connect(mysql, autocommit=True)
+    conn = connect(mysql, autocommit=True)
     try:
         return _gather(conn, mysql.database)
     except pymysql.MySQLError as exc:
@@ -222,7 +222,7 @@ def gather_state(cfg: Config) -> StateFacts:
             recorded_text = store.meta_get(serverinfo.META_KEY)
         finally:
             store.close()
-        with contextlib.closing(binlog.connect(cfg.mysql)) as conn:
+        with contextlib.closing(connect(cfg.mysql)) as conn:
             server = serverinfo.read_facts(conn)
     except (CdcError, pymysql.MySQLError, OSError) as exc:
         return StateFacts(path, exists=True, holder=holder, error=str(exc))
