@@ -11,16 +11,24 @@ composed into it: raw packets (:mod:`cdc.reader.raw`, the default) or
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Unpack
 
 from ..config import MysqlConfig
 from ..records import Position
 from .follower import BinlogReader
-from .interface import Reader, ReaderFactory, ReaderStatistics
+from .interface import Reader, ReaderFactory, ReaderOptions, ReaderStatistics
 from .library import LibrarySource
 from .raw import RawSource
 
-__all__ = ["Reader", "ReaderFactory", "ReaderStatistics", "fast_reader", "library_reader", "reader_for"]
+__all__ = [
+    "Reader",
+    "ReaderFactory",
+    "ReaderOptions",
+    "ReaderStatistics",
+    "fast_reader",
+    "library_reader",
+    "reader_for",
+]
 
 
 def fast_reader(
@@ -29,15 +37,15 @@ def fast_reader(
     start: Position | str,
     *,
     linger_s: float = 0.02,
-    **options: Any,
+    **options: Unpack[ReaderOptions],
 ) -> BinlogReader:
-    """The reader on the raw source (``reader.decoder = "fast"``); ``options`` as
-    :class:`cdc.reader.follower.BinlogReader` takes them, ``linger_s`` as :class:`RawSource`."""
+    """The reader on the raw source (``reader.decoder = "fast"``); ``linger_s`` as
+    :class:`cdc.reader.raw.RawSource` takes it, ``options`` as :class:`cdc.reader.follower.ReaderOptions`."""
     return BinlogReader(mysql, tables, start, source=RawSource(linger_s=linger_s), **options)
 
 
 def library_reader(
-    mysql: MysqlConfig, tables: Iterable[str], start: Position | str, **options: Any
+    mysql: MysqlConfig, tables: Iterable[str], start: Position | str, **options: Unpack[ReaderOptions]
 ) -> BinlogReader:
     """The reader on ``mysql-replication`` (``reader.decoder = "library"``)."""
     return BinlogReader(mysql, tables, start, source=LibrarySource(), **options)

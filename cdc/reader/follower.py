@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, Unpack
 
 import pymysql
 
@@ -30,7 +30,7 @@ from ..errors import BinlogPurgedError, ReaderFault, ReaderFaultError, StoreErro
 from ..records import Position, SourceItem, Value
 from . import faults, serverinfo
 from .connection import connect
-from .interface import ReaderStatistics
+from .interface import FollowerOptions, ReaderStatistics
 from .position import check_position_available, is_purged, purged_message
 from .schema import SchemaCache, SchemaHistoryStore, TableSchemas, WatchedTables
 from .source import Feed, Source
@@ -177,7 +177,16 @@ class Follower:
         fault_recheck_s: float = faults.FAULT_RECHECK_S,
         unreadable_retry_s: float = 60.0,
     ) -> None:
-        """Options as :class:`BinlogReader` takes them; ``sink`` gets what is read."""
+        """``sink`` gets what is read; ``stop`` ends reading (set by the owner).
+
+        ``batch_rows`` and ``flush_interval_s``: when a source hands a batch over.
+        ``schema_store``: where the schema history is kept (unopened; the reader thread
+        opens it). Without one the history lives in memory: learned at start and at DDL.
+        ``identity``: the server the checkpoint was read from (``None``: not recorded).
+        ``on_fault(kind, cause)`` runs in the reader thread for every error (transient
+        ones too, kind ``connection`` and cause a :class:`cdc.reader.faults.TransientCause`);
+        ``on_event(table, op, rows)`` and ``on_decode_error(table, lead_id)`` too.
+        """
         self._mysql = mysql
         self.source = source
         self._sink = sink
@@ -358,50 +367,16 @@ class BinlogReader:
         *,
         source: Source,
         queue_batches: int = 64,
-        batch_rows: int = 500,
-        reconnect_initial_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
-        flush_interval_s: float = 0.2,
-        on_event: Callable[[str, str, int], None] | None = None,
-        on_decode_error: Callable[[str, Value], None] | None = None,
-        schema_store: SchemaHistoryStore | None = None,
-        identity: serverinfo.ServerIdentity | None = None,
-        on_fault: Callable[[ReaderFault, str], None] | None = None,
         on_server: Callable[[serverinfo.ServerFacts], None] | None = None,
-        fault_recheck_s: float = faults.FAULT_RECHECK_S,
-        unreadable_retry_s: float = 60.0,
+        **options: Unpack[FollowerOptions],
     ) -> None:
-        """``queue_batches``: the channel's bound. ``schema_store``: where the schema history
-        is kept (unopened; the reader thread opens it). Without one the history lives in
-        memory: learned at start and at DDL.
-
-        ``identity``: the server the checkpoint was read from (``None``: not recorded).
-        ``on_fault(kind, cause)`` runs in the reader thread for every error (transient
-        ones too, kind ``connection`` and cause a :class:`cdc.reader.faults.TransientCause`);
-        ``on_server(facts)`` runs on the loop, in stream order, after every connect,
-        before the batches read on that connection.
+        """``queue_batches``: the channel's bound. ``on_server(facts)`` runs on the loop, in
+        stream order, after every connect, before the batches read on that connection.
+        ``options``: the :class:`Follower`'s (defaults there).
         """
         self._stop = threading.Event()
         self._channel = Channel(self._stop, queue_batches=queue_batches, on_server=on_server)
-        self._follower = Follower(
-            mysql,
-            tables,
-            start,
-            source,
-            self._channel,
-            stop=self._stop,
-            batch_rows=batch_rows,
-            reconnect_initial_s=reconnect_initial_s,
-            reconnect_max_s=reconnect_max_s,
-            flush_interval_s=flush_interval_s,
-            on_event=on_event,
-            on_decode_error=on_decode_error,
-            schema_store=schema_store,
-            identity=identity,
-            on_fault=on_fault,
-            fault_recheck_s=fault_recheck_s,
-            unreadable_retry_s=unreadable_retry_s,
-        )
+        self._follower = Follower(mysql, tables, start, source, self._channel, stop=self._stop, **options)
         self._thread: threading.Thread | None = None
 
     @property

@@ -8,15 +8,18 @@ source, raw packets or library events); the benchmark's process-reader prototype
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
-from ..records import Position, SourceItem
+from ..config import MysqlConfig
+from ..errors import ReaderFault
+from ..records import Position, SourceItem, Value
 from . import serverinfo
 from .faults import FaultReport
+from .schema import SchemaHistoryStore
 
-__all__ = ["Reader", "ReaderFactory", "ReaderStatistics"]
+__all__ = ["FollowerOptions", "Reader", "ReaderFactory", "ReaderOptions", "ReaderStatistics"]
 
 
 @dataclass(slots=True)
@@ -75,6 +78,36 @@ class Reader(Protocol):
         ...
 
 
-#: Builds a reader: ``(mysql, tables, start, **options)`` as :func:`cdc.reader.reader_for`'s
-#: factories take them (see :class:`cdc.reader.follower.BinlogReader` for the options).
-ReaderFactory = Callable[..., Reader]
+class FollowerOptions(TypedDict, total=False):
+    """The reader thread's options (``cdc.reader.follower.Follower``; defaults there)."""
+
+    batch_rows: int
+    reconnect_initial_s: float
+    reconnect_max_s: float
+    flush_interval_s: float
+    on_event: Callable[[str, str, int], None] | None
+    on_decode_error: Callable[[str, Value], None] | None
+    schema_store: SchemaHistoryStore | None
+    identity: serverinfo.ServerIdentity | None
+    on_fault: Callable[[ReaderFault, str], None] | None
+    fault_recheck_s: float
+    unreadable_retry_s: float
+
+
+class ReaderOptions(FollowerOptions, total=False):
+    """A reader's options: its channel's, then its thread's (:class:`FollowerOptions`)."""
+
+    queue_batches: int
+    on_server: Callable[[serverinfo.ServerFacts], None] | None
+
+
+class ReaderFactory(Protocol):
+    """Builds a reader (:func:`cdc.reader.reader_for`'s factories; the benchmark's own)."""
+
+    def __call__(
+        self,
+        mysql: MysqlConfig,
+        tables: Iterable[str],
+        start: Position | str,
+        **options: Unpack[ReaderOptions],
+    ) -> Reader: ...

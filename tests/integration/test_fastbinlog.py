@@ -1,6 +1,6 @@
 """The fast reader against the standard one, value by value, on a generated binlog.
 
-``cdc.reader.library.BinlogReader`` (the library's decoding) is the reference. Both readers
+``cdc.reader.library_reader`` (the library's decoding) is the reference. Both readers
 read the same stretch of binlog, written first: every column type VICIdial uses (and
 a few it does not), signed and unsigned, NULLs, zero dates, negative decimals, ENUM
 and SET, latin1 and utf8mb4 tables, multi-row INSERT/UPDATE/DELETE events, MyISAM
@@ -28,10 +28,11 @@ from support.mariadb import MariaDBFactory, mysql_config
 from support.waiting import wait_until_async
 
 from cdc.errors import BinlogPurgedError
-from cdc.reader.library import BinlogReader
-from cdc.reader.raw import FastBinlogReader
+from cdc.reader import ReaderFactory, fast_reader, library_reader
+from cdc.reader.library import LibrarySource
+from cdc.reader.raw import RawSource
 from cdc.records import GroupEnd, Op, Position, RowChange, SchemaChange, SourceItem, Value
-from cdc.service import LEAD_TABLES, ReaderFactory
+from cdc.service import LEAD_TABLES
 from cdc.settings import SETTINGS_TABLES
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.schema import create_vicidial_schema
@@ -162,10 +163,10 @@ def write_workload(server: PrivateMariaDB) -> tuple[Position, Position]:
 
 
 async def read_stretch(
-    cls: type[BinlogReader], server: PrivateMariaDB, start: Position, end: Position
+    factory: ReaderFactory, server: PrivateMariaDB, start: Position, end: Position
 ) -> list[SourceItem]:
-    """Everything ``cls`` hands over from ``start`` up to the group end at ``end``."""
-    reader = cls(mysql_config(server), WATCHED, start, flush_interval_s=0.01)
+    """Everything the reader ``factory`` builds hands over from ``start`` up to the group end at ``end``."""
+    reader = factory(mysql_config(server), WATCHED, start, flush_interval_s=0.01)
     reader.start()
     items: list[SourceItem] = []
     try:
@@ -275,8 +276,8 @@ class TestDifferential:
     async def test_same_records(self, stretch: tuple[Any, ...]) -> None:
         """Every RowChange, GroupEnd and SchemaChange is equal (up to the reference's quirks)."""
         server, start, end, row_metadata = stretch
-        reference = collapse(await read_stretch(BinlogReader, server, start, end))
-        fast = collapse(await read_stretch(FastBinlogReader, server, start, end))
+        reference = collapse(await read_stretch(library_reader, server, start, end))
+        fast = collapse(await read_stretch(fast_reader, server, start, end))
         expected = [describe(i) for i in reference]
         got = [describe(as_reference_reports(i, row_metadata)) for i in fast]
         assert differences(expected, got) == []
@@ -292,7 +293,7 @@ class TestDifferential:
     async def test_fast_values(self, stretch: tuple[Any, ...]) -> None:
         """Spot checks against the literals written (what VICIdial's PHP would read back)."""
         server, start, end, _ = stretch
-        fast = await read_stretch(FastBinlogReader, server, start, end)
+        fast = await read_stretch(fast_reader, server, start, end)
         utf8 = [r.values for r in _rows(fast, "types_utf8") if r.op is Op.INSERT]
         typical, nulls, edges, partial, text = utf8[:5]
         assert typical["i_u"] == 4000000000 and typical["big_u"] == 18000000000000000000
@@ -336,7 +337,7 @@ class TestFastReader:
             vici.add_list(101, "L", "C", "")
         with contextlib.closing(mariadb.connect()) as conn:
             end = position(conn)
-        reader = FastBinlogReader(mysql_config(mariadb, vicidial_db), WATCHED, start)
+        reader = fast_reader(mysql_config(mariadb, vicidial_db), WATCHED, start)
         reader.start()
         ends: list[Position] = [start]
         try:
@@ -356,7 +357,7 @@ class TestFastReader:
             _execute(conn, f"CREATE DATABASE {DATABASE}", TYPES_DDL.format(name=f"{DATABASE}.types_utf8",
                      engine="MyISAM", charset="utf8mb4"))  # fmt: skip
             start = position(conn)
-        reader = FastBinlogReader(mysql_config(server), WATCHED, start, reconnect_initial_s=0.05)
+        reader = fast_reader(mysql_config(server), WATCHED, start, reconnect_initial_s=0.05)
         reader.start()
         seen: list[RowChange] = []
 
@@ -399,7 +400,7 @@ class TestFastReader:
         assert checksum == "CRC32"
         cfg = mysql_config(mariadb, vicidial_db)
         for begin in (start, str(gtid)):
-            reader = FastBinlogReader(cfg, WATCHED, begin)
+            reader = fast_reader(cfg, WATCHED, begin)
             reader.start()
             seen: list[RowChange] = []
             try:
@@ -419,8 +420,8 @@ class TestFastReader:
             _execute(conn, "INSERT INTO big VALUES (1, CONCAT(REPEAT('x', 17825792), 'é')), (2, 'small')")
             end = position(conn)
         decoded = {}
-        for cls in (BinlogReader, FastBinlogReader):
-            reader = cls(cfg, {"big"}, start)
+        for factory in (library_reader, fast_reader):
+            reader = factory(cfg, {"big"}, start)
             reader.start()
             items: list[SourceItem] = []
             try:
@@ -429,15 +430,15 @@ class TestFastReader:
                         items.extend(await reader.get_batch())
             finally:
                 await reader.stop()
-            decoded[cls.__name__] = [
+            decoded[factory.__name__] = [
                 (r.values["id"], r.values["body"]) for r in items if isinstance(r, RowChange)
             ]
-        assert decoded["FastBinlogReader"] == decoded["BinlogReader"]
-        assert len(decoded["FastBinlogReader"][0][1]) == 17825793
+        assert decoded["fast_reader"] == decoded["library_reader"]
+        assert len(decoded["fast_reader"][0][1]) == 17825793
 
     async def test_purged_start_is_reported(self, mariadb: PrivateMariaDB) -> None:
         """A checkpoint in a binlog file the server no longer has raises BinlogPurgedError."""
-        reader = FastBinlogReader(mysql_config(mariadb), WATCHED, Position("binlog.999999", 4))
+        reader = fast_reader(mysql_config(mariadb), WATCHED, Position("binlog.999999", 4))
         reader.start()
         try:
             with pytest.raises(BinlogPurgedError):
@@ -455,7 +456,7 @@ class TestFastReader:
             _execute(conn, f"CREATE DATABASE {DATABASE}", TYPES_DDL.format(name=f"{DATABASE}.types_utf8",
                      engine="MyISAM", charset="utf8mb4"))  # fmt: skip
             start = position(conn)
-        reader = FastBinlogReader(mysql_config(server), WATCHED, start)
+        reader = fast_reader(mysql_config(server), WATCHED, start)
         reader.start()
         seen: list[SourceItem] = []
 
@@ -516,14 +517,15 @@ class TestReaderChoice:
         self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline
     ) -> None:
         """A reader factory given to the service wins over ``reader.decoder`` (here the default)."""
-        run = await start_pipeline(mariadb, vicidial_db, reader_factory=BinlogReader)
+        run = await start_pipeline(mariadb, vicidial_db, reader_factory=library_reader)
         assert run.config.reader.decoder == "fast"
-        assert type(run.service.reader) is BinlogReader
+        assert type(getattr(run.service.reader, "source", None)) is LibrarySource
 
     @pytest.mark.both_readers
     async def test_decoder_names_the_reader(
         self, mariadb: PrivateMariaDB, vicidial_db: str, start_pipeline: StartPipeline, decoder: str
     ) -> None:
-        """``reader.decoder`` = fast or library: the service builds that reader."""
+        """``reader.decoder`` = fast or library: the service builds the reader on that source."""
         run = await start_pipeline(mariadb, vicidial_db)
-        assert type(run.service.reader) is {"fast": FastBinlogReader, "library": BinlogReader}[decoder]
+        sources = {"fast": RawSource, "library": LibrarySource}
+        assert type(getattr(run.service.reader, "source", None)) is sources[decoder]

@@ -22,8 +22,8 @@ from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 
 from cdc.config import UrlsConfig
-from cdc.reader.library import BinlogReader
-from cdc.reader.raw import FastBinlogReader
+from cdc.reader.library import LibrarySource
+from cdc.reader.raw import RawSource
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema
@@ -32,7 +32,7 @@ from cdc.testing.simulate import StepRunner, Vicidial, run_interleaved
 pytestmark = pytest.mark.mariadb
 
 #: ``reader.decoder`` -> the reader the service must build for it.
-READER_CLASSES = {"fast": FastBinlogReader, "library": BinlogReader}
+READER_SOURCES = {"fast": RawSource, "library": LibrarySource}
 
 
 async def _exact_url_case(
@@ -43,7 +43,7 @@ async def _exact_url_case(
         vici.set_system_url(EXACT_TEMPLATE.format(base=receiver.url))
         setup_fence(vici, receiver)
         run = await start(server, database)
-        assert type(run.service.reader) is READER_CLASSES[decoder]
+        assert type(getattr(run.service.reader, "source", None)) is READER_SOURCES[decoder]
         lead_id = await asyncio.to_thread(
             vici.add_lead,
             phone_number="3125551234",
@@ -306,7 +306,7 @@ class TestRestarts:
         vici.set_system_url(f"{receiver.url}/m?id=--A--lead_id--B--")
         setup_fence(vici, receiver)
         run = await start_pipeline(server, "asterisk")
-        assert type(run.service.reader) is READER_CLASSES[decoder]
+        assert type(getattr(run.service.reader, "source", None)) is READER_SOURCES[decoder]
         ids = [
             await asyncio.to_thread(vici.add_lead, phone_number=f"31255500{i}", list_id=101) for i in range(3)
         ]

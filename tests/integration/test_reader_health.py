@@ -82,7 +82,7 @@ class TestFaults:
             cfg = dataclasses.replace(
                 cfg, mysql=dataclasses.replace(cfg.mysql, user=user, password=Secret("pw"))
             )
-            caplog.set_level(logging.ERROR, logger="cdc.reader.library")
+            caplog.set_level(logging.ERROR, logger="cdc.reader.follower")
             run = await pipeline.start(config=cfg)
             reader = run.service.reader
             assert reader is not None
@@ -126,7 +126,7 @@ class TestFaults:
         server = mariadb_factory()
         with contextlib.closing(server.connect()) as conn:
             create_vicidial_schema(conn, "asterisk")
-        caplog.set_level(logging.WARNING, logger="cdc.reader.library")
+        caplog.set_level(logging.WARNING, logger="cdc.reader.follower")
         run = await start_pipeline(server, "asterisk")
         reader = run.service.reader
         assert reader is not None

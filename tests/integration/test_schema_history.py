@@ -23,9 +23,9 @@ from support.harness import StartPipeline
 from support.mariadb import MariaDBFactory, mysql_config
 
 from cdc.errors import ReaderFault
-from cdc.reader.library import BinlogReader
+from cdc.reader import Reader, ReaderFactory
 from cdc.records import Position, RowChange, SourceItem
-from cdc.service import LEAD_TABLES, ReaderFactory
+from cdc.service import LEAD_TABLES
 from cdc.settings import SETTINGS_TABLES
 from cdc.store.sqlite import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
@@ -189,7 +189,7 @@ class TestAmbiguousRows:
             vici.execute("ALTER TABLE vicidial_list DROP COLUMN mid_flag")
         return start, lead_id
 
-    def _reader(self, reader_class: ReaderFactory, server: PrivateMariaDB, start: Position) -> BinlogReader:
+    def _reader(self, reader_class: ReaderFactory, server: PrivateMariaDB, start: Position) -> Reader:
         return reader_class(
             mysql_config(server), WATCHED, start, reconnect_initial_s=0.05, reconnect_max_s=0.1
         )

@@ -74,7 +74,8 @@ class TestNormalize:
         feed = self._feed(errors)
         cols = [_column("lead_id", "int"), _column("first_name", "varchar")]
         bad = b"Jos\xe9".decode("utf-8", "surrogateescape")
-        out = library.normalize("vicidial_list", {"lead_id": 77, "first_name": bad}, {}, cols, feed.decode_error)
+        values = {"lead_id": 77, "first_name": bad}
+        out = library.normalize("vicidial_list", values, {}, cols, feed.decode_error)
         assert out["first_name"] == bad
         assert errors == [("vicidial_list", 77)]
         assert feed.stats.decode_errors == 1

@@ -453,7 +453,8 @@ class TestCompiledLayout:
             ColumnSpec("b", T_BLOB, 2, charset="binary"),
             ColumnSpec("d", T_DATE, 0),
         )
-        decoder = rowdecode.RowDecoder("db", "t", specs, tuple(column_decoder(s, lambda: None) for s in specs))
+        decoders = tuple(column_decoder(s, lambda: None) for s in specs)
+        decoder = rowdecode.RowDecoder("db", "t", specs, decoders)
         layout = decoder.layout(b"\xff")
         raw = b""
         for i, s, big, sm, t, latin, blob, day in rows:
@@ -483,7 +484,8 @@ class TestCompiledLayout:
     def test_column_names_are_only_literals(self) -> None:
         """Column names are data in the compiled decoder, never code."""
         specs = (ColumnSpec("x'] = 1; import os #", T_TINY, 0, unsigned=True),)
-        decoder = rowdecode.RowDecoder("db", "t", specs, tuple(column_decoder(s, lambda: None) for s in specs))
+        decoders = tuple(column_decoder(s, lambda: None) for s in specs)
+        decoder = rowdecode.RowDecoder("db", "t", specs, decoders)
         values, _ = decoder.row(b"\x00\x07", 0, decoder.layout(b"\x01"))
         assert values == {"x'] = 1; import os #": 7}
 
