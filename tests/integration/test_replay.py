@@ -27,7 +27,7 @@ from cdc import config, leadfetch
 from cdc.endpoints import Router
 from cdc.modes import VicidialSender
 from cdc.ops import replay
-from cdc.reader import library as binlog
+from cdc.reader.connection import connect
 from cdc.records import Delivery, Position
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
@@ -257,7 +257,7 @@ class TestReplayCharsets:
         collect = _Collect()
 
         def run_replay() -> replay.ReplayReport:
-            with contextlib.closing(binlog.connect(cfg.mysql, **leadfetch.connection_options())) as conn:
+            with contextlib.closing(connect(cfg.mysql, **leadfetch.connection_options())) as conn:
                 return replay.replay(
                     conn,
                     collect,

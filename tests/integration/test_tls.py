@@ -27,7 +27,7 @@ from cdc import config
 from cdc.config import DECODERS, Config, MysqlConfig
 from cdc.errors import SourceError
 from cdc.ops import check, replay, status
-from cdc.reader import library as binlog
+from cdc.reader.connection import connect
 from cdc.testing.mariadb import PrivateMariaDB, TlsFiles, ensure_installed, make_tls_files
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema
@@ -184,7 +184,7 @@ class TestRefused:
         """A CA that did not sign the server's certificate: no connection, 'ssl_ca' in the error."""
         mysql = tls_site.mysql(ssl_ca=str(tls_site.other.ca))
         with pytest.raises(SourceError, match=r"certificate that was refused .*ssl_ca"):
-            await asyncio.to_thread(binlog.connect, mysql)
+            await asyncio.to_thread(connect, mysql)
         (failed,) = await asyncio.to_thread(check.run_checks, dataclasses.replace(Config(), mysql=mysql))
         assert (failed.name, failed.status) == ("connect", check.Status.FAIL)
         assert "ssl_ca" in failed.fix
@@ -199,8 +199,8 @@ class TestRefused:
         for changes in ({"ssl_mode": "required"}, {"ssl_ca": str(tls_site.files.ca)}):
             mysql = MysqlConfig(host=mariadb.host, port=mariadb.port, user="root", **changes)
             with pytest.raises(SourceError, match="does not offer TLS"):
-                binlog.connect(mysql)
-        plaintext = binlog.connect(MysqlConfig(host=mariadb.host, port=mariadb.port, user="root"))
+                connect(mysql)
+        plaintext = connect(MysqlConfig(host=mariadb.host, port=mariadb.port, user="root"))
         with contextlib.closing(plaintext), plaintext.cursor() as cur:
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
             assert cur.fetchone()[1] == ""  # preferred, on loopback: plaintext when not offered
@@ -211,8 +211,8 @@ class TestRefused:
         server = mariadb_factory(tls=files)
         mysql = MysqlConfig(host=server.host, port=server.port, user="root", ssl_ca=str(files.ca))
         with pytest.raises(SourceError, match=r"does not name '127\.0\.0\.1'"):
-            binlog.connect(mysql)
-        ca_only = binlog.connect(dataclasses.replace(mysql, ssl_mode="verify_ca"))
+            connect(mysql)
+        ca_only = connect(dataclasses.replace(mysql, ssl_mode="verify_ca"))
         with contextlib.closing(ca_only), ca_only.cursor() as cur:
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
             assert cur.fetchone()[1]

@@ -27,7 +27,8 @@ class TestGroupAssembler:
         assert [type(i) for i in batch] == [RowChange, GroupEnd]
         change, group_end = batch
         assert isinstance(change, RowChange) and change.thread_id == 42 and change.log_file == "binlog.000001"
-        assert isinstance(group_end, GroupEnd) and group_end.position == Position("binlog.000001", 400, "0-1-7")
+        assert isinstance(group_end, GroupEnd)
+        assert group_end.position == Position("binlog.000001", 400, "0-1-7")
         assert end == group_end.position
 
     def test_empty_groups_collapse_to_the_last_end(self) -> None:

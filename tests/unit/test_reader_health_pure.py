@@ -28,7 +28,7 @@ from cdc.statelock import StateLock, held_by
 
 
 def _wrapped(inner: BaseException) -> SourceError:
-    """As ``binlog.connect`` raises it: our error, the driver's as its cause."""
+    """As ``cdc.reader.connection.connect`` raises it: our error, the driver's as its cause."""
     try:
         raise SourceError("cannot connect to MySQL") from inner
     except SourceError as exc:

@@ -275,7 +275,7 @@ class TestEnumAndSet:
 
 @dataclass(frozen=True)
 class Info:
-    """An information_schema column, as cdc.reader.library.ColumnInfo gives it."""
+    """An information_schema column, as cdc.reader.schemahistory.ColumnInfo gives it."""
 
     name: str
     unsigned: bool = False
