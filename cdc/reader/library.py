@@ -101,7 +101,6 @@ class LibrarySource:
         try:
             self._read(stream, feed)
         finally:
-            feed.stats.connected = False
             stream.close()
 
     def _open(self, feed: Feed) -> BinLogStreamReader:
