@@ -48,7 +48,6 @@ from .waiting import WaitingLeads
 log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
-#: ``meta`` key of the identity of the database server the state follows.
 
 
 class Finding(Protocol):
