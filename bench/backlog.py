@@ -165,7 +165,7 @@ async def _drain_backlog(p: BacklogParams, received: Synchronized[int]) -> dict[
     )
     service = Service(config, Metrics())
     stop = asyncio.Event()
-    cpu0, _ = phases._usage()
+    cpu0, _ = phases.usage()
     started_at = time.time()
     started = time.perf_counter()
     task = asyncio.create_task(service.run(stop))
@@ -181,7 +181,7 @@ async def _drain_backlog(p: BacklogParams, received: Synchronized[int]) -> dict[
                 await asyncio.sleep(min(0.05, left))
             ended_at = time.time()
             received_in_window = received.value
-            cpu1, _ = phases._usage()
+            cpu1, _ = phases.usage()
             assert service.store is not None and service.sender is not None
             sent = service.sender.sent
             counts = await service.store.counts()
@@ -190,7 +190,7 @@ async def _drain_backlog(p: BacklogParams, received: Synchronized[int]) -> dict[
         with contextlib.suppress(Exception):
             async with asyncio.timeout(60):
                 await task
-    _, rss = phases._usage()  # the peak over the whole life of the service, shutdown included
+    _, rss = phases.usage()  # the peak over the whole life of the service, shutdown included
     return {
         "started_at": started_at,
         "ended_at": ended_at,

@@ -60,7 +60,7 @@ WATCHED_TABLES = frozenset(LEAD_TABLES | set(SETTINGS_TABLES))
 _LEAD_ID = re.compile(r"[?&]id=(\d+)")
 
 
-def _usage() -> tuple[float, int]:
+def usage() -> tuple[float, int]:
     """(CPU seconds of this process so far, peak RSS in kB).
 
     The peak is ``VmHWM``, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across
@@ -128,7 +128,7 @@ def scan_stock(p: ScanParams) -> dict[str, Any]:
     from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
-    cpu0, _ = _usage()
+    cpu0, _ = usage()
     started = time.perf_counter()
     stream = BinLogStreamReader(
         connection_settings={"host": "127.0.0.1", "port": p.port, "user": "root", "passwd": ""},
@@ -165,7 +165,7 @@ def scan_stock(p: ScanParams) -> dict[str, Any]:
     finally:
         stream.close()
     elapsed = time.perf_counter() - started
-    cpu1, rss = _usage()
+    cpu1, rss = usage()
     return _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
 
 
@@ -176,7 +176,7 @@ def scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
 
 async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
     factory = reader_factory(kind)
-    cpu0, _ = _usage()
+    cpu0, _ = usage()
     started = time.perf_counter()
     reader = factory(
         mysql_config(p.port, p.database, heartbeat_s=0.2), WATCHED_TABLES, p.start, flush_interval_s=0.01
@@ -199,7 +199,7 @@ async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         await reader.stop()
-    cpu1, rss = _usage()
+    cpu1, rss = usage()
     result = _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
     result["events_seen"] = reader.statistics().events
     return result
@@ -348,7 +348,7 @@ async def _run_e2e(
         # The process prototype is not a configurable reader: the service is given it.
         service = Service(config, Metrics(), reader_factory=reader_factory(p.reader))
         stop = asyncio.Event()
-        cpu0, _ = _usage()
+        cpu0, _ = usage()
         started = time.perf_counter()
         task = asyncio.create_task(service.run(stop))
         window_cpu: dict[str, float] = {}
@@ -359,9 +359,9 @@ async def _run_e2e(
                     ready.set()
                 if window is not None:
                     await _wait_event(window[0])
-                    c0, t0 = _usage()[0], time.perf_counter()
+                    c0, t0 = usage()[0], time.perf_counter()
                     await _wait_event(window[1])
-                    c1, t1 = _usage()[0], time.perf_counter()
+                    c1, t1 = usage()[0], time.perf_counter()
                     window_cpu = {"cpu_s": c1 - c0, "wall_s": t1 - t0}
                 while True:
                     if task.done():
@@ -375,7 +375,7 @@ async def _run_e2e(
                         break
                     await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
-            cpu1, rss = _usage()
+            cpu1, rss = usage()
         finally:
             stop.set()
             with contextlib.suppress(Exception):
