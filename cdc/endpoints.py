@@ -38,6 +38,7 @@ from .records import ApiLead, Delivery, Skipped, SkipReason, UrlSource
 from .resolve import check_url, origin_refusal, render_url, resolve, template_needs_custom
 from .resolve import needs_custom as url_needs_custom
 from .settings import SettingsSnapshot
+from .vicidial import long_enough
 
 __all__ = ["fan_out", "needs_custom", "select"]
 
@@ -148,6 +149,8 @@ def _named(
     else:
         url_template = endpoint.url
         url_source = UrlSource.CONFIG_LIST if at_list else UrlSource.CONFIG_SYSTEM
+        if not long_enough(url_template):
+            return skip(SkipReason.URL_TOO_SHORT)
     url = render_url(lead, snapshot, url_template, server_charset=server_charset)
     problem = check_url(url)
     if problem is not None:

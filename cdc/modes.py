@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .config import DeliveryMode
 from .records import SkipReason
 from .settings import SettingsSnapshot
-from .vicidial import SENDER_SCHEMA_VERSION, is_disabled, long_enough
+from .vicidial import SENDER_SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +45,7 @@ def vicidial_sender(snapshot: SettingsSnapshot, enum_has_apinewlead: bool) -> Vi
 
 def vicidial_template(snapshot: SettingsSnapshot, list_id: int) -> str | None:
     """The template VICIdial itself resolves for a list (its rows only, its precedence)."""
-    value = snapshot.list_urls.get(list_id)
-    if value is not None and value.strip():
-        if is_disabled(value):
-            return None
-        return value if long_enough(value.strip()) else None
-    system = snapshot.system_url
-    if system is None or not system.strip() or is_disabled(system):
-        return None
-    return system if long_enough(system.strip()) else None
+    return snapshot.vicidial_url_for(list_id)
 
 
 def streamer_sends(

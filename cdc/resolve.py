@@ -5,13 +5,16 @@ Pure: no I/O, no clock. The URL template comes from
 lives there); tokens are built and rendered by :mod:`cdc.template`, in the connection
 charset VICIdial's PHP uses (:func:`cdc.charset.connection_codec`).
 
-The rendered URL (VICIdial checks the URL after substitution) is then checked, in this
-order, and a failing check is a :class:`~cdc.records.Skipped` with its reason:
+VICIdial's length rule (10 characters or fewer → ``URL_TOO_SHORT``) applies to the
+template as stored, before ``VAR`` is stripped and tokens are substituted, as
+``non_agent_api.php`` does: :meth:`~cdc.settings.SettingsSnapshot.url_for` applies it with
+the precedence. The rendered URL is then checked, in this order, and a failing check is
+a :class:`~cdc.records.Skipped` with its reason (VICIdial would log a ``PHP ERROR:`` and
+deliver nothing):
 
-1. 10 characters or fewer → ``URL_TOO_SHORT``;
-2. no ``scheme://host`` → ``URL_RELATIVE``;
-3. a scheme other than http/https → ``URL_SCHEME``;
-4. not a URL we can send as is (non-ASCII, spaces or control characters, an empty or
+1. no ``scheme://host`` → ``URL_RELATIVE``;
+2. a scheme other than http/https → ``URL_SCHEME``;
+3. not a URL we can send as is (non-ASCII, spaces or control characters, an empty or
    malformed host, a bad port) → ``URL_INVALID``.
 
 Whitespace around the whole rendered URL (a trailing newline typed into the admin
@@ -188,9 +191,7 @@ def origin_refusal(url: str, allowed: Collection[str]) -> str | None:
 
 
 def check_url(url: str) -> SkipReason | None:
-    """Why a rendered URL cannot be sent (checks in VICIdial's order), or ``None``."""
-    if not vicidial.long_enough(url):
-        return SkipReason.URL_TOO_SHORT
+    """Why a rendered URL cannot be sent, or ``None`` (the length rule is the template's)."""
     match = _SCHEME_HOST.match(url)
     if match is None:
         return SkipReason.URL_RELATIVE

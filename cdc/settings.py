@@ -53,6 +53,7 @@ from .vicidial import (
     URL_MULTI_TABLE,
     URL_TYPE,
     is_disabled,
+    long_enough,
     strip_var,
 )
 
@@ -161,16 +162,14 @@ class SettingsSnapshot:
 
     def url_for(self, list_id: int) -> tuple[str | None, UrlSource | None, SkipReason | None]:
         """(template, where it came from, None) or (None, None, why there is no URL)."""
-        value: str | None
         if list_id in self.overrides.lists:
-            value, source = self.overrides.lists[list_id], UrlSource.CONFIG_LIST
-        else:
-            value, source = self.list_urls.get(list_id), UrlSource.VICIDIAL_LIST
-        if value is not None and value.strip():
-            if is_disabled(value):
-                return None, None, SkipReason.LIST_DISABLED
-            return value, source, None
-        return self._system_level()
+            return _precedence(self.overrides.lists[list_id], UrlSource.CONFIG_LIST, self._system_level())
+        return _precedence(self.list_urls.get(list_id), UrlSource.VICIDIAL_LIST, self._system_level())
+
+    def vicidial_url_for(self, list_id: int) -> str | None:
+        """The template VICIdial's own add_lead resolves: its rows only, never our config."""
+        system = _precedence(self.system_url, UrlSource.VICIDIAL_SYSTEM, _NO_URL, SkipReason.NO_URL)
+        return _precedence(self.list_urls.get(list_id), UrlSource.VICIDIAL_LIST, system)[0]
 
     def _system_level(self) -> tuple[str | None, UrlSource | None, SkipReason | None]:
         value: str | None
@@ -178,9 +177,7 @@ class SettingsSnapshot:
             value, source = self.overrides.system, UrlSource.CONFIG_SYSTEM
         else:
             value, source = self.system_url, UrlSource.VICIDIAL_SYSTEM
-        if value is None or not value.strip() or is_disabled(value):
-            return None, None, SkipReason.NO_URL
-        return value, source, None
+        return _precedence(value, source, _NO_URL, SkipReason.NO_URL)
 
     def list_info(self, list_id: int) -> ListInfo | None:
         return self.lists.get(list_id)
@@ -202,6 +199,30 @@ class SettingsSnapshot:
         for list_id in sorted(known):
             out.append(_source_of(list_id, *self.url_for(list_id)))
         return tuple(out)
+
+
+_NO_URL: tuple[None, None, SkipReason] = (None, None, SkipReason.NO_URL)
+
+
+def _precedence(
+    value: str | None,
+    source: UrlSource,
+    otherwise: tuple[str | None, UrlSource | None, SkipReason | None],
+    disabled: SkipReason = SkipReason.LIST_DISABLED,
+) -> tuple[str | None, UrlSource | None, SkipReason | None]:
+    """VICIdial's rule for one level: an empty value falls through to ``otherwise``.
+
+    As ``non_agent_api.php`` does: a value counts when it is not empty (``strlen > 0``, no
+    trim), ``---DISABLED---`` stops here, and the length rule applies to the template as
+    stored, before ``VAR`` is stripped and tokens are substituted.
+    """
+    if not value:
+        return otherwise
+    if is_disabled(value):
+        return None, None, disabled
+    if not long_enough(value):
+        return None, None, SkipReason.URL_TOO_SHORT
+    return value, source, None
 
 
 def _source_of(

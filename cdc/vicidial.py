@@ -52,7 +52,11 @@ def is_disabled(value: str) -> bool:
 
 
 def long_enough(url: str) -> bool:
-    """VICIdial's length rule: a URL of :data:`MIN_URL_CHARS` characters or fewer is not sent."""
+    """VICIdial's length rule: a template of :data:`MIN_URL_CHARS` characters or fewer is not sent.
+
+    It applies to the value as stored (no trim), before ``VAR`` is stripped and tokens are
+    substituted: ``non_agent_api.php`` checks ``strlen($apinewlead_url) > 10`` first.
+    """
     return len(url) > MIN_URL_CHARS
 
 

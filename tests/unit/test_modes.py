@@ -54,14 +54,16 @@ class TestVicidialTemplate:
         [
             ("http://sys.example/x", {}, "http://sys.example/x"),
             ("http://sys.example/x", {101: "http://list.example/y"}, "http://list.example/y"),
-            ("http://sys.example/x", {101: "  "}, "http://sys.example/x"),
+            # non_agent_api.php: strlen("  ") > 0 picks the list value, then 2 <= 10 sends nothing
+            ("http://sys.example/x", {101: "  "}, None),
+            ("http://sys.example/x", {101: ""}, "http://sys.example/x"),
             ("http://sys.example/x", {101: "---DISABLED---"}, None),
             (None, {101: "http://a.b"}, None),  # 10 characters: VICIdial does not send it
             (None, {}, None),
         ],
     )
     def test_precedence(self, system: str | None, lists: dict[int, str], expected: str | None) -> None:
-        """List value, blank → system, DISABLED → none, too short → none."""
+        """List value, empty → system, DISABLED → none, too short (whitespace too) → none."""
         assert vicidial_template(snapshot(system=system, lists=lists), 101) == expected
 
 

@@ -239,10 +239,15 @@ class TestSkips:
         result = resolve(lead(), snapshot(system=system, lists=lists), source="s")
         assert result == Skipped(7, 101, reason)
 
-    def test_length_checked_after_substitution(self) -> None:
-        """The minimum length applies to the rendered URL, after token substitution."""
+    def test_length_checked_on_the_stored_template(self) -> None:
+        """The length rule is the stored template's (VAR and tokens included), not the rendered URL's."""
         result = resolve(lead(first_name=""), snapshot(system="http://x/--A--first_name--B--"), source="s")
-        assert result == Skipped(7, 101, SkipReason.URL_TOO_SHORT)
+        assert isinstance(result, list) and [d.url for d in result] == ["http://x/"]
+        result = resolve(lead(), snapshot(system="VARhttp://a"), source="s")  # 11 stored, 8 sent
+        assert isinstance(result, list) and [d.url for d in result] == ["http://a"]
+        assert resolve(lead(), snapshot(system="VARhttp://"), source="s") == Skipped(
+            7, 101, SkipReason.URL_TOO_SHORT
+        )
 
 
 class TestEndpointIds:
@@ -258,13 +263,13 @@ class TestEndpointIds:
 
 
 class TestCheckUrl:
-    """check_url() applies VICIdial's length rule, then scheme/host, scheme and syntax checks."""
+    """check_url() checks scheme/host, scheme and syntax of a rendered URL (length: the template's)."""
 
     @pytest.mark.parametrize(
         ("url", "reason"),
         [
-            ("http://a.b", SkipReason.URL_TOO_SHORT),
-            ("", SkipReason.URL_TOO_SHORT),
+            ("http://a.b", None),
+            ("", SkipReason.URL_RELATIVE),
             ("http://a.bc", None),
             ("https://hooks.example.com/new?a=1&b=%C3%A9#frag", None),
             ("HTTP://Hooks.Example.COM/x", None),

@@ -125,11 +125,11 @@ class TestPrecedence:
                 (SYS, UrlSource.VICIDIAL_SYSTEM, None),
                 id="blank-list-falls-back",
             ),
-            pytest.param(
+            pytest.param(  # non_agent_api.php: strlen > 0 picks the list value, then 3 <= 10
                 [system_url_row(1, SYS), url_row(2, "101", "  \n")],
                 UrlOverrides(),
-                (SYS, UrlSource.VICIDIAL_SYSTEM, None),
-                id="whitespace-list-falls-back",
+                (None, None, SkipReason.URL_TOO_SHORT),
+                id="whitespace-list-is-the-list-value-too-short",
             ),
             pytest.param(
                 [system_url_row(1, SYS)],

@@ -12,7 +12,15 @@ from ...modes import VicidialSender, vicidial_sender
 from ...records import UrlSource
 from ...resolve import check_url
 from ...settings import SettingsCache, SettingsSnapshot, url_host
-from ...vicidial import DISABLED, SENDER_SCHEMA_VERSION, SYSTEM_CAMPAIGN_ID, URL_TYPE, is_disabled, strip_var
+from ...vicidial import (
+    DISABLED,
+    SENDER_SCHEMA_VERSION,
+    SYSTEM_CAMPAIGN_ID,
+    URL_TYPE,
+    is_disabled,
+    long_enough,
+    strip_var,
+)
 from .facts import ServerFacts
 from .results import CheckResult, Status, shown_ids
 
@@ -96,7 +104,7 @@ def _own_level(snap: SettingsSnapshot, list_id: int) -> bool:
 def _sendable(template: str | None) -> bool:
     if template is None:
         return False
-    return check_url(strip_var(template.strip())) is None
+    return long_enough(template) and check_url(strip_var(template.strip())) is None
 
 
 def check_urls(snap: SettingsSnapshot) -> list[CheckResult]:
