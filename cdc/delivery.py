@@ -479,6 +479,8 @@ class Sender:
             results, self._results = self._results, []
             if results:
                 await self._outbox.record_attempts(results, self._clock())
+                if any(next_at is not None for _, next_at in results):
+                    self._wake.set()  # a retry is due soon: the claim loop may be asleep for IDLE_POLL_S
             if stop.is_set() and not self._results:
                 return
 

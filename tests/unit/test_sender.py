@@ -185,6 +185,15 @@ class TestRetries:
         assert record.attempts == 2
         assert len(harness.receiver.requests) == 2
 
+    async def test_recorded_retry_wakes_the_claim_loop(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A retry recorded while the claim loop sleeps is claimed at its due time, not at the next poll."""
+        monkeypatch.setattr("cdc.delivery.IDLE_POLL_S", 3600.0)  # no poll would come within WAIT_S
+        async with running(delivery_config()) as (h, _, _):
+            h.receiver.respond_with([503])
+            (row_id,) = h.enqueue(1)
+            record = await h.wait_state(row_id, DeliveryState.DELIVERED)
+            assert record.attempts == 2
+
     async def test_4xx_is_dead_at_once(self, harness: Harness) -> None:
         """404 rejects the lead: dead after one attempt, its status and class kept."""
         harness.receiver.respond_with([404])
