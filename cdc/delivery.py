@@ -60,6 +60,8 @@ class EndpointStatistics:
     opened_at: float | None
     #: Rows claimed and not finished (waiting for a slot or a token, or in flight).
     claimed: int = 0
+    #: When it may take requests again (breaker open or Retry-After), None when it may now.
+    blocked_until: float | None = None
 
 
 class _Endpoint:
@@ -125,8 +127,11 @@ class Sender:
         rng: random.Random | None = None,
         flush_interval_s: float = 0.02,
         clock: Callable[[], float] = time.time,
+        on_attempt: Callable[[StoredDelivery, Attempt], None] | None = None,
     ) -> None:
+        """``on_attempt`` sees every recorded attempt with its final outcome (the status page)."""
         self._session = session
+        self._on_attempt = on_attempt
         self._outbox = outbox
         self._config = config
         self._metrics = metrics
@@ -170,6 +175,7 @@ class Sender:
                 paused_until=e.paused_until,
                 opened_at=e.breaker.statistics(now).opened_at,
                 claimed=e.claimed,
+                blocked_until=e.blocked_until(now),
             )
             for e in self._endpoints.values()
         ]
@@ -469,6 +475,8 @@ class Sender:
             )
         self._results.append((attempt, next_at))
         self._results_ready.set()
+        if self._on_attempt is not None:
+            self._on_attempt(item, attempt)
 
     async def _flush_results(self, stop: asyncio.Event) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""The small HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, ``/status``.
+"""The small HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, ``/status``, and the status page.
 
 Started by the service with ``AppRunner`` + ``TCPSite`` (never ``run_app``, which would
 take over the loop and the signals). GET handlers only read state.
@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .page import routes as page_routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,11 @@ def make_app(
     registry: CollectorRegistry,
     readiness: Callable[[], Readiness],
     status: Callable[[], dict[str, Any]],
+    *,
+    page: page_routes.PageSource | None = None,
+    admin_token: str = "",
 ) -> web.Application:
+    """The app; with ``page``, also the status page at ``/`` (cdc.page.routes)."""
     app = web.Application()
     app[_REGISTRY] = registry
     app[_READY] = readiness
@@ -41,6 +47,8 @@ def make_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
+    if page is not None:
+        page_routes.install(app, page, admin_token)
     return app
 
 

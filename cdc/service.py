@@ -20,18 +20,20 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 import pymysql
 
-from . import server, vicidb, vicidial
+from . import __version__, server, vicidb, vicidial
 from .config import Config, parse_start
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .metrics import Metrics, StateCollector, StateSample
+from .page import view as page_view
+from .page.activity import ActivityRecorder, read_totals
 from .pipeline import Pipeline, PipelineStatistics
 from .reader import Reader, ReaderFactory, ReaderStatistics, faults, reader_for, serverinfo
 from .reader.connection import connect
@@ -40,7 +42,7 @@ from .records import Position, SourceItem
 from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
-from .store import AsyncMetadata, AsyncOutbox, AsyncStore, LockWait, SqliteStore
+from .store import AsyncMetadata, AsyncOutbox, AsyncStore, DeadSummary, LockWait, SqliteStore
 from .urllog import UrlLogTracker
 from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
@@ -48,6 +50,9 @@ from .waiting import WaitingLeads
 log = logging.getLogger(__name__)
 
 LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
+
+#: Dead letters the status page lists (the last ones to go dead).
+PAGE_DEAD_LETTERS = 50
 
 
 class Finding(Protocol):
@@ -126,6 +131,10 @@ class Service:
         self._fresh_start: Position | str | None = None
         #: Late matches and leads waiting for an unreadable table: fetched by SELECT.
         self.recovery: LeadRecovery | None = None
+        #: The status page's per-minute activity and last attempts (cdc.page).
+        self.activity = ActivityRecorder(keep_urls=config.http.show_lead_data)
+        self._dead = DeadSummary()
+        self._started_at = time.time()
 
     @property
     def waiting(self) -> WaitingLeads:
@@ -207,10 +216,22 @@ class Service:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             stack.push_async_callback(session.close)
-            self.sender = Sender(session, store, cfg.delivery, self.metrics)
+            self.sender = Sender(
+                session,
+                store,
+                cfg.delivery,
+                self.metrics,
+                on_attempt=lambda item, attempt: self.activity.attempt(time.time(), item, attempt),
+            )
 
             self.metrics.add_collector(StateCollector(self._sample))
-            app = server.make_app(self.metrics.registry, self._readiness, self.status)
+            app = server.make_app(
+                self.metrics.registry,
+                self._readiness,
+                self.status,
+                page=self,
+                admin_token=cfg.http.admin_token.value,
+            )
             host, port = cfg.http.host_port()
             runner, self.http_port = await server.start(app, host, port)
             stack.push_async_callback(runner.cleanup)
@@ -274,6 +295,8 @@ class Service:
                 }
                 for c in counts
             }
+            self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+            self.activity.observe(now, read_totals(self.metrics))
             if now - last_prune > 600:
                 await self.store.prune_delivered(now - self.config.state.retention_s)
                 last_prune, last_erase = now, 0.0  # erase what was pruned now
@@ -483,6 +506,23 @@ class Service:
         if step.deliveries:
             self.sender.notify()
 
+    # -- dead letters (the status page's actions) ----------------------------------------
+
+    async def retry_dead(self, *, ids: Collection[int] | None = None, endpoint_id: str | None = None) -> int:
+        """Send these dead letters again now, with a fresh retry budget."""
+        assert self.store is not None and self.sender is not None
+        changed = await self.store.retry_dead(time.time(), ids=ids, endpoint_id=endpoint_id)
+        self.sender.notify()
+        self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+        return changed
+
+    async def purge_dead(self, *, ids: Collection[int] | None = None, endpoint_id: str | None = None) -> int:
+        """Delete these dead letters."""
+        assert self.store is not None
+        changed = await self.store.purge_dead(ids=ids, endpoint_id=endpoint_id)
+        self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+        return changed
+
     # -- observation -------------------------------------------------------------------
 
     def _sample(self) -> StateSample:
@@ -551,6 +591,32 @@ class Service:
             "waiting_data": self.waiting.status(time.time()),
             "store": dataclasses.asdict(self._sqlite.statistics()) if self._sqlite else None,
             **self._health_status(),
+            **self._page_status(),
+        }
+
+    def _page_status(self) -> dict[str, Any]:
+        """What the status page shows beyond the above (cdc.page.view); no lead data unless
+        ``http.show_lead_data``."""
+        now = time.time()
+        cfg = self.config
+        show = cfg.http.show_lead_data
+        report = self.activity.report(now, read_totals(self.metrics))
+        stats = self.sender.statistics() if self.sender else []
+        sends = self.pipeline.vicidial_sender().sends if self.pipeline else False
+        return {
+            "version": __version__,
+            "uptime_s": now - self._started_at,
+            "mode": self._mode.value,
+            "database": f"{cfg.mysql.host}:{cfg.mysql.port}/{cfg.mysql.database}",
+            "show_lead_data": show,
+            "activity": page_view.activity(report),
+            "endpoints": [
+                dataclasses.asdict(row)
+                for row in page_view.endpoint_rows(now, stats, self._counts, report.endpoints)
+            ],
+            "dead_letters": page_view.dead_letters(self._dead, now, show_lead_data=show),
+            "vicidial_sender": page_view.vicidial_sender(report, sends=sends),
+            "recent_deliveries": page_view.recent_deliveries(report, now, show_lead_data=show),
         }
 
     def _health_status(self) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
     config = Config(**sections)
     config = with_endpoints(config, raw.get("endpoints", {}), raw.get("fanout"), env)
     config = _with_password(config, env)
+    config = _with_admin_token(config, env)
     validate(config)
     for warning in tls_warnings(config.mysql):
         log.warning("config.tls_warning %s", warning)
@@ -170,14 +171,26 @@ def _refuse_moved_retry_keys(table: Mapping[str, Any], env: Mapping[str, str]) -
 
 def _with_password(config: Config, env: Mapping[str, str]) -> Config:
     mysql = config.mysql
-    password = env.get(f"{ENV_PREFIX}MYSQL_PASSWORD")
-    if password is None and mysql.password_file:
-        try:
-            password = Path(mysql.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read mysql.password_file {mysql.password_file}: {exc.strerror}"
-            ) from exc
+    password = _secret_value(env, "MYSQL_PASSWORD", mysql.password_file, "mysql.password_file")
     if password is None:
         return config
     return dataclasses.replace(config, mysql=dataclasses.replace(mysql, password=Secret(password)))
+
+
+def _with_admin_token(config: Config, env: Mapping[str, str]) -> Config:
+    http = config.http
+    token = _secret_value(env, "HTTP_ADMIN_TOKEN", http.admin_token_file, "http.admin_token_file")
+    if token is None:
+        return config
+    return dataclasses.replace(config, http=dataclasses.replace(http, admin_token=Secret(token)))
+
+
+def _secret_value(env: Mapping[str, str], name: str, path: str, where: str) -> str | None:
+    """A secret from env ``VICIDIAL_CDC_<name>``, else from the file ``path`` (one line)."""
+    value = env.get(f"{ENV_PREFIX}{name}")
+    if value is None and path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {where} {path}: {exc.strerror}") from exc
+    return value

@@ -178,6 +178,12 @@ class StateConfig:
 class HttpConfig:
     #: Metrics and health server; loopback unless told otherwise.
     listen: str = "127.0.0.1:9108"
+    #: The status page shows lead data (URLs with names and phones) only when true.
+    show_lead_data: bool = False
+    #: The status page's actions (retry, purge) need it: read from ``admin_token_file`` or
+    #: env ``VICIDIAL_CDC_HTTP_ADMIN_TOKEN``, never from TOML. Empty: no actions at all.
+    admin_token: Secret = Secret("")
+    admin_token_file: str = ""
 
     def host_port(self) -> tuple[str, int]:
         host, sep, port = self.listen.rpartition(":")

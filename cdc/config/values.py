@@ -40,6 +40,12 @@ def build_section(cls: type[Any], table: Mapping[str, Any], section: str, env: M
             "[mysql] password is not read from the config file: use password_file or "
             "the env variable VICIDIAL_CDC_MYSQL_PASSWORD"
         )
+    for name in table:
+        if hints[name] is Secret:
+            raise ConfigError(
+                f"[{section}] {name} is not read from the config file: use {name}_file or "
+                f"the env variable {env_key(section, name)}"
+            )
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]

@@ -22,6 +22,8 @@ from .interfaces import (
 )
 from .migrations import SCHEMA_VERSION
 from .records import (
+    DeadGroup,
+    DeadSummary,
     DeliveryRecord,
     DeliveryState,
     EndpointCounts,
@@ -37,7 +39,9 @@ __all__ = [
     "AsyncMetadata",
     "AsyncOutbox",
     "AsyncStore",
+    "DeadGroup",
     "DeadLetters",
+    "DeadSummary",
     "DeliveryRecord",
     "DeliveryState",
     "EndpointCounts",

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 from ..records import Attempt, Delivery, Position
 from .interfaces import StateStore
-from .records import EndpointCounts, StoredDelivery
+from .records import DeadSummary, EndpointCounts, StoredDelivery
 
 __all__ = ["AsyncStore"]
 
@@ -97,6 +97,17 @@ class AsyncStore:
 
     async def meta_set(self, key: str, value: str) -> None:
         await self._call(self._store.meta_set, key, value)
+
+    async def dead_summary(self, recent: int) -> DeadSummary:
+        return await self._call(self._store.dead_summary, recent)
+
+    async def retry_dead(
+        self, now: float, *, ids: Collection[int] | None = None, endpoint_id: str | None = None
+    ) -> int:
+        return await self._call(self._store.retry_dead, now, ids=ids, endpoint_id=endpoint_id)
+
+    async def purge_dead(self, *, ids: Collection[int] | None = None, endpoint_id: str | None = None) -> int:
+        return await self._call(self._store.purge_dead, ids=ids, endpoint_id=endpoint_id)
 
     async def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 from ..records import Attempt, Delivery, Position
-from .records import DeliveryRecord, EndpointCounts, StoredDelivery
+from .records import DeadSummary, DeliveryRecord, EndpointCounts, StoredDelivery
 
 __all__ = [
     "OPERATOR_BATCH_ROWS",
@@ -141,6 +141,11 @@ class DeadLetters(Protocol):
         older_than: float | None = None,
     ) -> int:
         """Delete matching dead rows; return how many."""
+        ...
+
+    def dead_summary(self, recent: int) -> DeadSummary:
+        """Dead rows counted by endpoint and reason (a reason "" counts as ``unknown``),
+        and the ``recent`` that went dead last, newest first (the status page)."""
         ...
 
     def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:

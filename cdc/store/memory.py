@@ -19,7 +19,7 @@ from ..records import Attempt, Delivery, Outcome, Position
 from ..resolve import origin_of
 from .fairness import fair_merge
 from .interfaces import require_selector
-from .records import DeliveryRecord, DeliveryState, EndpointCounts, StoredDelivery
+from .records import DeadGroup, DeadSummary, DeliveryRecord, DeliveryState, EndpointCounts, StoredDelivery
 
 __all__ = ["MemoryStore"]
 
@@ -201,6 +201,18 @@ class MemoryStore:
         limit: int = 100,
     ) -> list[DeliveryRecord]:
         return [r.record() for r in self._dead(None, endpoint_id, lead_id, older_than)][:limit]
+
+    def dead_summary(self, recent: int) -> DeadSummary:
+        dead = self._dead(None, None, None, None)
+        groups: dict[tuple[str, str], int] = {}
+        for r in dead:
+            key = (r.delivery.endpoint_id, r.last_error or "unknown")
+            groups[key] = groups.get(key, 0) + 1
+        newest = sorted(dead, key=lambda r: (r.updated_at, r.id), reverse=True)[:recent]
+        return DeadSummary(
+            groups=tuple(DeadGroup(e, reason, n) for (e, reason), n in sorted(groups.items())),
+            recent=tuple(r.record() for r in newest),
+        )
 
     def retry_dead(
         self,

@@ -57,6 +57,23 @@ class DeliveryRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadGroup:
+    """Dead letters of one endpoint that failed for one reason (the status page's counts)."""
+
+    endpoint_id: str
+    reason: str  # the last attempt's failure class (``http_500``, ``connect``, ...)
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadSummary:
+    """Dead letters by endpoint and reason, and the ones that went dead last."""
+
+    groups: tuple[DeadGroup, ...] = ()
+    recent: tuple[DeliveryRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointCounts:
     """Outbox rows of one endpoint by state, read at scrape time."""
 

@@ -31,6 +31,8 @@ from . import statements as sql
 from .fairness import fair_merge
 from .interfaces import require_selector
 from .records import (
+    DeadGroup,
+    DeadSummary,
     DeliveryRecord,
     EndpointCounts,
     LockWait,
@@ -328,6 +330,22 @@ class SqliteStore:
                 (*params, limit),
             ).fetchall()
         return [sql.record_of(row) for row in rows]
+
+    def dead_summary(self, recent: int) -> DeadSummary:
+        with self._db.use("summarize dead deliveries") as conn:
+            groups = conn.execute(
+                "SELECT endpoint_id, last_error, COUNT(*) FROM delivery WHERE state = 'dead'"
+                " GROUP BY endpoint_id, last_error ORDER BY endpoint_id, last_error"
+            ).fetchall()
+            rows = conn.execute(
+                f"SELECT {sql.COLUMNS} FROM delivery WHERE state = 'dead'"
+                " ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (recent,),
+            ).fetchall()
+        return DeadSummary(
+            groups=tuple(DeadGroup(e, reason or "unknown", n) for e, reason, n in groups),
+            recent=tuple(sql.record_of(row) for row in rows),
+        )
 
     def retry_dead(
         self,

@@ -1,0 +1,1 @@
+"""The status page: a server-rendered view of ``/status`` with dead-letter actions (issue 15)."""
