@@ -131,6 +131,7 @@ async def _run(args: argparse.Namespace, db: PrivateMariaDB, workdir: Path, rece
         running = tg.create_task(service.run(stop))
         await _wait_ready(service, running)
         print(f"demo: streamer up, metrics on http://127.0.0.1:{service.http_port}/metrics", flush=True)
+        print(f"demo: status page on http://127.0.0.1:{service.http_port}/", flush=True)
         sim = threading.Thread(
             target=_simulate, args=(db, args, traffic, traffic_stop), name="demo-traffic", daemon=True
         )

@@ -34,4 +34,6 @@ def test_short_demo_sends_every_lead_and_prints_nothing_alarming() -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "what was sent" in done.stdout, output[-4000:]
+    page = re.compile(r"^demo: status page on http://127\.0\.0\.1:\d+/$", re.MULTILINE)
+    assert page.search(done.stdout), output[-4000:]
     assert ALARM.findall(output) == [], output[-4000:]
