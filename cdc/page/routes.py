@@ -4,8 +4,9 @@
 its script and stylesheet (package data: nothing from a CDN). ``POST /sign-in``,
 ``/sign-out`` and ``/dead-letters`` are the only state-changing requests; they answer
 403 unless an admin token is configured, and the last two also unless the request
-carries a signed-in session and its CSRF token. Every answer carries the security
-headers (CSP without inline script, no framing, no caching).
+carries a signed-in session and its CSRF token. Every answer of the app (errors and
+``/metrics`` included) carries the security headers (CSP without inline script, no
+framing, no caching).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def install(
 ) -> None:
     """Add the page's routes to ``app``; ``admin_token`` "" leaves it read-only."""
     app[_PAGE] = _Page(source, AdminGuard(admin_token), clock)
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", _index)
     app.router.add_get("/page/main", _main)
     app.router.add_get("/static/{name}", _static)
@@ -79,9 +81,10 @@ def install(
     app.router.add_post("/dead-letters", _dead_letters)
 
 
-def _secure(response: web.Response) -> web.Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, errors included; a handler's own Cache-Control stays."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _viewer(request: web.Request, page: _Page) -> render.Viewer:
@@ -101,13 +104,13 @@ async def _index(request: web.Request) -> web.Response:
     body = render.page(
         page.source.status(), _viewer(request, page), page.clock(), done, int(count) if count.isdigit() else 0
     )
-    return _secure(web.Response(text=body, content_type="text/html", charset="utf-8"))
+    return web.Response(text=body, content_type="text/html", charset="utf-8")
 
 
 async def _main(request: web.Request) -> web.Response:
     page = request.app[_PAGE]
     body = render.main(page.source.status(), _viewer(request, page), page.clock())
-    return _secure(web.Response(text=body, content_type="text/html", charset="utf-8"))
+    return web.Response(text=body, content_type="text/html", charset="utf-8")
 
 
 async def _static(request: web.Request) -> web.Response:
@@ -116,18 +119,18 @@ async def _static(request: web.Request) -> web.Response:
     if content_type is None:
         raise web.HTTPNotFound()
     body = resources.files(__package__).joinpath("static", name).read_bytes()
-    response = web.Response(body=body, content_type=content_type, charset="utf-8")
-    response = _secure(response)
-    response.headers["Cache-Control"] = "no-cache"  # no lead data: may be kept, revalidated
-    return response
+    # No lead data in it: a browser may keep it, and revalidates it.
+    return web.Response(
+        body=body, content_type=content_type, charset="utf-8", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _refused(reason: str) -> web.Response:
-    return _secure(web.Response(status=403, text=f"403 Forbidden: {reason}\n"))
+    return web.Response(status=403, text=f"403 Forbidden: {reason}\n")
 
 
 def _back(done: str, count: int = 0) -> web.Response:
-    return _secure(web.Response(status=303, headers={"Location": f"/?done={done}&n={count}"}))
+    return web.Response(status=303, headers={"Location": f"/?done={done}&n={count}"})
 
 
 async def _sign_in(request: web.Request) -> web.Response:
