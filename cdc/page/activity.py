@@ -26,7 +26,7 @@ HOUR_MINUTES = 60
 RECENT_ATTEMPTS = 25
 #: Attempts per endpoint kept for its p50/p95 latency.
 LATENCY_SAMPLES = 200
-#: Minutes averaged for an endpoint's "sent per minute".
+#: Minutes averaged (at most) for an endpoint's "sent per minute".
 RATE_MINUTES = 5
 
 
@@ -167,9 +167,12 @@ class ActivityRecorder:
         minutes[current] = pending
         endpoint_ids = set(self._latencies) | set(totals.sent_by_endpoint)
         rate_window = [minutes.get(current - i) for i in range(RATE_MINUTES)]
+        # Averaged over the minutes recorded so far (a streamer up for one minute: that minute).
+        first = self._minutes[0].minute if self._minutes else current
+        covered = max(1, min(RATE_MINUTES, current - first + 1))
         endpoints = {
             e: EndpointActivity(
-                sent_per_min=sum(m.sent_by_endpoint.get(e, 0) for m in rate_window if m) / RATE_MINUTES,
+                sent_per_min=sum(m.sent_by_endpoint.get(e, 0) for m in rate_window if m) / covered,
                 p50_s=_quantile(self._latencies.get(e, ()), 0.50),
                 p95_s=_quantile(self._latencies.get(e, ()), 0.95),
                 last_error=self._errors.get(e, ""),

@@ -96,7 +96,11 @@ class TestActivityRecorder:
         ep = report.endpoints["crm:80"]
         assert ep.last_error == "http_500"
         assert ep.p50_s == pytest.approx(0.1) and ep.p95_s == pytest.approx(0.19)  # 21st of 22
-        assert ep.sent_per_min == pytest.approx(21 / 5)
+        assert ep.sent_per_min == pytest.approx(21)  # one minute recorded so far
+        r.observe(T0 + 60 * 9, Totals(sent=31, sent_by_endpoint={"crm:80": 31}))
+        assert r.report(T0 + 60 * 9, Totals(sent=31, sent_by_endpoint={"crm:80": 31})).endpoints[
+            "crm:80"
+        ].sent_per_min == pytest.approx(10 / 5)  # the last five minutes, of ten recorded
         assert report.resent == 1
         assert all(a.url is None for a in report.recent)  # lead data not kept by default
 
