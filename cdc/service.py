@@ -282,20 +282,8 @@ class Service:
             if self._identity_unsaved and self._identity is not None:
                 self._identity_unsaved = False
                 await self.store.meta_set(serverinfo.META_KEY, self._identity.to_json())
-            counts = await self.store.counts(delivered=False)
+            await self._refresh_outbox()
             now = time.time()
-            self._counts = {
-                c.endpoint_id: {
-                    "pending": c.pending,
-                    "in_flight": c.in_flight,
-                    "dead": c.dead,
-                    "oldest_pending_age_s": (now - c.oldest_pending_created_at)
-                    if c.oldest_pending_created_at
-                    else 0.0,
-                }
-                for c in counts
-            }
-            self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
             self.activity.observe(now, read_totals(self.metrics))
             if now - last_prune > 600:
                 await self.store.prune_delivered(now - self.config.state.retention_s)
@@ -308,6 +296,24 @@ class Service:
                     log.debug("outbox.wal_busy: a reader holds an old snapshot; truncating later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
+
+    async def _refresh_outbox(self) -> None:
+        """Outbox rows per endpoint and state (gauges, ``/status``) and the page's dead letters."""
+        assert self.store is not None
+        counts = await self.store.counts(delivered=False)
+        self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+        now = time.time()
+        self._counts = {
+            c.endpoint_id: {
+                "pending": c.pending,
+                "in_flight": c.in_flight,
+                "dead": c.dead,
+                "oldest_pending_age_s": (now - c.oldest_pending_created_at)
+                if c.oldest_pending_created_at
+                else 0.0,
+            }
+            for c in counts
+        }
 
     async def _retention_task(self, stop: asyncio.Event) -> None:
         """Every 30 s: how much binlog the server keeps before our checkpoint."""
@@ -513,14 +519,14 @@ class Service:
         assert self.store is not None and self.sender is not None
         changed = await self.store.retry_dead(time.time(), ids=ids, endpoint_id=endpoint_id)
         self.sender.notify()
-        self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+        await self._refresh_outbox()  # the page after the action, and /metrics, show it
         return changed
 
     async def purge_dead(self, *, ids: Collection[int] | None = None, endpoint_id: str | None = None) -> int:
         """Delete these dead letters."""
         assert self.store is not None
         changed = await self.store.purge_dead(ids=ids, endpoint_id=endpoint_id)
-        self._dead = await self.store.dead_summary(PAGE_DEAD_LETTERS)
+        await self._refresh_outbox()
         return changed
 
     # -- observation -------------------------------------------------------------------
@@ -614,7 +620,9 @@ class Service:
                 dataclasses.asdict(row)
                 for row in page_view.endpoint_rows(now, stats, self._counts, report.endpoints)
             ],
-            "dead_letters": page_view.dead_letters(self._dead, now, show_lead_data=show),
+            "dead_letters": page_view.dead_letters(
+                self._dead, {e: int(c["dead"]) for e, c in self._counts.items()}, now, show_lead_data=show
+            ),
             "vicidial_sender": page_view.vicidial_sender(report, sends=sends),
             "recent_deliveries": page_view.recent_deliveries(report, now, show_lead_data=show),
         }

@@ -83,11 +83,15 @@ def endpoint_rows(
     return rows
 
 
-def dead_letters(summary: DeadSummary, now: float, *, show_lead_data: bool) -> dict[str, Any]:
-    """Dead letters by endpoint and reason, and the last ones (URL only with lead data on)."""
-    by_endpoint: dict[str, int] = {}
-    for g in summary.groups:
-        by_endpoint[g.endpoint_id] = by_endpoint.get(g.endpoint_id, 0) + g.count
+def dead_letters(
+    summary: DeadSummary, dead_by_endpoint: Mapping[str, int], now: float, *, show_lead_data: bool
+) -> dict[str, Any]:
+    """Dead letters by endpoint and reason, and the last ones (URL only with lead data on).
+
+    The totals are ``dead_by_endpoint``, the outbox counts the dead-letter gauges show,
+    so the page and ``/metrics`` agree even when a row went dead between the two reads.
+    """
+    by_endpoint = {e: n for e, n in dead_by_endpoint.items() if n}
     recent = []
     for r in summary.recent:
         row: dict[str, Any] = {

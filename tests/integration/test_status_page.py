@@ -443,3 +443,63 @@ class TestReadOnlyPage:
         except WebDriverException:
             logs = []
         assert not [entry for entry in logs if "Content Security Policy" in entry.get("message", "")]
+
+
+class TestSelectionAndPurge:
+    """A ticked selection is retried; one row is purged after the browser's confirmation."""
+
+    async def test_retry_selected_and_purge_one(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        browser: Any,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """Retry selected sends only the ticked lead; Purge deletes the other, never sent."""
+        _setup(vicidial, receiver)
+        receiver.respond_with([500] * 1000)
+        http_config = HttpConfig(listen="127.0.0.1:0", admin_token=Secret(TOKEN))
+        config = _config(mariadb, vicidial_db, tmp_path, http_config, max_attempts=1)
+        run = await start_pipeline(mariadb, vicidial_db, config=config)
+        base = _page_url(run)
+        kept, purged = await _add_leads(vicidial, range(2))
+
+        async def two_dead() -> bool:
+            return bool((await _status(http, base))["dead_letters"]["total"] == 2)
+
+        await wait_until_async(two_dead, WAIT_S, 0.1, message="two dead letters")
+        receiver.statuses.clear()
+        failed = len(receiver.requests)
+
+        def act() -> tuple[Any, Any]:
+            browser.get(f"{base}/")
+            browser.find_element(By.ID, "admin-token").send_keys(TOKEN)
+            _click(browser, "#sign-in", "Signed in")
+            browser.find_element(By.CSS_SELECTOR, f'tr[data-lead="{kept}"] input[type=checkbox]').click()
+            selected = _click(browser, "#retry-selected", "1 dead letter(s) queued again")
+            button = browser.find_element(By.CSS_SELECTOR, f'tr[data-lead="{purged}"] button.purge-one')
+            button.click()
+            WebDriverWait(browser, 10).until(lambda d: d.switch_to.alert).accept()  # page.js confirm()
+
+            def deleted(d: Any) -> bool:
+                return "1 dead letter(s) deleted" in str(d.execute_script(_READ_PAGE)["flash"])
+
+            WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(deleted)
+            return selected, browser.execute_script(_READ_PAGE)
+
+        selected, after = await _in_thread(act)
+        assert selected["totals"]["dead-total"] == "1"  # the ticked one left the dead letters
+        assert after["totals"]["dead-total"] == "0"
+
+        def kept_delivered() -> bool:
+            return any(f"id={kept}&" in r.target for r in receiver.requests[failed:])
+
+        await wait_until_async(kept_delivered, WAIT_S, 0.1, message="the retried lead delivered")
+        await asyncio.sleep(0.5)  # a wrongly re-sent purged lead would arrive in this time too
+        assert not any(f"id={purged}&" in r.target for r in receiver.requests[failed:])
+        assert (await _status(http, base))["dead_letters"]["total"] == 0
+        await _page_equals_metrics(browser, http, base)

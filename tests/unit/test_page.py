@@ -210,7 +210,7 @@ class TestView:
             delivered_at=None,
         )
         summary = DeadSummary(groups=(DeadGroup("crm:80", "http_500", 1),), recent=(record,))
-        hidden = view.dead_letters(summary, T0, show_lead_data=False)
+        hidden = view.dead_letters(summary, {"crm:80": 1, "idle:80": 0}, T0, show_lead_data=False)
         assert hidden["total"] == 1 and hidden["by_endpoint"] == {"crm:80": 1}
         assert hidden["recent"][0] == {
             "id": 5,
@@ -221,7 +221,7 @@ class TestView:
             "attempts": 3,
             "age_s": 40.0,
         }
-        assert view.dead_letters(summary, T0, show_lead_data=True)["recent"][0]["url"] == URL
+        assert view.dead_letters(summary, {"crm:80": 1}, T0, show_lead_data=True)["recent"][0]["url"] == URL
 
 
 def _status(*, url: str | None = None) -> dict[str, object]:
