@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -268,8 +269,10 @@ class TestStatusPageInBrowser:
         tmp_path: Path,
         browser: Any,
         http: aiohttp.ClientSession,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """The page's numbers equal /metrics at every stage; Retry delivers the dead letters."""
+        caplog.set_level(logging.DEBUG)
         _setup(vicidial, receiver)
         http_config = HttpConfig(listen="127.0.0.1:0", admin_token=Secret(TOKEN))
         run = await start_pipeline(
@@ -356,6 +359,7 @@ class TestStatusPageInBrowser:
         page = await _page_equals_metrics(browser, http, base)
         assert page["totals"]["total-sent"] == "5" and page["totals"]["dead-total"] == "0"
         _no_lead_data(await _in_thread(lambda: browser.page_source))
+        _no_lead_data("\n".join(r.getMessage() for r in caplog.records))  # not logged, at any level
 
 
 async def _forged_posts_refused(http: aiohttp.ClientSession, base: str, endpoint_id: str) -> None:
