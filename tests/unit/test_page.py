@@ -17,7 +17,7 @@ from cdc.page import render, view
 from cdc.page.activity import DAY_MINUTES, ActivityRecorder, Totals, read_totals
 from cdc.page.guard import SESSION_TTL_S, AdminGuard
 from cdc.records import Attempt, Delivery, Outcome, UrlSource
-from cdc.store.sqlite import DeadGroup, DeadSummary, DeliveryRecord, DeliveryState, StoredDelivery
+from cdc.store import DeadGroup, DeadSummary, DeliveryRecord, DeliveryState, StoredDelivery
 
 T0 = 1_800_000_000.0  # a minute boundary: 30_000_000 minutes
 URL = "http://crm.example/new?fn=Zebulon&ph=3125550171"

@@ -30,6 +30,8 @@ from cdc.store import (
     OPERATOR_BATCH_ROWS,
     SCHEMA_VERSION,
     AsyncStore,
+    DeadGroup,
+    DeadSummary,
     DeliveryState,
     EndpointCounts,
     LockWait,
@@ -767,6 +769,14 @@ class TestDeadLetters:
         assert dead_store.purge_dead(lead_id=3) == 1
         assert [r.id for r in dead_store.list_dead()] == [2]
 
+    def test_dead_summary(self, dead_store: StateStore) -> None:
+        """Counts by endpoint and reason, and the rows that went dead last, newest first."""
+        summary = dead_store.dead_summary(2)
+        assert summary.groups == (DeadGroup("crm", "http_4xx", 2), DeadGroup("erp", "http_4xx", 1))
+        assert [r.id for r in summary.recent] == [3, 2]
+        dead_store.retry_dead(T0 + 100, ids=[3])
+        assert dead_store.dead_summary(10).groups == (DeadGroup("crm", "http_4xx", 2),)
+
     def test_a_selector_is_required(self, dead_store: StateStore) -> None:
         """Retry and purge without ids or filters refuse to touch every row."""
         with pytest.raises(ValueError, match="filter"):
@@ -982,6 +992,14 @@ class TestAsyncStore:
         assert await store.prune_delivered(T0 + 2) == 5
         await store.meta_set("k", "v")
         assert await store.meta_get("k") == "v"
+        claimed = await store.claim_due(T0, 2)
+        await store.record_attempts(
+            [(attempt(c.id, Outcome.DEAD, 500, "http_500"), None) for c in claimed], T0
+        )
+        assert (await store.dead_summary(10)).groups == (DeadGroup("crm", "http_500", 2),)
+        assert await store.retry_dead(T0 + 3, ids=[claimed[0].id]) == 1
+        assert await store.purge_dead(endpoint_id="crm") == 1
+        assert await store.dead_summary(10) == DeadSummary()
         checkpoint = await store.load_checkpoint()
         assert checkpoint is not None
         assert checkpoint.file == "b.000001"
