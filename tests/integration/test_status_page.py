@@ -37,6 +37,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
+from test_sending_modes import mode_config, vicidial_sends  # type: ignore[import-not-found]
 from yarl import URL
 
 from cdc.config import Config, DeliveryConfig, HttpConfig, Secret
@@ -507,3 +508,49 @@ class TestSelectionAndPurge:
         assert not any(f"id={purged}&" in r.target for r in receiver.requests[failed:])
         assert (await _status(http, base))["dead_letters"]["total"] == 0
         await _page_equals_metrics(browser, http, base)
+
+
+class TestVicidialSender:
+    """watch mode: VICIdial's own attempts and failures, and what we re-sent, as /metrics has them."""
+
+    async def test_watch_mode_counts(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+        browser: Any,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """One send of VICIdial's succeeds, one gets HTTP 500 and is re-sent by us: 2, 1, 1."""
+        _setup(vicidial, receiver)
+        config = mode_config(mariadb, vicidial_db, tmp_path / "w.db", "watch")
+        run = await start_pipeline(mariadb, vicidial_db, config=config)
+        base = _page_url(run)
+        ok, failed = await _add_leads(vicidial, range(2))
+        await asyncio.to_thread(vicidial_sends, vicidial, ok, f"{receiver.url}/new?id={ok}&")
+        receiver.respond_with([500])
+        await asyncio.to_thread(vicidial_sends, vicidial, failed, f"{receiver.url}/new?id={failed}&")
+
+        async def resent() -> bool:
+            return bool((await _status(http, base))["vicidial_sender"]["resent"] == 1)
+
+        await wait_until_async(resent, WAIT_S, 0.1, message="VICIdial's failed send re-sent by us")
+        page = await _page_equals_metrics(browser, http, base)
+        metrics = await _metrics(http, base)
+
+        def shown() -> dict[str, str]:
+            ids = ("vicidial-attempts", "vicidial-failures", "vicidial-resent")
+            return {i: browser.find_element(By.ID, i).text for i in ids}
+
+        assert await _in_thread(shown) == {
+            "vicidial-attempts": str(_total(metrics, "vicidial_cdc_deliveries_total", sender="vicidial")),
+            "vicidial-failures": str(
+                _total(metrics, "vicidial_cdc_deliveries_total", sender="vicidial", outcome="failed")
+            ),
+            "vicidial-resent": "1",
+        }
+        assert _total(metrics, "vicidial_cdc_deliveries_total", sender="vicidial") == 2
+        assert page["totals"]["total-sent"] == "1"  # the re-sent one: our only delivery
