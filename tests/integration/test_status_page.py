@@ -36,6 +36,7 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.support.wait import WebDriverWait
 from test_sending_modes import mode_config, vicidial_sends  # type: ignore[import-not-found]
 from yarl import URL
@@ -81,11 +82,16 @@ return out;
 """
 
 
+def _no_selenium_manager(*args: object, **kwargs: object) -> dict[str, str]:
+    raise AssertionError("Selenium Manager would look for (and may download) a browser or driver")
+
+
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Headless Debian Chromium through its chromedriver (never a downloaded browser)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian's chromium and chromium-driver are needed: run scripts/bootstrap --test")
+    monkeypatch.setattr(SeleniumManager, "binary_paths", _no_selenium_manager)
     options = Options()
     options.binary_location = str(CHROMIUM)
     for arg in (
