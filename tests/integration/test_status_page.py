@@ -28,8 +28,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from conftest import Running, StartPipeline, make_config  # type: ignore[import-not-found]
-from helpers import wait_until_async  # type: ignore[import-not-found]
 from prometheus_client.parser import text_string_to_metric_families
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -38,11 +36,11 @@ from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.support.wait import WebDriverWait
-from test_sending_modes import mode_config, vicidial_sends  # type: ignore[import-not-found]
+from support.harness import Pipeline, Running, fast_config
+from support.waiting import wait_until_async
 from yarl import URL
 
-from cdc.config import Config, DeliveryConfig, HttpConfig, Secret
-from cdc.testing.mariadb import PrivateMariaDB
+from cdc.config import Config, HttpConfig, Secret
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
 
@@ -120,11 +118,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def _config(
-    mariadb: PrivateMariaDB, database: str, tmp_path: Path, http: HttpConfig, **delivery: Any
-) -> Config:
-    base = make_config(mariadb, database, tmp_path / "state.db")
-    retries = {
+def _config(pipeline: Pipeline, tmp_path: Path, http: HttpConfig, **delivery: Any) -> Config:
+    """The harness's fast timers, two attempts, a breaker that opens after two failures."""
+    retries: dict[str, Any] = {
         "max_attempts": 2,
         "retry_base_s": 0.05,
         "retry_cap_s": 0.2,
@@ -132,9 +128,8 @@ def _config(
         "breaker_cooldown_s": 1.0,
         "breaker_max_cooldown_s": 2.0,
     }
-    return dataclasses.replace(
-        base, http=http, delivery=DeliveryConfig(mode="send", **{**retries, **delivery})
-    )
+    base = fast_config(pipeline.server, pipeline.database, tmp_path / "state.db", **{**retries, **delivery})
+    return dataclasses.replace(base, http=http)
 
 
 def _page_url(run: Running) -> str:
@@ -268,23 +263,18 @@ class TestStatusPageInBrowser:
 
     async def test_healthy_down_dead_and_retried(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
+        pipeline: Pipeline,
         tmp_path: Path,
         browser: Any,
         http: aiohttp.ClientSession,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """The page's numbers equal /metrics at every stage; Retry delivers the dead letters."""
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
         caplog.set_level(logging.DEBUG)
         _setup(vicidial, receiver)
         http_config = HttpConfig(listen="127.0.0.1:0", admin_token=Secret(TOKEN))
-        run = await start_pipeline(
-            mariadb, vicidial_db, config=_config(mariadb, vicidial_db, tmp_path, http_config)
-        )
+        run = await pipeline.start(config=_config(pipeline, tmp_path, http_config))
         base = _page_url(run)
 
         # Healthy: three leads delivered.
@@ -399,21 +389,18 @@ class TestReadOnlyPage:
 
     async def test_no_token_no_actions_and_lead_data_shown_when_on(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
+        pipeline: Pipeline,
         tmp_path: Path,
         browser: Any,
         http: aiohttp.ClientSession,
     ) -> None:
         """show_lead_data on: the name is on the page; no token: no button, 403 for every POST."""
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
         _setup(vicidial, receiver)
         receiver.respond_with([500] * 1000)
         http_config = HttpConfig(listen="127.0.0.1:0", show_lead_data=True)
-        config = _config(mariadb, vicidial_db, tmp_path, http_config, max_attempts=1)
-        run = await start_pipeline(mariadb, vicidial_db, config=config)
+        config = _config(pipeline, tmp_path, http_config, max_attempts=1)
+        run = await pipeline.start(config=config)
         base = _page_url(run)
         await _add_leads(vicidial, range(1))
 
@@ -461,21 +448,18 @@ class TestSelectionAndPurge:
 
     async def test_retry_selected_and_purge_one(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
+        pipeline: Pipeline,
         tmp_path: Path,
         browser: Any,
         http: aiohttp.ClientSession,
     ) -> None:
         """Retry selected sends only the ticked lead; Purge deletes the other, never sent."""
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
         _setup(vicidial, receiver)
         receiver.respond_with([500] * 1000)
         http_config = HttpConfig(listen="127.0.0.1:0", admin_token=Secret(TOKEN))
-        config = _config(mariadb, vicidial_db, tmp_path, http_config, max_attempts=1)
-        run = await start_pipeline(mariadb, vicidial_db, config=config)
+        config = _config(pipeline, tmp_path, http_config, max_attempts=1)
+        run = await pipeline.start(config=config)
         base = _page_url(run)
         kept, purged = await _add_leads(vicidial, range(2))
 
@@ -516,29 +500,33 @@ class TestSelectionAndPurge:
         await _page_equals_metrics(browser, http, base)
 
 
+#: What VICIdial stores in url_response when its fetch got HTTP 500.
+_PHP_500 = "PHP ERROR: failed to open stream: HTTP request failed! HTTP/1.1 500 Internal Server Error"
+
+
 class TestVicidialSender:
     """watch mode: VICIdial's own attempts and failures, and what we re-sent, as /metrics has them."""
 
     async def test_watch_mode_counts(
         self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
+        pipeline: Pipeline,
         tmp_path: Path,
         browser: Any,
         http: aiohttp.ClientSession,
     ) -> None:
         """One send of VICIdial's succeeds, one gets HTTP 500 and is re-sent by us: 2, 1, 1."""
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
         _setup(vicidial, receiver)
-        config = mode_config(mariadb, vicidial_db, tmp_path / "w.db", "watch")
-        run = await start_pipeline(mariadb, vicidial_db, config=config)
+        config = _config(pipeline, tmp_path, HttpConfig(listen="127.0.0.1:0"), mode="watch")
+        run = await pipeline.start(config=config)
         base = _page_url(run)
         ok, failed = await _add_leads(vicidial, range(2))
-        await asyncio.to_thread(vicidial_sends, vicidial, ok, f"{receiver.url}/new?id={ok}&")
-        receiver.respond_with([500])
-        await asyncio.to_thread(vicidial_sends, vicidial, failed, f"{receiver.url}/new?id={failed}&")
+        # VICIdial's PHP: the url_log INSERT, its fetch (not made here), the UPDATE with the answer.
+        for lead_id, response in ((ok, "OK"), (failed, _PHP_500)):
+            url_log_id = await asyncio.to_thread(
+                vicidial.log_url_request, lead_id, f"{receiver.url}/new?id={lead_id}&"
+            )
+            await asyncio.to_thread(vicidial.log_url_response, url_log_id, response, 0)
 
         async def resent() -> bool:
             return bool((await _status(http, base))["vicidial_sender"]["resent"] == 1)

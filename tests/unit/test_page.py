@@ -105,6 +105,7 @@ class TestActivityRecorder:
         assert all(a.url is None for a in report.recent)  # lead data not kept by default
 
     def test_urls_kept_only_when_asked(self) -> None:
+        """With keep_urls (http.show_lead_data) each attempt keeps its URL."""
         r = ActivityRecorder(keep_urls=True)
         r.attempt(T0, _item(), _attempt(Outcome.DELIVERED))
         assert r.report(T0, Totals()).recent[0].url == URL
@@ -114,6 +115,7 @@ class TestReadTotals:
     """The page's totals are the metrics' own counters."""
 
     def test_counts_by_sender_and_outcome(self) -> None:
+        """Delivered and dead of our sender, VICIdial's attempts and failures, skips by reason."""
         m = Metrics()
         for _ in range(3):
             m.leads_detected.inc()
@@ -134,12 +136,14 @@ class TestAdminGuard:
     """No token: nobody acts. With one: a session from sign-in, and its CSRF token on every action."""
 
     def test_no_token_refuses_everything(self) -> None:
+        """No admin token configured: no sign-in, no action, whatever is offered."""
         g = AdminGuard("")
         assert not g.enabled
         assert g.sign_in("", T0) is None
         assert not g.may_act("anything", "anything", T0)
 
     def test_session_and_csrf(self) -> None:
+        """Only a live session with its own CSRF token may act; signing out or expiry ends it."""
         g = AdminGuard("s3cret", key=b"k" * 32)
         assert g.sign_in("wrong", T0) is None
         session = g.sign_in("s3cret", T0)
@@ -186,9 +190,11 @@ class TestView:
         ],
     )
     def test_endpoint_state(self, kwargs: dict[str, object], state: str, until: float | None) -> None:
+        """Breaker open, Retry-After pause, half-open and rate limit each name the endpoint's state."""
         assert view.endpoint_state(self._stats(**kwargs), T0) == (state, until)
 
     def test_rows_join_sender_outbox_and_activity(self) -> None:
+        """An endpoint known only to the outbox still gets a row; numbers come from each source."""
         counts = {"crm:80": {"pending": 4, "dead": 2, "oldest_pending_age_s": 12.0}, "idle:80": {"dead": 1}}
         rows = view.endpoint_rows(T0, [self._stats()], counts, {})
         assert [(r.endpoint_id, r.in_flight, r.backlog, r.dead) for r in rows] == [
@@ -197,6 +203,7 @@ class TestView:
         ]
 
     def test_dead_letters_hide_the_url_unless_asked(self) -> None:
+        """A dead letter's URL (lead data) is in the view only with show_lead_data."""
         record = DeliveryRecord(
             id=5,
             delivery=_delivery(),
@@ -253,6 +260,7 @@ class TestRender:
     """Escaped HTML, no inline script or style, actions only for a signed-in admin."""
 
     def test_escaped_and_no_inline_script_or_style(self) -> None:
+        """Values are escaped; the only script is the self-served file; no inline style or handler."""
         html = render.page(_status(url=URL + "&x=<script>"), render.Viewer(), T0)
         assert "<b>site</b>" not in html and "&lt;b&gt;site&lt;/b&gt;" in html
         assert "&x=<script>" not in html
@@ -260,12 +268,14 @@ class TestRender:
         assert " style=" not in html and "<style" not in html and " on" + "click=" not in html
 
     def test_no_buttons_without_a_signed_in_admin(self) -> None:
+        """Read-only viewers and admins not signed in get no button and no action form."""
         for viewer in (render.Viewer(), render.Viewer(admin_enabled=True)):
             html = render.page(_status(), viewer, T0)
             assert "<button" not in html.split('<main id="main"', 1)[1]
             assert "/dead-letters" not in html
 
     def test_signed_in_admin_gets_buttons_with_csrf(self) -> None:
+        """A signed-in admin gets Retry/Purge per row, per endpoint and for a selection, with CSRF."""
         html = render.page(_status(), render.Viewer(admin_enabled=True, signed_in=True, csrf="c0ffee"), T0)
         assert 'name="retry_one" value="5"' in html and 'name="purge_one" value="5"' in html
         assert 'class="retry-all"' in html and 'id="retry-selected"' in html
@@ -273,6 +283,7 @@ class TestRender:
         assert forms == 2 and html.count('name="csrf" value="c0ffee"') == forms + 1  # + sign out
 
     def test_url_column_only_with_lead_data(self) -> None:
+        """The URL column (with the lead's name) appears only when the data has URLs."""
         assert "Zebulon" not in render.page(_status(), render.Viewer(), T0)
         assert "Zebulon" in render.page(_status(url=URL), render.Viewer(), T0)
 
@@ -291,14 +302,17 @@ class TestPageConfig:
         return path
 
     def test_defaults_hide_lead_data_and_allow_no_actions(self) -> None:
+        """By default: no lead data on the page, no admin token."""
         cfg = config.load(None, env={})
         assert cfg.http.show_lead_data is False and cfg.http.admin_token.value == ""
 
     def test_token_not_in_toml(self, tmp_path: Path) -> None:
+        """An admin_token key in the file is refused, naming the two ways that work."""
         with pytest.raises(ConfigError, match="admin_token_file"):
             config.load(self._write(tmp_path, '[http]\nadmin_token = "x"\n'), env={})
 
     def test_token_file_and_env(self, tmp_path: Path) -> None:
+        """admin_token_file is read (newline dropped), the env variable wins, repr hides it."""
         token = tmp_path / "token"
         token.write_text("from-file\n", encoding="utf-8")
         path = self._write(tmp_path, f'[http]\nshow_lead_data = true\nadmin_token_file = "{token}"\n')
@@ -309,6 +323,7 @@ class TestPageConfig:
         assert "from-env" not in repr(cfg)
 
     def test_missing_token_file(self, tmp_path: Path) -> None:
+        """An unreadable admin token file is a clear error."""
         path = self._write(tmp_path, f'[http]\nadmin_token_file = "{tmp_path / "nope"}"\n')
         with pytest.raises(ConfigError, match="admin_token_file"):
             config.load(path, env={})
