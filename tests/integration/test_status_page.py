@@ -119,17 +119,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def _config(pipeline: Pipeline, tmp_path: Path, http: HttpConfig, **delivery: Any) -> Config:
-    """The harness's fast timers, two attempts, a breaker that opens after two failures."""
-    retries: dict[str, Any] = {
-        "max_attempts": 2,
-        "retry_base_s": 0.05,
-        "retry_cap_s": 0.2,
-        "breaker_failures": 2,
-        "breaker_cooldown_s": 1.0,
-        "breaker_max_cooldown_s": 2.0,
-    }
-    base = fast_config(pipeline.server, pipeline.database, tmp_path / "state.db", **{**retries, **delivery})
-    return dataclasses.replace(base, http=http)
+    """The harness's fast timers, two attempts 50-200 ms apart, a breaker that opens after two failures."""
+    delivery.setdefault("max_attempts", 2)
+    base = fast_config(
+        pipeline.server,
+        pipeline.database,
+        tmp_path / "state.db",
+        breaker_failures=2,
+        breaker_cooldown_s=1.0,
+        breaker_max_cooldown_s=2.0,
+        **delivery,
+    )
+    retry = dataclasses.replace(base.delivery.retry, base_s=0.05, cap_s=0.2)
+    return dataclasses.replace(base, http=http, delivery=dataclasses.replace(base.delivery, retry=retry))
 
 
 def _page_url(run: Running) -> str:
