@@ -31,6 +31,7 @@ from .config import Config, parse_start
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
+from .hooks.tracker import HookTracker
 from .metrics import Metrics, StateCollector, StateSample
 from .pipeline import Pipeline, PipelineStatistics
 from .reader import Reader, ReaderFactory, ReaderStatistics, faults, reader_for, serverinfo
@@ -41,7 +42,6 @@ from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
 from .store import AsyncMetadata, AsyncOutbox, AsyncStore, LockWait, SqliteStore
-from .urllog import UrlLogTracker
 from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
 
@@ -136,8 +136,9 @@ class Service:
         return self.pipeline.detector if self.pipeline is not None else None
 
     @property
-    def url_log(self) -> UrlLogTracker | None:
-        return self.pipeline.url_log if self.pipeline is not None else None
+    def url_log(self) -> HookTracker | None:
+        """VICIdial's own requests followed through vicidial_url_log (every url_type)."""
+        return self.pipeline.hooks.tracker if self.pipeline is not None else None
 
     # -- lifecycle -------------------------------------------------------------------
 
