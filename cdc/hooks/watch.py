@@ -35,6 +35,7 @@ NO_ENDPOINT = "none"
 #: Types whose sender may have POSTed: the method of one that never completed is unknown.
 _POST_CAPABLE = frozenset({"sc_callurl"})
 _FORM = "application/x-www-form-urlencoded"  # what wget --post-data sends
+_OUTCOMES = ("ok", "error", "never_completed", "late")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class HookWatch:
         self._rescued: OrderedDict[int, None] = OrderedDict()
         self._max_rescued = max_pending
         self._pending_labels: set[str] = set()
+        #: (label, endpoint) pairs whose outcome series exist (bounded: labels x EndpointIds).
+        self._series: set[tuple[str, str]] = set()
 
     def feed(self, change: RowChange, resume: Position) -> HookStep:
         step = HookStep()
@@ -137,6 +140,11 @@ class HookWatch:
         endpoint = self._endpoint(a.url)
         if a.event is Event.STARTED:
             m.child(m.hook_attempts, a.label, endpoint).inc()
+            if (a.label, endpoint) not in self._series:
+                # Every outcome exists at 0 from the first request: rate() sees the first error.
+                self._series.add((a.label, endpoint))
+                for outcome in _OUTCOMES:
+                    m.child(m.hook_outcomes, a.label, endpoint, outcome)
             return
         verdict = a.verdict
         if verdict is not None:
