@@ -3,8 +3,9 @@
 A sender INSERTs the row (``url_response=''``) before its request and UPDATEs it with
 the response after; this state machine turns the pair into one :class:`HookAttempt`.
 An INSERT whose UPDATE does not come within its type's timeout (binlog time) is *never
-completed*; an UPDATE that comes after that, or after a failure was already reported,
-is *late* (the caller counts it as a duplicate when it re-sent the request meanwhile).
+completed*; an UPDATE that comes after that, or after the row's first UPDATE
+(``RUNurls`` run twice), is *late* (the caller counts it as a duplicate when it re-sent
+the request meanwhile).
 
 Pending INSERTs of the types the caller pins (those it would re-send) hold the
 checkpoint back, so a restart re-reads them; the others are only watched and cost no
@@ -31,7 +32,7 @@ class Event(enum.StrEnum):
     COMPLETED = "completed"
     #: No UPDATE within the type's timeout.
     NEVER_COMPLETED = "never_completed"
-    #: An UPDATE of a row already reported never completed or failed.
+    #: Another UPDATE of a row already reported (completed or never completed).
     LATE = "late"
 
 
@@ -105,7 +106,7 @@ class HookTracker:
         #: Pending INSERTs per url_type, oldest first (one timeout per type).
         self._pending: dict[str, OrderedDict[int, _Pending]] = {}
         self._size = 0
-        #: Rows reported never completed or failed: their UPDATE is late (bounded).
+        #: Rows already reported (completed or never completed): another UPDATE is late (bounded).
         self._closed: OrderedDict[int, int] = OrderedDict()
         self._counts = _Counts()
 
@@ -175,7 +176,7 @@ class HookTracker:
         self._counts.completed += 1
         if not verdict.ok:
             self._counts.failed += 1
-            self._close(url_log_id)
+        self._close(url_log_id)
         return [self._attempt(Event.COMPLETED, url_log_id, pending, verdict, response_s)]
 
     def expire(self, now_binlog: float) -> list[HookAttempt]:

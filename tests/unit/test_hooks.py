@@ -176,7 +176,7 @@ class TestHookTracker:
         assert [a.url_type for a in t.expire(1301)] == ["dispo"]
 
     def test_late_update(self) -> None:
-        """An UPDATE after never-completed, or after a failure, is late."""
+        """An UPDATE after never-completed, or after the row's first UPDATE, is late."""
         t = tracker(60)
         t.feed(row(Op.INSERT, 1, "u", url_type="dispo", ts=1000), P1)
         t.expire(1100)
@@ -186,6 +186,11 @@ class TestHookTracker:
         t.feed(row(Op.UPDATE, 2, "u", PHP_500, url_type="dispo"), P2)
         [again] = t.feed(row(Op.UPDATE, 2, "u", "ok", url_type="dispo"), P2)
         assert again.event is Event.LATE
+        t.feed(row(Op.INSERT, 3, "u", url_type="dispo", ts=1000), P1)
+        t.feed(row(Op.UPDATE, 3, "u", "ok", url_type="dispo"), P2)
+        [twice] = t.feed(row(Op.UPDATE, 3, "u", "ok again", url_type="dispo"), P2)
+        assert twice.event is Event.LATE  # RUNurls run twice: counted once as completed
+        assert t.statistics().completed == 2
 
     def test_log_rows_wait_for_nothing(self) -> None:
         """webform and non-agent rows get no UPDATE: counted, never pending."""
