@@ -179,3 +179,40 @@ class TestHooks:
         }
         histogram = "vicidial_cdc_hook_response_seconds_count"
         assert sample(histogram, url_type="na_callurl", endpoint=endpoint) == 2
+
+    async def test_pending_rescued_type_survives_a_restart(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        start_pipeline: StartPipeline,
+        tmp_path: Path,
+    ) -> None:
+        """A dispo INSERT still pending at shutdown holds the checkpoint: re-read and rescued once."""
+        cfg = make_config(mariadb, vicidial_db, tmp_path / "r.db")
+        cfg = dataclasses.replace(
+            cfg,
+            delivery=dataclasses.replace(cfg.delivery, mode="watch", retry_base_s=0.2, retry_cap_s=0.5),
+            hooks=HooksConfig(rescue=frozenset({"dispo"}), timeouts_s={"dispo": 3.0}),
+        )
+        run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        senders = HookSenders(vicidial)
+        await asyncio.to_thread(senders.dispo_insert, "1733450000.9", f"{receiver.url}/dispo?call=restart")
+
+        async def pending() -> bool:
+            tracker = run.service.url_log
+            return tracker is not None and tracker.statistics().pending.get("dispo") == 1
+
+        await until(pending, vicidial)
+        await run.stop()
+        assert ours(receiver, "/dispo") == Counter()
+        again = await start_pipeline(mariadb, vicidial_db, config=cfg)
+
+        async def rescued() -> bool:
+            assert again.service.store is not None
+            counts = await again.service.store.counts()
+            return sum(c.delivered for c in counts) >= 1
+
+        await until(rescued, vicidial)
+        assert ours(receiver, "/dispo") == Counter({"/dispo?call=restart": 1})
