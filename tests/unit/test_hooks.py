@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cdc.config import load
 from cdc.errors import ConfigError
 from cdc.hooks.config import HooksConfig, load_hooks
+from cdc.hooks.configured import CAMPAIGNS, INGROUPS, LISTS, AltRow, configured_hooks, setting_columns
 from cdc.hooks.response import Form, classify
 from cdc.hooks.tracker import Event, HookTracker
 from cdc.hooks.types import HOOK_TYPES, OTHER, Kind, label_of
@@ -238,11 +241,9 @@ class TestConfig:
         with pytest.raises(ConfigError, match=needle):
             load_hooks(table, {})
 
-    def test_in_the_config_file(self, tmp_path: object) -> None:
+    def test_in_the_config_file(self, tmp_path: Path) -> None:
         """[hooks] is a section of the one config file."""
-        from pathlib import Path
-
-        path = Path(str(tmp_path)) / "c.toml"
+        path = tmp_path / "c.toml"
         path.write_text('[hooks]\nrescue = ["dispo"]\n')
         assert load(path, {}).hooks.rescue == {"dispo"}
 
@@ -344,3 +345,40 @@ class TestWatch:
         w.feed(row(Op.INSERT, 1, "u", url_type="dispo", url="/agc/x.php?y=1", ts=1000), P1)
         [a] = w.tracker.expire(2000)
         assert resend_of(a) == "url_relative"
+
+
+class TestConfiguredHooks:
+    """check's list of the hook types this VICIdial fires, from its settings rows."""
+
+    def test_columns_alt_rows_and_rescue(self) -> None:
+        """Set columns count; ALT counts only with an active ALT row; dead needs a URL action."""
+        settings = {
+            CAMPAIGNS: [
+                {"campaign_id": "C1", "dispo_call_url": "http://crm/d", "dead_trigger_url": "http://crm/x",
+                 "dead_trigger_action": "AUDIO"},
+                {"campaign_id": "C2", "dispo_call_url": "ALT", "start_call_url": "ALT", "pause_max_url": " "},
+            ],
+            INGROUPS: [{"group_id": "IN1", "add_lead_url": "http://crm/a", "na_call_url": ""}],
+            LISTS: [{"list_id": 101, "na_call_url": "http://crm/na"}],
+        }  # fmt: skip
+        alts = [AltRow("C2", "campaign", "dispo"), AltRow("IN9", "ingroup", "start")]
+        found = configured_hooks(settings, alts, HooksConfig(frozenset({"dispo"})))
+        by_type = {h.url_type: h for h in found}
+        assert list(by_type) == ["dispo", "na_callurl", "add_lead"]
+        assert by_type["dispo"].owners == {CAMPAIGNS: ("C1", "C2")}
+        assert (by_type["dispo"].rescue, by_type["add_lead"].rescue, by_type["add_lead"].rescuable) == (
+            True,
+            False,
+            True,
+        )
+        assert by_type["na_callurl"].summary == "1 lists"
+
+    def test_setting_columns_follow_the_build(self) -> None:
+        """Columns an older build lacks are not selected."""
+        present = ["campaign_id", "dispo_call_url", "start_call_url", "dead_trigger_action"]
+        assert setting_columns(CAMPAIGNS, present) == (
+            "campaign_id",
+            "dispo_call_url",
+            "start_call_url",
+            "dead_trigger_action",
+        )
