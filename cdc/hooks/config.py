@@ -59,6 +59,11 @@ def load_hooks(table: Any, env: Mapping[str, str]) -> HooksConfig:
     timeouts: dict[str, float] = {}
     for url_type, value in timeouts_raw.items():
         _check_type(url_type, "hooks.timeouts_s")
+        if HOOK_TYPES[url_type].timeout_s <= 0:
+            raise ConfigError(
+                f"hooks.timeouts_s.{url_type}: {url_type} rows get no UPDATE"
+                f" ({HOOK_TYPES[url_type].description}): there is nothing to wait for"
+            )
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)

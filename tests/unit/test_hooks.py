@@ -233,6 +233,7 @@ class TestConfig:
             ({"rescue": ["nope"]}, "unknown url_type"),
             ({"rescue": "dispo"}, "list"),
             ({"timeouts_s": {"dispo": 0}}, "> 0"),
+            ({"timeouts_s": {"webform": 5}}, "no UPDATE"),
             ({"extra": 1}, "unknown key"),
         ],
     )
