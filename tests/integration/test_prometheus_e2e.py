@@ -40,10 +40,10 @@ from support.waiting import wait_until_async
 
 from cdc.config import Config, DeliveryConfig, EndpointConfig, EndpointLimits, Secret
 from cdc.hooks.config import HooksConfig
-from cdc.testing.hooksenders import HookSenders
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
+from cdc.testing.simulate.hooks import HookSenders
 
 pytestmark = pytest.mark.mariadb
 

@@ -1,6 +1,6 @@
 """VICIdial's URL hooks end to end: each sender's vicidial_url_log rows on a private MariaDB.
 
-The test plays VICIdial's senders (cdc.testing.hooksenders): the Dispo Call URL INSERTed
+The test plays VICIdial's senders (cdc.testing.simulate.hooks): the Dispo Call URL INSERTed
 at dispo time and sent by the agent's browser through RUNurls (or never), PHP's
 synchronous file() for the Start Call URL, and AST_send_URL.pl's wget for the No-Agent
 and settings-container URLs. Their requests carry no Idempotency-Key; the streamer's do.
@@ -18,10 +18,10 @@ import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
 
 from cdc.hooks.config import HooksConfig
-from cdc.testing.hooksenders import HookSenders
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
+from cdc.testing.simulate.hooks import HookSenders
 
 pytestmark = pytest.mark.mariadb
 

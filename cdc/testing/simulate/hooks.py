@@ -26,12 +26,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-
-class _Executes(Protocol):
-    def execute(self, sql: str, *args: Any) -> Any: ...
-
+from ... import vicidial
+from .simulator import Vicidial
+from .steps import PhpText
+from .url_log import url_log_insert, url_log_update
 
 _PHP_LINE = 16520
 _PHP_FILE = "/srv/www/htdocs/agc/vdc_db_query.php"
@@ -102,29 +101,22 @@ def _flatten(text: str) -> str:
 
 
 class HookSenders:
-    """Plays VICIdial's senders on a simulated VICIdial (anything with ``execute(sql, *args)``)."""
+    """Plays VICIdial's senders on a simulated VICIdial (its connection, its statements)."""
 
-    def __init__(self, db: _Executes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Vicidial, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+        self._text = PhpText(db.send_utf8_bytes)
 
     def insert(self, url_type: str, uniqueid: str, url: str, *, perl: bool = False) -> int:
         """The INSERT every sender writes first (PHP: ``url_date=NOW()``; Perl: its local time)."""
-        sql = (
-            "INSERT INTO vicidial_url_log SET uniqueid=%s, url_date={}, url_type=%s, url=%s, url_response=''"
-        )
-        if perl:
-            return int(self._db.execute(sql.format("%s"), uniqueid, self._now(), url_type, url).lastrowid)
-        return int(self._db.execute(sql.format("NOW()"), uniqueid, url_type, url).lastrowid)
+        date = self._now() if perl else None
+        statement = url_log_insert(uniqueid, url, self._text, url_type=url_type, url_date=date)
+        return self._db.execute_statement(statement).lastrowid
 
     def update(self, url_log_id: int, response: str, response_sec: int) -> None:
         """The UPDATE after the request."""
-        self._db.execute(
-            "UPDATE vicidial_url_log SET response_sec=%s, url_response=%s WHERE url_log_id=%s",
-            response_sec,
-            response,
-            url_log_id,
-        )
+        self._db.execute_statement(url_log_update(url_log_id, response, response_sec, self._text))
 
     def php_send(self, url_type: str, uniqueid: str, url: str, *, update: bool = True) -> int:
         """A PHP page's synchronous ``file()``: INSERT, fetch, UPDATE (``update=False``: the page died)."""
@@ -142,7 +134,8 @@ class HookSenders:
     def run_urls(self, url_log_ids: Sequence[int]) -> None:
         """``ACTION=RUNurls`` from the agent's browser: SELECT each url, fetch, UPDATE date-prefixed."""
         for url_log_id in url_log_ids:
-            rows = self._db.execute("SELECT url FROM vicidial_url_log WHERE url_log_id=%s", url_log_id).rows
+            sql = f"SELECT url FROM {vicidial.URL_LOG_TABLE} WHERE url_log_id=%s"
+            rows = self._db.execute(sql, url_log_id).rows
             if not rows:
                 continue
             url = str(rows[0][0])
