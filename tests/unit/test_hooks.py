@@ -15,6 +15,8 @@ from cdc.hooks.tracker import Event, HookTracker
 from cdc.hooks.types import HOOK_TYPES, OTHER, Kind, label_of
 from cdc.hooks.watch import HookPolicy, HookWatch, resend_of
 from cdc.metrics import Metrics
+from cdc.ops.check import Status
+from cdc.ops.check_hooks import HookFacts, check_hooks
 from cdc.records import Op, Position, RowChange, UrlSource, Value
 from cdc.resolve import EndpointIds
 
@@ -383,3 +385,33 @@ class TestConfiguredHooks:
             "start_call_url",
             "dead_trigger_action",
         )
+
+
+class TestCheckReport:
+    """check lists the hook types set here and whether rescue covers them; never a WARN."""
+
+    def test_lines(self) -> None:
+        """One INFO per type set, the fix to rescue a notify type, and an idle rescue named."""
+        facts = HookFacts(
+            settings={
+                CAMPAIGNS: (
+                    {"campaign_id": "C1", "dispo_call_url": "http://crm/d", "start_call_url": "http://s"},
+                ),
+                INGROUPS: ({"group_id": "IN1", "na_call_url": "http://crm/na"},),
+            },
+        )
+        results = {r.name: r for r in check_hooks(facts, HooksConfig(frozenset({"dispo", "add_lead"})))}
+        assert set(results) == {"hooks.dispo", "hooks.start", "hooks.na_callurl", "hooks.rescue"}
+        assert {r.status for r in results.values()} == {Status.INFO}
+        assert (
+            "campaigns: C1" in results["hooks.dispo"].message
+            and "rescue on" in results["hooks.dispo"].message
+        )
+        assert results["hooks.start"].fix == 'to re-send them, add "start" to [hooks] rescue'
+        assert "add_lead" in results["hooks.rescue"].message
+
+    def test_unreadable_tables(self) -> None:
+        """A table the account cannot read is said once; nothing else is guessed."""
+        facts = HookFacts(unreadable={CAMPAIGNS: "SELECT command denied"})
+        [line] = check_hooks(facts, HooksConfig())
+        assert line.name == "hooks" and "SELECT command denied" in line.message
