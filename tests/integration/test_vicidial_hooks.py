@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
+from test_check import CheckRunner  # type: ignore[import-not-found]
 
 from cdc.hooks.config import HooksConfig
 from cdc.testing.mariadb import PrivateMariaDB
@@ -216,3 +218,46 @@ class TestHooks:
 
         await until(rescued, vicidial)
         assert ours(receiver, "/dispo") == Counter({"/dispo?call=restart": 1})
+
+
+@pytest.fixture
+def runner(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> CheckRunner:
+    return CheckRunner(monkeypatch, capsys, tmp_path)
+
+
+class TestCheckReport:
+    """vicidial-cdc check lists the hook types this VICIdial fires and whether rescue covers them."""
+
+    def test_campaigns_ingroups_lists_and_alt_rows(
+        self, runner: CheckRunner, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial
+    ) -> None:
+        """Active settings and ALT rows count; an inactive campaign does not; an idle rescue is named."""
+        vicidial.execute(
+            "INSERT INTO vicidial_campaigns (campaign_id, active, dispo_call_url, start_call_url) VALUES"
+            " ('C1', 'Y', 'https://crm.example.com/d?x=--A--lead_id--B--', ''),"
+            " ('C2', 'Y', 'ALT', ''), ('C3', 'N', '', 'https://crm.example.com/s')"
+        )
+        vicidial.execute(
+            "INSERT INTO vicidial_url_multi (campaign_id, entry_type, active, url_type, url_address)"
+            " VALUES ('C2', 'campaign', 'Y', 'dispo', 'https://crm.example.com/alt')"
+        )
+        vicidial.execute(
+            "INSERT INTO vicidial_inbound_groups (group_id, active, add_lead_url)"
+            " VALUES ('IN1', 'Y', 'https://crm.example.com/a')"
+        )
+        vicidial.add_list(101, "L", "C1", "")
+        vicidial.execute(
+            "UPDATE vicidial_lists SET na_call_url='https://crm.example.com/na' WHERE list_id=101"
+        )
+        checked = runner.run(mariadb, vicidial_db, '[hooks]\nrescue = ["dispo", "wcu_on"]\n')
+        hooks = {name: r for name, r in checked.results.items() if name.startswith("hooks")}
+        assert set(hooks) == {"hooks.dispo", "hooks.na_callurl", "hooks.add_lead", "hooks.rescue"}
+        assert {r["status"] for r in hooks.values()} == {"INFO"}
+        assert "campaigns: C1, C2" in hooks["hooks.dispo"]["message"]
+        assert "rescue on" in hooks["hooks.dispo"]["message"]
+        assert "lists: 101" in hooks["hooks.na_callurl"]["message"]
+        assert hooks["hooks.add_lead"]["fix"] == 'to re-send them, add "add_lead" to [hooks] rescue'
+        assert "wcu_on" in hooks["hooks.rescue"]["message"]
+        assert "crm.example.com" not in json.dumps(hooks)  # URLs may hold keys: never printed

@@ -16,7 +16,7 @@ from cdc.hooks.types import HOOK_TYPES, OTHER, Kind, label_of
 from cdc.hooks.watch import HookPolicy, HookWatch, resend_of
 from cdc.metrics import Metrics
 from cdc.ops.check import Status
-from cdc.ops.check_hooks import HookFacts, check_hooks
+from cdc.ops.check.hooks import HookFacts, check_hooks
 from cdc.records import Op, Position, RowChange, UrlSource, Value
 from cdc.resolve import EndpointIds
 

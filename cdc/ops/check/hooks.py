@@ -1,7 +1,8 @@
 """``check``: the URL hooks this VICIdial fires, and whether ``[hooks] rescue`` covers them.
 
-Facts: the active campaigns', in-groups' and lists' hook URL columns and the active
-ALT rows (:func:`cdc.vicidb.hook_setting_rows`, :func:`cdc.vicidb.hook_alt_rows`).
+Facts (read by :mod:`.facts`): the active campaigns', in-groups' and lists' hook URL
+columns and the active ALT rows (:func:`cdc.vicidb.hook_setting_rows`,
+:func:`cdc.vicidb.hook_alt_rows`).
 Rule: one INFO line per ``url_type`` set somewhere (where, and what the streamer does
 about it), and one for a rescued type nothing fires. Never a WARN: a hook that is not
 rescued is the operator's choice.
@@ -12,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .. import vicidb
-from ..hooks.config import HooksConfig
-from ..hooks.configured import AltRow, configured_hooks
-from ..hooks.types import HOOK_TYPES
-from .check import CheckResult, Status
+from ... import vicidb
+from ...hooks.config import HooksConfig
+from ...hooks.configured import AltRow, configured_hooks
+from ...hooks.types import HOOK_TYPES
+from .results import CheckResult, Status
+
+__all__ = ["HookFacts", "check_hooks"]
 
 _MAX_OWNERS_SHOWN = 5
 
