@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import StartPipeline, make_config  # type: ignore[import-not-found]
-from test_check import CheckRunner  # type: ignore[import-not-found]
+from support.cli import run_cli, write_config
+from support.fence import ours, theirs
+from support.harness import Pipeline, make_config
 
+from cdc.config import Config
 from cdc.hooks.config import HooksConfig
-from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
 from cdc.testing.simulate.hooks import HookSenders
@@ -30,16 +31,13 @@ pytestmark = pytest.mark.mariadb
 WAIT_S = 45
 
 
-def ours(receiver: Receiver, path: str) -> Counter[str]:
-    """Requests the streamer made (they carry an Idempotency-Key), by target."""
-    return Counter(
-        r.target for r in receiver.requests if r.target.startswith(path) and r.header("Idempotency-Key")
-    )
-
-
-def theirs(receiver: Receiver, path: str) -> Counter[str]:
-    return Counter(
-        r.target for r in receiver.requests if r.target.startswith(path) and not r.header("Idempotency-Key")
+def hooks_config(pipeline: Pipeline, state: Path, rescue: set[str], timeouts_s: dict[str, float]) -> Config:
+    """The harness config in watch mode with short retries and these [hooks] settings."""
+    cfg = make_config(pipeline.server, pipeline.database, state)
+    return dataclasses.replace(
+        cfg,
+        delivery=dataclasses.replace(cfg.delivery, mode="watch", retry_base_s=0.2, retry_cap_s=0.5),
+        hooks=HooksConfig(rescue=frozenset(rescue), timeouts_s=timeouts_s),
     )
 
 
@@ -54,30 +52,16 @@ async def until(condition: Callable[[], Awaitable[bool]], busy: Vicidial) -> Non
 class TestHooks:
     """Every type watched; dispo, no-agent and settings-container URLs rescued; start only watched."""
 
-    async def test_watch_and_rescue(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_watch_and_rescue(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """Completed → never re-sent; failed or never completed → re-sent once; rescue off → nothing."""
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
         down = Receiver()
         await down.start()
         down_url = down.url
         await down.stop()
-        cfg = make_config(mariadb, vicidial_db, tmp_path / "h.db")
-        cfg = dataclasses.replace(
-            cfg,
-            delivery=dataclasses.replace(cfg.delivery, mode="watch", retry_base_s=0.2, retry_cap_s=0.5),
-            hooks=HooksConfig(
-                rescue=frozenset({"dispo", "na_callurl", "sc_callurl"}),
-                timeouts_s={"dispo": 2.0, "start": 2.0, "na_callurl": 2.0, "sc_callurl": 2.0},
-            ),
-        )
-        run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        rescue = {"dispo", "na_callurl", "sc_callurl"}
+        timeouts = {"dispo": 2.0, "start": 2.0, "na_callurl": 2.0, "sc_callurl": 2.0}
+        run = await pipeline.start(config=hooks_config(pipeline, tmp_path / "h.db", rescue, timeouts))
         registry = run.service.metrics.registry
         base = receiver.url
         senders = HookSenders(vicidial)
@@ -182,23 +166,11 @@ class TestHooks:
         histogram = "vicidial_cdc_hook_response_seconds_count"
         assert sample(histogram, url_type="na_callurl", endpoint=endpoint) == 2
 
-    async def test_pending_rescued_type_survives_a_restart(
-        self,
-        mariadb: PrivateMariaDB,
-        vicidial_db: str,
-        vicidial: Vicidial,
-        receiver: Receiver,
-        start_pipeline: StartPipeline,
-        tmp_path: Path,
-    ) -> None:
+    async def test_pending_rescued_type_survives_a_restart(self, pipeline: Pipeline, tmp_path: Path) -> None:
         """A dispo INSERT still pending at shutdown holds the checkpoint: re-read and rescued once."""
-        cfg = make_config(mariadb, vicidial_db, tmp_path / "r.db")
-        cfg = dataclasses.replace(
-            cfg,
-            delivery=dataclasses.replace(cfg.delivery, mode="watch", retry_base_s=0.2, retry_cap_s=0.5),
-            hooks=HooksConfig(rescue=frozenset({"dispo"}), timeouts_s={"dispo": 3.0}),
-        )
-        run = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        vicidial, receiver = pipeline.vicidial, pipeline.receiver
+        cfg = hooks_config(pipeline, tmp_path / "r.db", {"dispo"}, {"dispo": 3.0})
+        run = await pipeline.start(config=cfg)
         senders = HookSenders(vicidial)
         await asyncio.to_thread(senders.dispo_insert, "1733450000.9", f"{receiver.url}/dispo?call=restart")
 
@@ -209,7 +181,7 @@ class TestHooks:
         await until(pending, vicidial)
         await run.stop()
         assert ours(receiver, "/dispo") == Counter()
-        again = await start_pipeline(mariadb, vicidial_db, config=cfg)
+        again = await pipeline.start(config=cfg)
 
         async def rescued() -> bool:
             assert again.service.store is not None
@@ -220,20 +192,14 @@ class TestHooks:
         assert ours(receiver, "/dispo") == Counter({"/dispo?call=restart": 1})
 
 
-@pytest.fixture
-def runner(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> CheckRunner:
-    return CheckRunner(monkeypatch, capsys, tmp_path)
-
-
 class TestCheckReport:
     """vicidial-cdc check lists the hook types this VICIdial fires and whether rescue covers them."""
 
-    def test_campaigns_ingroups_lists_and_alt_rows(
-        self, runner: CheckRunner, mariadb: PrivateMariaDB, vicidial_db: str, vicidial: Vicidial
+    async def test_campaigns_ingroups_lists_and_alt_rows(
+        self, pipeline: Pipeline, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
         """Active settings and ALT rows count; an inactive campaign does not; an idle rescue is named."""
+        vicidial = pipeline.vicidial
         vicidial.execute(
             "INSERT INTO vicidial_campaigns (campaign_id, active, dispo_call_url, start_call_url) VALUES"
             " ('C1', 'Y', 'https://crm.example.com/d?x=--A--lead_id--B--', ''),"
@@ -251,8 +217,11 @@ class TestCheckReport:
         vicidial.execute(
             "UPDATE vicidial_lists SET na_call_url='https://crm.example.com/na' WHERE list_id=101"
         )
-        checked = runner.run(mariadb, vicidial_db, '[hooks]\nrescue = ["dispo", "wcu_on"]\n')
-        hooks = {name: r for name, r in checked.results.items() if name.startswith("hooks")}
+        path = write_config(tmp_path / "check.toml", pipeline.server, pipeline.database, tmp_path / "c.db")
+        with path.open("a", encoding="utf-8") as config:
+            config.write('[hooks]\nrescue = ["dispo", "wcu_on"]\n')
+        _, out, _ = await run_cli(capsys, "check", "--json", "--config", str(path))
+        hooks = {r["name"]: r for r in json.loads(out) if r["name"].startswith("hooks")}
         assert set(hooks) == {"hooks.dispo", "hooks.na_callurl", "hooks.add_lead", "hooks.rescue"}
         assert {r["status"] for r in hooks.values()} == {"INFO"}
         assert "campaigns: C1, C2" in hooks["hooks.dispo"]["message"]
