@@ -20,7 +20,7 @@ from support.cli import run_cli, write_config
 from support.fence import ours, theirs
 from support.harness import Pipeline, make_config
 
-from cdc.config import Config
+from cdc.config import Config, DeliveryMode, RetryPolicy
 from cdc.hooks.config import HooksConfig
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
@@ -36,7 +36,9 @@ def hooks_config(pipeline: Pipeline, state: Path, rescue: set[str], timeouts_s: 
     cfg = make_config(pipeline.server, pipeline.database, state)
     return dataclasses.replace(
         cfg,
-        delivery=dataclasses.replace(cfg.delivery, mode="watch", retry_base_s=0.2, retry_cap_s=0.5),
+        delivery=dataclasses.replace(
+            cfg.delivery, mode=DeliveryMode.WATCH, retry=RetryPolicy(base_s=0.2, cap_s=0.5)
+        ),
         hooks=HooksConfig(rescue=frozenset(rescue), timeouts_s=timeouts_s),
     )
 
