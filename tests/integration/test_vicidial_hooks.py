@@ -114,10 +114,13 @@ class TestHooks:
         await asyncio.to_thread(senders.run_urls, [lost])
         endpoint = base.split("//")[1]
 
-        async def duplicate_seen() -> bool:
-            return sample("vicidial_cdc_hook_duplicates_total", url_type="dispo", endpoint=endpoint) == 1
+        async def duplicate_seen_and_start_expired() -> bool:
+            duplicate = sample("vicidial_cdc_hook_duplicates_total", url_type="dispo", endpoint=endpoint)
+            labels = {"url_type": "start", "endpoint": endpoint, "outcome": "never_completed"}
+            return duplicate == 1 and sample("vicidial_cdc_hook_outcomes_total", **labels) == 1
 
-        await until(duplicate_seen, vicidial)
+        # Binlog time must also pass the lost start URL's timeout (its INSERT came last).
+        await until(duplicate_seen_and_start_expired, vicidial)
 
         assert ours(receiver, "/dispo") == Counter({"/dispo?call=lost": 1})
         assert ours(back, "/dispo") == Counter({"/dispo?call=down": 1})
