@@ -315,6 +315,52 @@ class Metrics:
             registry=r,
         )
 
+        # VICIdial's URL hooks (issue 14, cdc.hooks): url_type is a known label or "other".
+        self.hook_attempts = Counter(
+            "vicidial_cdc_hook_attempts",
+            "Requests VICIdial's own senders started (vicidial_url_log INSERTs), by url_type and endpoint.",
+            ["url_type", "endpoint"],
+            registry=r,
+        )
+        self.hook_outcomes = Counter(
+            "vicidial_cdc_hook_outcomes",
+            "How VICIdial's requests ended: ok, error, never_completed (no UPDATE within the"
+            " type's timeout) or late (an UPDATE after that or after an error).",
+            ["url_type", "endpoint", "outcome"],
+            registry=r,
+        )
+        self.hook_response = Histogram(
+            "vicidial_cdc_hook_response_seconds",
+            "VICIdial's own response_sec of its completed requests (whole seconds).",
+            ["url_type", "endpoint"],
+            buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0),
+            registry=r,
+        )
+        self.hook_pending = Gauge(
+            "vicidial_cdc_hook_pending",
+            "VICIdial requests started and not finished yet (INSERT without its UPDATE).",
+            ["url_type"],
+            registry=r,
+        )
+        self.hook_rescues = Counter(
+            "vicidial_cdc_hook_rescues",
+            "Requests VICIdial failed (cause error) or never completed, put in the outbox to re-send.",
+            ["url_type", "endpoint", "cause"],
+            registry=r,
+        )
+        self.hook_rescue_skipped = Counter(
+            "vicidial_cdc_hook_rescue_skipped",
+            "Failed VICIdial requests of a rescued type that cannot be re-sent as logged, by reason.",
+            ["url_type", "reason"],
+            registry=r,
+        )
+        self.hook_duplicates = Counter(
+            "vicidial_cdc_hook_duplicates",
+            "VICIdial requests that completed after the streamer re-sent them: the endpoint got two.",
+            ["url_type", "endpoint"],
+            registry=r,
+        )
+
     def child(self, metric: _M, *labels: str) -> _M:
         """``metric.labels(*labels)``, kept: ``labels()`` validates and locks on every call,
         which costs more than the increment on the per-request path."""

@@ -12,6 +12,9 @@ streamer against the same settings on a new build would send every lead twice, s
 - ``auto`` (default): per lead, when VICIdial's own rows resolve a URL on a build that
   sends, watch that lead; otherwise send it. Never both for one lead.
 
+VICIdial's other URL hooks (dispo, start, no-agent, …) are watched for every mode and
+rescued per ``[hooks] rescue`` (:mod:`cdc.hooks`); only ``apinewlead`` follows the mode.
+
 Pure functions: the service feeds them the settings snapshot.
 """
 

@@ -3,7 +3,7 @@
 Sync and free of I/O (the service commits what a step returns, in one transaction):
 
     RowChange of a settings table  → settings cache
-    RowChange of vicidial_url_log  → VICIdial's own sender (metrics; failures re-sent)
+    RowChange of vicidial_url_log  → VICIdial's own senders (cdc.hooks: metrics; failures re-sent)
     RowChange of vicidial_list/api_log/custom_<id> → detector → router → deliveries
     GroupEnd                       → candidate checkpoint
 
@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from .config import Config
 from .detect import Detector, LateMatch
 from .endpoints import Router
-from .metrics import Metrics, status_class
+from .hooks.watch import HookPolicy, HookStep, HookWatch
+from .metrics import Metrics
 from .modes import VicidialSender, retries_vicidial_failures, vicidial_sender
 from .records import (
     ApiLead,
@@ -50,9 +51,8 @@ from .records import (
     UnreadableRows,
     UrlSource,
 )
-from .resolve import EndpointIds, check_url
+from .resolve import EndpointIds
 from .settings import SETTINGS_TABLES, SettingsCache
-from .urllog import UrlLogTracker, VicidialAttempt
 from .vicidial import URL_LOG_TABLE, custom_table_list_id
 from .waiting import WaitingLead
 
@@ -115,7 +115,7 @@ class Step:
 
 
 class Pipeline:
-    """Owns the detector and the url_log tracker; reads the settings cache it keeps current."""
+    """Owns the detector and the hook watch; reads the settings cache it keeps current."""
 
     def __init__(
         self,
@@ -141,8 +141,12 @@ class Pipeline:
             max_pending_bytes=config.reader.max_pending_bytes,
             needs_custom=lambda list_id: self.router().needs_custom(settings.snapshot(), list_id),
         )
-        self.url_log = UrlLogTracker(config.delivery.vicidial_attempt_timeout_s, config.reader.max_pending)
-        self._vicidial_endpoints = EndpointIds()
+        policy = HookPolicy(
+            config.hooks, retries_vicidial_failures(self._mode), config.delivery.vicidial_attempt_timeout_s
+        )
+        self.hooks = HookWatch(
+            policy, metrics, EndpointIds(), config.mysql.source_name, config.reader.max_pending
+        )
         self._waiting: list[ApiLead] = []
         #: Lists whose custom_<list_id> rows the reader handed over as unreadable.
         self.unreadable_lists: set[int] = set()
@@ -184,7 +188,7 @@ class Pipeline:
                         continue
                     resume = last_end or stats.checkpoint or BEFORE_FIRST_GROUP
                     if item.table == URL_LOG_TABLE:
-                        self._vicidial_attempts(self.url_log.feed(item, resume), deliveries)
+                        self._hook_step(self.hooks.feed(item, resume), deliveries)
                         continue
                     if self.unreadable_lists and item.table.startswith("custom_"):
                         self.unreadable_lists.discard(custom_table_list_id(item.table) or 0)
@@ -206,7 +210,7 @@ class Pipeline:
             self._route(released, deliveries)
             for skip in skipped:
                 self._count_skip(skip)
-            self._vicidial_attempts(self.url_log.expire(now), deliveries)
+            self._hook_step(self.hooks.expire(now), deliveries)
         checkpoint = self._checkpoint(last_end)
         waiting, self._waiting = self._waiting, []
         late = self.detector.take_late()
@@ -260,7 +264,7 @@ class Pipeline:
 
     def _checkpoint(self, last_end: Position | None) -> Position | None:
         checkpoint = last_end
-        holds = [h for h in (self.detector.min_resume_position(), self.url_log.min_resume_position()) if h]
+        holds = [h for h in (self.detector.min_resume_position(), self.hooks.min_resume_position()) if h]
         hold = min(holds) if holds else None
         if hold is not None and (checkpoint is None or hold < checkpoint):
             # A GTID start has no file:pos before its first group end: keep the GTID.
@@ -340,42 +344,11 @@ class Pipeline:
         )
         return failed_delivery(self._config.mysql.source_name, lead, reason)
 
-    def _vicidial_attempts(self, attempts: list[VicidialAttempt], out: list[Delivery]) -> None:
-        """VICIdial's own sends: metrics for all, and its failures into our outbox."""
-        retry = retries_vicidial_failures(self._mode)
-        m = self._metrics
-        for a in attempts:
-            endpoint = self._vicidial_endpoints.of(a.url)
-            m.requests.labels(endpoint, status_class(a.status), "vicidial").inc()
-            m.deliveries.labels(endpoint, "delivered" if a.ok else "failed", "vicidial").inc()
-            if not a.timed_out:
-                m.request_duration.labels(endpoint, "vicidial").observe(a.response_s)
-            if a.ok or not retry:
-                continue
-            problem = check_url(a.url)
-            if problem is not None:
-                self._count_skip(Skipped(a.lead_id, 0, problem))
-                continue
-            log.info(
-                "vicidial.failed_send lead_id=%d url_log_id=%d endpoint=%s status=%d timed_out=%s",
-                a.lead_id,
-                a.url_log_id,
-                endpoint,
-                a.status,
-                a.timed_out,
-            )
-            out.append(
-                Delivery(
-                    source=self._config.mysql.source_name,
-                    lead_id=a.lead_id,
-                    list_id=0,
-                    endpoint_id=endpoint,
-                    method="GET",
-                    url=a.url,
-                    url_source=UrlSource.VICIDIAL_RETRY,
-                    inserted_at=a.started_at,
-                )
-            )
+    def _hook_step(self, step: HookStep, out: list[Delivery]) -> None:
+        """VICIdial's own sends: the rescues go into our outbox, unsendable ones are counted."""
+        out.extend(step.deliveries)
+        for skip in step.skipped:
+            self._count_skip(skip)
 
     def _count_skip(self, skip: Skipped) -> None:
         reason = skip.reason.value

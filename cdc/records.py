@@ -153,6 +153,9 @@ class UrlSource(enum.StrEnum):
     VICIDIAL_SYSTEM = "vicidial_system"
     #: The exact URL VICIdial's own sender logged in ``vicidial_url_log`` and failed to send.
     VICIDIAL_RETRY = "vicidial_retry"
+    #: The exact URL another VICIdial hook (dispo, start, ...) logged and failed or never
+    #: completed: ``lead_id`` is its ``url_log_id`` (:mod:`cdc.hooks`).
+    VICIDIAL_HOOK = "vicidial_hook"
     #: No URL: a dead letter of a lead whose processing raised (recover with ``replay``).
     UNRESOLVED = "unresolved"
 

@@ -31,6 +31,7 @@ from .config import Config, parse_start
 from .delivery import SKIP_AUTO_HEADERS, Sender
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
+from .hooks.tracker import HookTracker
 from .metrics import Metrics, StateCollector, StateSample
 from .page import view as page_view
 from .page.activity import ActivityRecorder, read_totals
@@ -43,7 +44,6 @@ from .recovery import LeadRecovery
 from .settings import SETTINGS_TABLES, SettingsCache, UrlOverrides
 from .statelock import StateLock
 from .store import AsyncMetadata, AsyncOutbox, AsyncStore, DeadSummary, LockWait, SqliteStore
-from .urllog import UrlLogTracker
 from .vicidial import URL_LOG_TABLE
 from .waiting import WaitingLeads
 
@@ -145,8 +145,9 @@ class Service:
         return self.pipeline.detector if self.pipeline is not None else None
 
     @property
-    def url_log(self) -> UrlLogTracker | None:
-        return self.pipeline.url_log if self.pipeline is not None else None
+    def url_log(self) -> HookTracker | None:
+        """VICIdial's own requests followed through vicidial_url_log (every url_type)."""
+        return self.pipeline.hooks.tracker if self.pipeline is not None else None
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pymysql
 
 from . import vicidial
 from .errors import SchemaError
+from .hooks.configured import setting_columns
 from .records import Value
 from .records import as_text as _text
 from .settings import (
@@ -224,3 +225,20 @@ def _binlog_value(value: Value, data_type: str) -> Value:
 def _micro(fraction: str | None) -> int:
     """Microseconds of a ``.ffffff`` fraction's digits (``"5"`` is 500000)."""
     return int((fraction or "0").ljust(6, "0"))
+
+
+def hook_setting_rows(conn: pymysql.Connection[Any], database: str, table: str) -> list[Row]:
+    """The active rows of a campaign, in-group or list table, with the hook URL columns this
+    build has (:mod:`cdc.hooks.configured`); ``check`` reports what they fire."""
+    present = [column.name for column in table_columns(conn, database, table)]
+    if not present:
+        raise SchemaError(f"{database}.{table} is missing or not readable by this account")
+    columns = ", ".join(quote_name(c) for c in setting_columns(table, present))
+    where = " WHERE active = 'Y'" if "active" in present else ""
+    return select(conn, f"SELECT {columns} FROM {quote_name(database)}.{quote_name(table)}{where}")
+
+
+def hook_alt_rows(conn: pymysql.Connection[Any], database: str) -> list[Row]:
+    """The active ALT rows of ``vicidial_url_multi`` (campaign, in-group or list, and type)."""
+    table = f"{quote_name(database)}.{vicidial.URL_MULTI_TABLE}"
+    return select(conn, f"SELECT campaign_id, entry_type, url_type FROM {table} WHERE active = 'Y'")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..hooks.config import load_hooks
 from ..vicidial import DISABLED
 from .fanout import with_endpoints
 from .sections import (
@@ -73,7 +74,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(SECTIONS) - {"endpoints", "fanout"}
+    unknown = set(raw) - set(SECTIONS) - {"endpoints", "fanout", "hooks"}
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
     sections: dict[str, Any] = {}
@@ -89,7 +90,7 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
             sections[name] = build_section(cls, table, name, env)
     if sections["state"].busy_limit_s < 0:
         raise ConfigError(f"state.busy_limit_s must be >= 0, got {sections['state'].busy_limit_s!r}")
-    config = Config(**sections)
+    config = Config(**sections, hooks=load_hooks(raw.get("hooks", {}), env))
     config = with_endpoints(config, raw.get("endpoints", {}), raw.get("fanout"), env)
     config = _with_password(config, env)
     config = _with_admin_token(config, env)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..hooks.config import HooksConfig
 
 #: Far above the ids people give real replicas (1..a few hundred), below 2**32.
 DEFAULT_SERVER_ID = 3_840_000_001
@@ -374,3 +375,4 @@ class Config:
     delivery: DeliveryConfig = DeliveryConfig()
     urls: UrlsConfig = UrlsConfig()
     log: LogConfig = LogConfig()
+    hooks: HooksConfig = field(default_factory=HooksConfig)

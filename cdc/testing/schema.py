@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from .. import vicidial
+from ..hooks import configured
 from .mariadb import Charset
 
 __all__ = [
@@ -35,7 +36,7 @@ TABLES: tuple[str, ...] = (
     vicidial.LISTS_TABLE, vicidial.LIST_FIELDS_TABLE, vicidial.URL_LOG_TABLE,
     vicidial.SYSTEM_SETTINGS_TABLE, "vicidial_users", "vicidial_list_alt_phones", "vicidial_hopper",
     "vicidial_callbacks", "vicidial_live_agents", "vicidial_auto_calls", "vicidial_log", "call_log",
-    "vicidial_manager",
+    "vicidial_manager", configured.CAMPAIGNS, configured.INGROUPS,
 )  # fmt: skip
 
 #: ``url_type`` ENUM labels of a current build; an old build lacks ``apinewlead``.

@@ -391,3 +391,32 @@ CREATE TABLE vicidial_manager (
   KEY uniqueid (uniqueid),
   KEY serverstat (server_ip, status)
 ) ENGINE=MyISAM;
+
+-- The hook URL settings of campaigns and in-groups (VICIdial has ~300 more columns in
+-- each; these are the ones `check` reads to report the hooks this VICIdial fires).
+CREATE TABLE vicidial_campaigns (
+  campaign_id VARCHAR(8) NOT NULL,
+  campaign_name VARCHAR(40),
+  active ENUM('Y','N'),
+  start_call_url TEXT,
+  dispo_call_url TEXT,
+  na_call_url TEXT,
+  dead_trigger_action ENUM('DISABLED','AUDIO','URL','AUDIO_AND_URL') DEFAULT 'DISABLED',
+  dead_trigger_url TEXT,
+  pause_max_url TEXT,
+  PRIMARY KEY (campaign_id)
+) ENGINE=MyISAM;
+
+CREATE TABLE vicidial_inbound_groups (
+  group_id VARCHAR(20) NOT NULL,
+  group_name VARCHAR(30),
+  active ENUM('Y','N'),
+  start_call_url TEXT,
+  dispo_call_url TEXT,
+  add_lead_url TEXT,
+  na_call_url TEXT,
+  waiting_call_url_on TEXT,
+  waiting_call_url_off TEXT,
+  enter_ingroup_url TEXT,
+  PRIMARY KEY (group_id)
+) ENGINE=MyISAM;

@@ -39,9 +39,11 @@ from support.opstools import (
 from support.waiting import wait_until_async
 
 from cdc.config import Config, DeliveryConfig, EndpointConfig, EndpointLimits, Secret
+from cdc.hooks.config import HooksConfig
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.simulate import Vicidial
+from cdc.testing.simulate.hooks import HookSenders
 
 pytestmark = pytest.mark.mariadb
 
@@ -70,7 +72,8 @@ def _config(server: PrivateMariaDB, database: str, state: Path) -> Config:
         named_endpoints={"crm": crm},
     )
     mysql = dataclasses.replace(base.mysql, user=CDC_USER, password=Secret(CDC_PASSWORD))
-    return dataclasses.replace(base, mysql=mysql, delivery=delivery)
+    hooks = HooksConfig(rescue=frozenset({"dispo"}), timeouts_s={"dispo": 2.0})
+    return dataclasses.replace(base, mysql=mysql, delivery=delivery, hooks=hooks)
 
 
 async def _ask(prom: PrivatePrometheus, method: str, *args: Any) -> Any:
@@ -97,6 +100,26 @@ def _query_text(q: PanelQuery, instance: str) -> str:
     """The query as Grafana sends it: the instance regex-escaped inside a PromQL string."""
     regex = re.escape(instance).replace("\\", "\\\\")
     return substitute(q.expr, instance=regex, rate_interval=RATE_INTERVAL)
+
+
+async def _hook_traffic(vicidial: Vicidial, receiver: Receiver) -> None:
+    """VICIdial's own hooks: a Start Call URL, a Dispo Call URL sent, one failed (HTTP 500)
+    and one the browser never sent (both re-sent by the streamer), whose RUNurls then
+    comes after all (a duplicate)."""
+    senders = HookSenders(vicidial)
+    base = f"{receiver.url}/hook"
+    await asyncio.to_thread(senders.php_send, "start", "1733450000.1", f"{base}?t=start")
+    ok = await asyncio.to_thread(senders.dispo_insert, "1733450000.2", f"{base}?t=ok")
+    await asyncio.to_thread(senders.run_urls, [ok])
+    receiver.respond_with([500])
+    failed = await asyncio.to_thread(senders.dispo_insert, "1733450000.3", f"{base}?t=err")
+    await asyncio.to_thread(senders.run_urls, [failed])
+    lost = await asyncio.to_thread(senders.dispo_insert, "1733450000.4", f"{base}?t=lost")
+    async with asyncio.timeout(WAIT_S):  # binlog time passes the 2 s timeout; we re-send it
+        while not any(r.target == "/hook?t=lost" and r.header("Idempotency-Key") for r in receiver.requests):
+            await asyncio.to_thread(vicidial.noise, 3, api_log=False)
+            await asyncio.sleep(0.2)
+    await asyncio.to_thread(senders.run_urls, [lost])
 
 
 class TestPrometheusEndToEnd:
@@ -145,6 +168,7 @@ class TestPrometheusEndToEnd:
         vicidial.set_list_url(101, f"{receiver.url}/e2e?list=101&id=--A--lead_id--B--")
         await asyncio.to_thread(vicidial.add_lead, phone_number="3125558888", list_id=101)
         await receiver.wait_for(13, WAIT_S)
+        await _hook_traffic(vicidial, receiver)
 
         # 1. Every alert and dashboard expression parses and evaluates; rules are healthy.
         for rule in alert_rules():

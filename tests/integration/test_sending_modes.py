@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.fence import fence
+from support.fence import fence, ours, theirs
 from support.harness import Pipeline, StartPipeline, make_config
 from support.mariadb import MariaDBFactory
 
@@ -45,19 +45,6 @@ def vicidial_sends(vici: Vicidial, lead_id: int, url: str, *, update: bool = Tru
     url_log_id = vici.log_url_request(lead_id, url)
     if update:
         vici.log_url_response(url_log_id, php_get(url), 0)
-
-
-def ours(receiver: Receiver, path: str) -> Counter[str]:
-    """Requests the streamer made (they carry an Idempotency-Key), by target."""
-    return Counter(
-        r.target for r in receiver.requests if r.target.startswith(path) and r.header("Idempotency-Key")
-    )
-
-
-def theirs(receiver: Receiver, path: str) -> Counter[str]:
-    return Counter(
-        r.target for r in receiver.requests if r.target.startswith(path) and not r.header("Idempotency-Key")
-    )
 
 
 def mode_config(server: PrivateMariaDB, database: str, state: Path, mode: str, **urls: object) -> Config:

@@ -169,7 +169,7 @@ class TestDashboardShape:
                 rows[current] |= metric_names(target["expr"]) | {panel["title"]}
         assert list(rows) == [
             "Overview", "Per endpoint", "Binlog", "Process", "Sending mode", "Reader health",
-            "Late rows, waiting and failed leads", "State store", "Secrets",
+            "Late rows, waiting and failed leads", "State store", "Secrets", "VICIdial hooks",
         ]  # fmt: skip
         expected = {
             "Overview": {
@@ -207,6 +207,14 @@ class TestDashboardShape:
             },
             "State store": {"vicidial_cdc_store_lock_wait_seconds_bucket", "vicidial_cdc_store_busy_total"},
             "Secrets": {"vicidial_cdc_secret_origin_refused_total"},
+            "VICIdial hooks": {
+                "vicidial_cdc_hook_attempts_total",
+                "vicidial_cdc_hook_outcomes_total",
+                "vicidial_cdc_hook_response_seconds_bucket",
+                "vicidial_cdc_hook_pending",
+                "vicidial_cdc_hook_rescues_total",
+                "vicidial_cdc_hook_duplicates_total",
+            },
         }
         for row, needed in expected.items():
             assert needed <= rows[row], f"row {row} lacks {needed - rows[row]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable
 
 from cdc.testing.receiver import ReceivedRequest, Receiver
@@ -22,6 +23,20 @@ WAIT_S = 30.0
 def targets(receiver: Receiver, prefix: str) -> list[str]:
     """Request targets (path and query) the receiver got under ``prefix``, in arrival order."""
     return [r.target for r in receiver.requests if r.target.startswith(prefix)]
+
+
+def ours(receiver: Receiver, prefix: str) -> Counter[str]:
+    """Targets under ``prefix`` the streamer sent (its requests carry an Idempotency-Key), counted."""
+    return Counter(
+        r.target for r in receiver.requests if r.target.startswith(prefix) and r.header("Idempotency-Key")
+    )
+
+
+def theirs(receiver: Receiver, prefix: str) -> Counter[str]:
+    """Targets under ``prefix`` that VICIdial's own senders sent (no Idempotency-Key), counted."""
+    return Counter(
+        r.target for r in receiver.requests if r.target.startswith(prefix) and not r.header("Idempotency-Key")
+    )
 
 
 def headers_of(request: ReceivedRequest) -> dict[str, str]:

@@ -24,6 +24,7 @@ BOUNDED_LABELS = {
     "mode",
     "kind",
     "cause",
+    "url_type",  # cdc.hooks.types: a known url_type or "other"
 }
 #: The counters and histograms the service updates, with their label names.
 DECLARED = {
@@ -50,6 +51,13 @@ DECLARED = {
     "vicidial_cdc_state_fresh_start": ("gauge", ()),
     "vicidial_cdc_leads_late": ("counter", ("outcome",)),
     "vicidial_cdc_leads_failed": ("counter", ()),
+    "vicidial_cdc_hook_attempts": ("counter", ("url_type", "endpoint")),
+    "vicidial_cdc_hook_outcomes": ("counter", ("url_type", "endpoint", "outcome")),
+    "vicidial_cdc_hook_response_seconds": ("histogram", ("url_type", "endpoint")),
+    "vicidial_cdc_hook_pending": ("gauge", ("url_type",)),
+    "vicidial_cdc_hook_rescues": ("counter", ("url_type", "endpoint", "cause")),
+    "vicidial_cdc_hook_rescue_skipped": ("counter", ("url_type", "reason")),
+    "vicidial_cdc_hook_duplicates": ("counter", ("url_type", "endpoint")),
 }
 #: Gauges the scrape-time collector reports, with their label names.
 COLLECTED = {

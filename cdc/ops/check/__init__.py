@@ -11,7 +11,9 @@ Three steps, kept apart so that every rule is unit-tested without a server:
    (binlog settings, retention, server_id, privileges, state file) and runs them all;
    :mod:`.grants` parses ``SHOW GRANTS`` and decides what a grant covers; :mod:`.tables`
    checks VICIdial's tables, :mod:`.urls` VICIdial's own sender and the URL sources,
-   :mod:`.connection` the connection (its failure, TLS).
+   :mod:`.hooks` the other URL hooks VICIdial is set to fire (campaigns, in-groups,
+   lists) and whether ``[hooks] rescue`` covers them, :mod:`.connection` the
+   connection (its failure, TLS).
 3. :mod:`.rendering` prints them: :func:`render_text` / :func:`render_json`;
    :func:`exit_code` is 0 when everything is OK or INFO, 1 with warnings, 2 with at least
    one blocker.

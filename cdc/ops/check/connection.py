@@ -59,7 +59,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 _TLS_FIX = (
     f"on the server, {MY_CNF}\n    ssl_cert = /etc/mysql/tls/server.pem\n"
     "    ssl_key  = /etc/mysql/tls/server.key\n    ssl_ca   = /etc/mysql/tls/ca.pem\n"
-    "and in this config file, [mysql]:\n    ssl_ca = \"/etc/vicidial-cdc/mysql-ca.pem\"   "
+    'and in this config file, [mysql]:\n    ssl_ca = "/etc/vicidial-cdc/mysql-ca.pem"   '
     "# ssl_mode is then verify_identity"
 )
 
@@ -104,8 +104,8 @@ def check_tls(facts: ServerFacts, mysql: MysqlConfig) -> list[CheckResult]:
                 Status.WARN,
                 f"{encrypted} (ssl_mode {mode.value}): anyone on the path to {mysql.host} can pose as the "
                 "server and read the binlog",
-                "in this config file, [mysql]: ssl_ca = \"<the CA that signed the server's certificate>\" "
-                "and ssl_mode = \"verify_identity\" (or leave ssl_mode out)",
+                'in this config file, [mysql]: ssl_ca = "<the CA that signed the server\'s certificate>" '
+                'and ssl_mode = "verify_identity" (or leave ssl_mode out)',
             )
     results = [result]
     results.extend(

@@ -8,22 +8,25 @@ Each result is a frozen record; :mod:`.rules` judges them without a server.
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pymysql
 
-from ... import statelock, vicidb
+from ... import statelock, vicidb, vicidial
 from ...config import Config, MysqlConfig
 from ...errors import CdcError, SchemaError, SourceError
+from ...hooks.configured import SETTING_COLUMNS, AltRow
 from ...reader import serverinfo
 from ...reader.connection import connect
 from ...records import Position
 from ..statefile import open_store
 from .grants import Grant, is_harmless_grant_line, parse_grant
+from .hooks import HookFacts
 
 __all__ = ["ServerFacts", "StateFacts", "gather_facts", "gather_state"]
 
@@ -75,6 +78,8 @@ class ServerFacts:
     #: This session's ``Ssl_cipher`` and ``Ssl_version`` ("": not encrypted).
     ssl_cipher: str = ""
     ssl_version: str = ""
+    #: The hook URL settings of campaigns, in-groups, lists and ALT rows (:mod:`.hooks`).
+    hooks: HookFacts = field(default_factory=HookFacts)
 
     @property
     def version(self) -> str:
@@ -167,7 +172,28 @@ def _gather(conn: pymysql.Connection[Any], database: str) -> ServerFacts:
         unparsed_grants=unparsed,
         ssl_cipher=ssl_status.get("Ssl_cipher", ""),
         ssl_version=ssl_status.get("Ssl_version", ""),
+        hooks=_hook_facts(conn, database),
     )
+
+
+def _hook_facts(conn: pymysql.Connection[Any], database: str) -> HookFacts:
+    """The hook settings (SELECT only); a table that cannot be read is noted, not fatal."""
+    settings: dict[str, tuple[vicidb.Row, ...]] = {}
+    unreadable: dict[str, str] = {}
+    for table in SETTING_COLUMNS:
+        rows, error = _try_select(functools.partial(vicidb.hook_setting_rows, conn, database, table))
+        if rows is None:
+            unreadable[table] = error
+        else:
+            settings[table] = tuple(rows)
+    alt, error = _try_select(lambda: vicidb.hook_alt_rows(conn, database))
+    if alt is None:
+        unreadable[vicidial.URL_MULTI_TABLE] = error
+    alt_rows = tuple(
+        AltRow(str(r.get("campaign_id") or ""), str(r.get("entry_type") or ""), str(r.get("url_type") or ""))
+        for r in alt or ()
+    )
+    return HookFacts(types.MappingProxyType(settings), alt_rows, types.MappingProxyType(unreadable))
 
 
 def _try_select(select: Callable[[], _T]) -> tuple[_T | None, str]:

@@ -9,6 +9,7 @@ from ...settings import UrlOverrides
 from ...vicidb import quote_name
 from .connection import check_tls, connect_failure
 from .facts import gather_facts, gather_state
+from .hooks import check_hooks
 from .results import CheckResult, Status
 from .rules import check_state, evaluate
 
@@ -37,6 +38,7 @@ def run_checks(cfg: Config, *, max_downtime_s: float | None = None) -> list[Chec
         connected,
         *check_tls(facts, mysql),
         *evaluate(facts, server_id=mysql.server_id, overrides=overrides, max_downtime_s=downtime_s),
+        *check_hooks(facts.hooks, cfg.hooks),
         *check_state(gather_state(cfg), cfg.reader.start),
     ]
 

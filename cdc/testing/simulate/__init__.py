@@ -2,7 +2,8 @@
 
 Split by what is simulated: ``leads`` (add_lead and the other insert paths),
 ``admin`` (lists, custom fields, URLs, system settings), ``noise`` (the busy dialer
-tables), ``url_log`` (VICIdial's own URL sender), ``steps`` (statements, runners,
+tables), ``url_log`` (VICIdial's own URL sender), ``hooks`` (each URL sender played
+with real requests: PHP ``file()``, ``RUNurls``, ``AST_send_URL.pl``), ``steps`` (statements, runners,
 interleaving) and ``simulator`` (:class:`Vicidial`, one connection using them all).
 
 Every operation is a *step sequence*: a generator that yields one :class:`Statement`

@@ -1,4 +1,5 @@
-"""VICIdial's own API New Lead URL sender (schema 1726+): its two ``vicidial_url_log`` writes.
+"""VICIdial's own URL senders (API New Lead URL, schema 1726+, and the other hooks): their two
+``vicidial_url_log`` writes (:mod:`.hooks` plays each sender around them).
 
 Before the fetch the PHP inserts the row (``uniqueid`` is the lead_id, the response
 empty); after it, an UPDATE sets the response and its duration (``PHP ERROR: ...``
@@ -13,12 +14,22 @@ from .steps import PhpText, Statement
 __all__ = ["url_log_insert", "url_log_update"]
 
 
-def url_log_insert(lead_id: int, url: str, text: PhpText) -> Statement:
-    """The INSERT VICIdial writes before it fetches ``url`` for ``lead_id``."""
+def url_log_insert(
+    lead_id: int | str,
+    url: str,
+    text: PhpText,
+    *,
+    url_type: str = vicidial.URL_TYPE,
+    url_date: str | None = None,
+) -> Statement:
+    """The INSERT VICIdial writes before it fetches ``url`` for ``lead_id`` (another
+    sender: its ``url_type`` and ``uniqueid``, and its local time as ``url_date`` for the
+    Perl senders, which write it as text; PHP writes ``NOW()``)."""
+    date, args = ("NOW()", ()) if url_date is None else ("%s", (url_date,))
     return Statement(
         f"INSERT INTO {vicidial.URL_LOG_TABLE} (uniqueid, url_date, url_type, url, url_response)"
-        " VALUES (%s, NOW(), %s, %s, '')",
-        (str(lead_id), vicidial.URL_TYPE, text(url)),
+        f" VALUES (%s, {date}, %s, %s, '')",
+        (str(lead_id), *args, url_type, text(url)),
     )
 
 
