@@ -46,6 +46,7 @@ __all__ = [
     "READERS",
     "E2EParams",
     "ScanParams",
+    "event_loop_name",
     "mariadb_binlog_scan",
     "receiver_main",
     "run_e2e",
@@ -74,6 +75,17 @@ def usage() -> tuple[float, int]:
                 peak_kb = int(line.split()[1])
                 break
     return r.ru_utime + r.ru_stime, peak_kb
+
+
+def event_loop_name() -> str:
+    """The event loop ``cdc.runtime.run`` picks here: ``uvloop`` or ``asyncio``."""
+    from cdc import runtime
+
+    return runtime.run(_running_loop_name())
+
+
+async def _running_loop_name() -> str:
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
 
 
 def mysql_config(port: int, database: str, heartbeat_s: float = 1.0) -> MysqlConfig:
@@ -348,6 +360,7 @@ async def _run_e2e(
         # The process prototype is not a configurable reader: the service is given it.
         service = Service(config, Metrics(), reader_factory=reader_factory(p.reader))
         stop = asyncio.Event()
+        loop_name = await _running_loop_name()
         cpu0, _ = usage()
         started = time.perf_counter()
         task = asyncio.create_task(service.run(stop))
@@ -383,6 +396,7 @@ async def _run_e2e(
                     await task
     result: dict[str, Any] = {
         "reader": p.reader,
+        "event_loop": loop_name,
         "elapsed_s": round(elapsed, 3),
         "cpu_s": round(cpu1 - cpu0, 3),
         "peak_rss_mb": round(rss / 1024, 1),

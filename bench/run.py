@@ -50,6 +50,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -262,6 +263,42 @@ def machine_info(server: PrivateMariaDB) -> dict[str, Any]:
         "mariadb": version,
         "mysql_replication": metadata.version("mysql-replication"),
         "aiohttp": metadata.version("aiohttp"),
+    }
+
+
+#: Distributions whose versions shape the figures (``provenance``).
+LIBRARIES = ("mysql-replication", "PyMySQL", "aiohttp", "orjson", "uvloop")
+
+
+def _git(*argv: str) -> str | None:
+    """``git argv`` in this checkout; None when git or the repository is not there."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance() -> dict[str, Any]:
+    """What produced the figures: the commit (``dirty`` = uncommitted changes), the
+    interpreter, the library versions and the event loop the service picks
+    (``cdc.runtime``). The MariaDB server's version is in ``machine``."""
+    status = _git("status", "--porcelain")
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "event_loop": phases.event_loop_name(),
     }
 
 
@@ -595,7 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     ensure_installed(allow_install=False)
     started = time.perf_counter()
-    results: dict[str, Any] = {"preset": "quick" if args.quick else "full", "params": vars(args).copy()}
+    results: dict[str, Any] = {
+        "preset": "quick" if args.quick else "full",
+        "provenance": provenance(),
+        "params": vars(args).copy(),
+    }
     server = PrivateMariaDB(
         charset=args.charset,
         row_metadata=args.row_metadata,
