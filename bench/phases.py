@@ -14,6 +14,7 @@ import http.client
 import logging
 import math
 import multiprocessing.synchronize
+import os
 import re
 import resource
 import subprocess
@@ -46,6 +47,7 @@ __all__ = [
     "READERS",
     "E2EParams",
     "ScanParams",
+    "Usage",
     "event_loop_name",
     "mariadb_binlog_scan",
     "receiver_main",
@@ -75,6 +77,87 @@ def usage() -> tuple[float, int]:
                 peak_kb = int(line.split()[1])
                 break
     return r.ru_utime + r.ru_stime, peak_kb
+
+
+def process_usage(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds, peak RSS in kB) of another live process from ``/proc``; None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name may hold spaces and parentheses: count fields after the last ")".
+            fields = stat.read().rpartition(")")[2].split()
+        peak_kb = 0
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak_kb = int(line.split()[1])
+                    break
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / ticks, peak_kb
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """CPU seconds and peak RSS (kB) of this process and, where the reader runs in a
+    process of its own (``bench.procreader``), of that one too."""
+
+    cpu_s: float
+    peak_kb: int
+    reader_cpu_s: float | None = None
+    reader_peak_kb: int | None = None
+    #: CPU seconds the reader process spent starting (interpreter, imports), once known.
+    reader_startup_cpu_s: float | None = None
+
+    @classmethod
+    def sample(cls, reader: object | None) -> Usage:
+        """Now, for this process and ``reader``'s process if it has one (read from ``/proc``)."""
+        from bench.procreader import ProcessBinlogReader
+
+        cpu, peak = usage()
+        pid = reader.pid if isinstance(reader, ProcessBinlogReader) else None
+        if pid is None:
+            return cls(cpu, peak)
+        child = process_usage(pid)
+        if child is None:
+            raise RuntimeError(f"the reader process {pid} ended before its usage was read")
+        return cls(cpu, peak, child[0], child[1], reader.startup_cpu_s)
+
+    def cpu_since(self, before: Usage) -> tuple[float, float | None]:
+        """(CPU seconds of both processes, of the reader process or None) since ``before``."""
+        cpu = self.cpu_s - before.cpu_s
+        if self.reader_cpu_s is None:
+            return cpu, None
+        if before.reader_cpu_s is not None:
+            reader = self.reader_cpu_s - before.reader_cpu_s
+        else:
+            # Started after ``before``: like this process's, its CPU counts from the end
+            # of its start-up.
+            reader = self.reader_cpu_s - (self.reader_startup_cpu_s or 0.0)
+        return cpu + reader, reader
+
+    def figures(self, before: Usage) -> dict[str, Any]:
+        """``cpu_s`` and ``peak_rss_mb`` counting both processes, and each process's own.
+
+        With two processes ``peak_rss_mb`` is the sum of the two peaks: an upper bound
+        of what they held together.
+        """
+        total, reader = self.cpu_since(before)
+        if reader is None or self.reader_peak_kb is None:
+            return {"processes": 1, "cpu_s": round(total, 3), "peak_rss_mb": round(self.peak_kb / 1024, 1)}
+        return {
+            "processes": 2,
+            "cpu_s": round(total, 3),
+            "cpu_s_main_process": round(total - reader, 3),
+            "cpu_s_reader_process": round(reader, 3),
+            "cpu_s_reader_process_startup": (
+                None if self.reader_startup_cpu_s is None else round(self.reader_startup_cpu_s, 3)
+            ),
+            "peak_rss_mb": round((self.peak_kb + self.reader_peak_kb) / 1024, 1),
+            "peak_rss_mb_main_process": round(self.peak_kb / 1024, 1),
+            "peak_rss_mb_reader_process": round(self.reader_peak_kb / 1024, 1),
+        }
 
 
 def event_loop_name() -> str:
@@ -119,14 +202,9 @@ class ScanParams:
     end: Position
 
 
-def _scan_result(elapsed: float, cpu: float, rss: int, rows: int, lead_rows: int) -> dict[str, Any]:
-    return {
-        "elapsed_s": round(elapsed, 4),
-        "cpu_s": round(cpu, 3),
-        "peak_rss_mb": round(rss / 1024, 1),
-        "rows_decoded": rows,
-        "lead_rows": lead_rows,
-    }
+def _scan_result(elapsed: float, figures: dict[str, Any], rows: int, lead_rows: int) -> dict[str, Any]:
+    """A scan's figures; ``figures`` are :meth:`Usage.figures`'s."""
+    return {"elapsed_s": round(elapsed, 4), **figures, "rows_decoded": rows, "lead_rows": lead_rows}
 
 
 def scan_stock(p: ScanParams) -> dict[str, Any]:
@@ -140,7 +218,7 @@ def scan_stock(p: ScanParams) -> dict[str, Any]:
     from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
-    cpu0, _ = usage()
+    before = Usage.sample(None)
     started = time.perf_counter()
     stream = BinLogStreamReader(
         connection_settings={"host": "127.0.0.1", "port": p.port, "user": "root", "passwd": ""},
@@ -177,8 +255,7 @@ def scan_stock(p: ScanParams) -> dict[str, Any]:
     finally:
         stream.close()
     elapsed = time.perf_counter() - started
-    cpu1, rss = usage()
-    return _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
+    return _scan_result(elapsed, Usage.sample(None).figures(before), rows, lead_rows)
 
 
 def scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
@@ -188,7 +265,7 @@ def scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
 
 async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
     factory = reader_factory(kind)
-    cpu0, _ = usage()
+    before = Usage.sample(None)
     started = time.perf_counter()
     reader = factory(
         mysql_config(p.port, p.database, heartbeat_s=0.2), WATCHED_TABLES, p.start, flush_interval_s=0.01
@@ -209,10 +286,10 @@ async def _scan_reader(kind: str, p: ScanParams) -> dict[str, Any]:
                     done = True
                     break
         elapsed = time.perf_counter() - started
+        after = Usage.sample(reader)
     finally:
         await reader.stop()
-    cpu1, rss = usage()
-    result = _scan_result(elapsed, cpu1 - cpu0, rss, rows, lead_rows)
+    result = _scan_result(elapsed, after.figures(before), rows, lead_rows)
     result["events_seen"] = reader.statistics().events
     return result
 
@@ -361,10 +438,10 @@ async def _run_e2e(
         service = Service(config, Metrics(), reader_factory=reader_factory(p.reader))
         stop = asyncio.Event()
         loop_name = await _running_loop_name()
-        cpu0, _ = usage()
+        before = Usage.sample(None)
         started = time.perf_counter()
         task = asyncio.create_task(service.run(stop))
-        window_cpu: dict[str, float] = {}
+        measured_window: tuple[Usage, Usage, float] | None = None
         try:
             async with asyncio.timeout(p.timeout_s):
                 await service.ready.wait()
@@ -372,10 +449,10 @@ async def _run_e2e(
                     ready.set()
                 if window is not None:
                     await _wait_event(window[0])
-                    c0, t0 = usage()[0], time.perf_counter()
+                    u0, t0 = Usage.sample(service.reader), time.perf_counter()
                     await _wait_event(window[1])
-                    c1, t1 = usage()[0], time.perf_counter()
-                    window_cpu = {"cpu_s": c1 - c0, "wall_s": t1 - t0}
+                    u1, t1 = Usage.sample(service.reader), time.perf_counter()
+                    measured_window = (u0, u1, t1 - t0)
                 while True:
                     if task.done():
                         task.result()
@@ -388,7 +465,7 @@ async def _run_e2e(
                         break
                     await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
-            cpu1, rss = usage()
+            after = Usage.sample(service.reader)
         finally:
             stop.set()
             with contextlib.suppress(Exception):
@@ -398,16 +475,20 @@ async def _run_e2e(
         "reader": p.reader,
         "event_loop": loop_name,
         "elapsed_s": round(elapsed, 3),
-        "cpu_s": round(cpu1 - cpu0, 3),
-        "peak_rss_mb": round(rss / 1024, 1),
+        **after.figures(before),
         "leads_detected": service.stats.leads,
         "deliveries": service.stats.deliveries,
         "skipped": dict(service.stats.skipped),
     }
-    if window_cpu:
-        result["window_cpu_s"] = round(window_cpu["cpu_s"], 3)
-        result["window_wall_s"] = round(window_cpu["wall_s"], 3)
-        result["window_cpu_share_of_one_core"] = round(window_cpu["cpu_s"] / window_cpu["wall_s"], 4)
+    if measured_window is not None:
+        # Both processes' CPU where the reader has its own.
+        u0, u1, wall = measured_window
+        cpu, reader_cpu = u1.cpu_since(u0)
+        result["window_cpu_s"] = round(cpu, 3)
+        if reader_cpu is not None:
+            result["window_cpu_s_reader_process"] = round(reader_cpu, 3)
+        result["window_wall_s"] = round(wall, 3)
+        result["window_cpu_share_of_one_core"] = round(cpu / wall, 4)
     return result
 
 

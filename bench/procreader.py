@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -66,6 +67,18 @@ class ProcessBinlogReader:
         self._batches: Connection | None = None
         self._control: Connection | None = None
         self._thread: threading.Thread | None = None
+        self._startup_cpu_s: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id once started (the benchmark reads its CPU and memory)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def startup_cpu_s(self) -> float | None:
+        """CPU seconds the child spent starting (interpreter, imports) before it read;
+        None until it reported them."""
+        return self._startup_cpu_s
 
     def start(self) -> None:
         if self._proc is not None:
@@ -126,6 +139,9 @@ class ProcessBinlogReader:
                     if self._stop.is_set():
                         return
                     raise SourceError("the binlog reader process ended unexpectedly") from None
+                if kind == "started":
+                    self._startup_cpu_s = payload
+                    continue
                 if stats is not None:
                     self._stats = stats
                 if kind == "error":
@@ -149,6 +165,8 @@ def _child_main(
     settings: dict[str, Any],
 ) -> None:
     """The child process: the raw source's reader loop, batches out through ``batches``."""
+    # The start-up cost first: the parent's measurements begin after its own imports.
+    batches.send(("started", time.process_time(), None))
     stop = threading.Event()
     sink = _PipeSink(batches, stop)
     follower = Follower(mysql, tables, start, RawSource(), sink, stop=stop, **settings)
