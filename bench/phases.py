@@ -129,12 +129,9 @@ class Usage:
         cpu = self.cpu_s - before.cpu_s
         if self.reader_cpu_s is None:
             return cpu, None
-        if before.reader_cpu_s is not None:
-            reader = self.reader_cpu_s - before.reader_cpu_s
-        else:
-            # Started after ``before``: like this process's, its CPU counts from the end
-            # of its start-up.
-            reader = self.reader_cpu_s - (self.reader_startup_cpu_s or 0.0)
+        # Like this process's, the reader process's CPU counts from the end of its
+        # start-up, which may come after ``before`` (it may not have started then).
+        reader = self.reader_cpu_s - max(before.reader_cpu_s or 0.0, self.reader_startup_cpu_s or 0.0)
         return cpu + reader, reader
 
     def figures(self, before: Usage) -> dict[str, Any]:
