@@ -35,7 +35,8 @@ measures, each in a fresh process:
   the drain rate, the state file's size, and the time to ready and to the first request.
 
 The live load is rendered before its window opens (``bench.generate.LiveLoad``); the
-achieved rates are what the server took, with the ticks sent late or not at all.
+achieved rates are what the server took, with the ticks sent late or not at all; a
+live target is met only when at least 95 % of the offered load was achieved.
 
 Ratios against stock iteration and the issue's targets are computed in the same run.
 ``--quick`` (CI smoke, under two minutes on 2 cores) shrinks every size.
@@ -85,6 +86,13 @@ TARGETS = {
     "live_cpu_share_of_one_core": 0.10,
     "peak_rss_mb": 200.0,
 }
+
+#: Share of the offered load a live run must achieve for its targets to be met (issue 16).
+MIN_ACHIEVED_SHARE = 0.95
+#: Targets measured under an offered load, and the live run each comes from.
+LOAD_TARGETS = {"live_p99_ms": "latency", "live_cpu_share_of_one_core": "cpu"}
+#: Targets where lower figures are better.
+LOWER_IS_BETTER = frozenset({"live_p99_ms", "live_cpu_share_of_one_core", "peak_rss_mb"})
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
@@ -302,6 +310,40 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def achieved_share(offered: float, achieved: float | None) -> float | None:
+    """``achieved / offered`` (None when nothing was offered or nothing measured)."""
+    if offered <= 0 or achieved is None:
+        return None
+    return round(achieved / offered, 3)
+
+
+def load_share(leads: float | None, noise: float | None) -> float | None:
+    """The share of the offered load achieved: the smaller of the leads' and the noise's."""
+    shares = [s for s in (leads, noise) if s is not None]
+    return min(shares) if shares else None
+
+
+def target_met(
+    value: float | None,
+    target: float,
+    *,
+    lower_is_better: bool,
+    under_load: bool = False,
+    achieved: float | None = None,
+) -> bool | None:
+    """Whether ``value`` meets ``target`` (None: not measured).
+
+    A figure measured ``under_load`` is met only when at least ``MIN_ACHIEVED_SHARE`` of
+    the offered load was ``achieved``: a latency or CPU share measured at a fraction of
+    the load says nothing of the load asked for.
+    """
+    if value is None:
+        return None
+    if under_load and (achieved is None or achieved < MIN_ACHIEVED_SHARE):
+        return False
+    return value <= target if lower_is_better else value >= target
+
+
 def rate(count: float, seconds: float) -> float | None:
     return round(count / seconds, 1) if seconds > 0 else None
 
@@ -450,12 +492,21 @@ def _live_once(
         for lead_id, received_at in report
         if lead_id in load.inserted_at
     ]
+    achieved_leads, achieved_noise = (
+        rate(load.leads, load.duration_s),
+        rate(load.noise_statements, load.duration_s),
+    )
+    share_leads = achieved_share(leads_per_s, achieved_leads)
+    share_noise = achieved_share(noise_per_s, achieved_noise)
     result.update(
         {
             "offered_leads_per_s": leads_per_s,
             "offered_noise_per_s": noise_per_s,
-            "achieved_leads_per_s": rate(load.leads, load.duration_s),
-            "achieved_noise_per_s": rate(load.noise_statements, load.duration_s),
+            "achieved_leads_per_s": achieved_leads,
+            "achieved_noise_per_s": achieved_noise,
+            "achieved_share_leads": share_leads,
+            "achieved_share_noise": share_noise,
+            "achieved_share": load_share(share_leads, share_noise),
             "achieved_row_events_per_s": rate(load.row_events, load.duration_s),
             "late_ticks": load.late_ticks,
             "ticks": load.ticks,
@@ -493,7 +544,8 @@ def run_live(args: argparse.Namespace, server: PrivateMariaDB) -> dict[str, Any]
         share = result.get("window_cpu_share_of_one_core")
         log(
             f"live {name}: p99 {result.get('p99_ms')} ms at {result['achieved_leads_per_s']} leads/s + "
-            f"{result['achieved_noise_per_s']} noise/s, cpu share {share}"
+            f"{result['achieved_noise_per_s']} noise/s ({result['achieved_share']} of the offered load),"
+            f" cpu share {share}"
         )
     return out
 
@@ -586,7 +638,8 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
     """Each target of the issue with the figure measured in this run.
 
     Throughput: the best reader. Memory: the largest peak of the e2e runs and the
-    backlog run; ``run`` says which.
+    backlog run; ``run`` says which. The live targets are met only at
+    ``MIN_ACHIEVED_SHARE`` of the offered load (``target_met``).
     """
     scan = results.get("scan", {})
     ratios = results.get("ratios", {})
@@ -620,9 +673,16 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, target in TARGETS.items():
         value = measured.get(key)
-        lower_is_better = key in ("live_p99_ms", "live_cpu_share_of_one_core", "peak_rss_mb")
-        met = None if value is None else (value <= target if lower_is_better else value >= target)
+        run = LOAD_TARGETS.get(key)
+        share = live.get(run, {}).get("achieved_share") if run is not None else None
+        met = target_met(
+            value, target, lower_is_better=key in LOWER_IS_BETTER, under_load=run is not None, achieved=share
+        )
         out[key] = {"target": target, "measured": value, "met": met}
+        if run is not None:
+            out[key].update(
+                {"run": f"live.{run}", "achieved_share": share, "min_achieved_share": MIN_ACHIEVED_SHARE}
+            )
     out["peak_rss_mb"]["run"] = rss_peak[1]
     return out
 
