@@ -80,6 +80,14 @@ def _spawn(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
         )
 
 
+def _reap(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Kill the spawned services a failed test left running (a passing test stopped them)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def _wait_ready(config: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Wait until the spawned service answers /readyz 200: it has stored its start position."""
     listen = tomllib.loads(config.read_text("utf-8"))["http"]["listen"]
@@ -399,12 +407,14 @@ class TestShutdown:
         """A slow receiver holds requests; SIGTERM waits for them; a restart resends nothing."""
         slow = Receiver(latency_s=1.5)
         await slow.start()
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             vicidial.add_list(101, "L", "C", "")
             vicidial.set_system_url(f"{slow.url}/t?id=--A--lead_id--B--")
             config = _write_config(tmp_path / "t.toml", mariadb, vicidial_db, tmp_path / "t.db")
             log = tmp_path / "t.log"
             proc = _spawn(config, log)
+            procs.append(proc)
             await asyncio.to_thread(_wait_ready, config, proc, log)
             ids = [
                 await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255{i:05d}", list_id=101)
@@ -425,6 +435,7 @@ class TestShutdown:
             finally:
                 store.close()
             proc = _spawn(config, log)
+            procs.append(proc)
             ids.append(await asyncio.to_thread(vicidial.add_lead, phone_number="3125599999", list_id=101))
             async with asyncio.timeout(30):  # the new lead is the fence: everything before it is done
                 while len(slow.requests) < 6:
@@ -434,4 +445,5 @@ class TestShutdown:
             assert await asyncio.to_thread(proc.wait, 30) == 0
             assert Counter(targets(slow, "/t")) == Counter(f"/t?id={i}" for i in ids)
         finally:
+            _reap(procs)
             await slow.stop()
