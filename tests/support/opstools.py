@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -30,6 +28,7 @@ from typing import Any, Self
 
 import yaml
 
+from cdc.testing.mariadb.install import find_binary
 from support.host import REPO, free_port
 
 DASHBOARD = REPO / "grafana" / "dashboards" / "vicidial-cdc.json"
@@ -39,7 +38,6 @@ OPERATIONS_DOC = REPO / "docs" / "operations.md"
 OPS_NODE = REPO / ".venv" / "ops-node"
 OPS_TOOLS_SCRIPT = REPO / "scripts" / "ops-tools"
 
-_SBIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin")
 _METRIC_NAME = re.compile(r"\b((?:vicidial_cdc|process|python)_[a-z0-9_]+)\b")
 
 
@@ -62,20 +60,9 @@ class OpsTools:
         return self.node_modules / "typescript" / "bin" / "tsc"
 
 
-def _which(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _SBIN_DIRS:
-        candidate = Path(directory, name)
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
 def _find_tools() -> OpsTools | None:
     names = ("promtool", "prometheus", "amtool", "node")
-    paths = {name: _which(name) for name in names}
+    paths = {name: find_binary(name) for name in names}
     node_modules = OPS_NODE / "node_modules"
     stamps = list(OPS_NODE.glob(".installed-*"))
     if any(p is None for p in paths.values()) or not stamps or not (node_modules / "typescript").is_dir():

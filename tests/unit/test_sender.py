@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.host import free_port
 
 from cdc.breaker import BreakerState
 from cdc.config import DeliveryConfig, EndpointLimits, RetryPolicy
@@ -151,14 +151,6 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 class TestSending:
     """A due row is sent once, byte for byte, and recorded delivered."""
 
@@ -227,7 +219,7 @@ class TestRetries:
     async def test_connection_refused_is_retried(self) -> None:
         """Nobody listening: a connect error, retried until the attempts run out."""
         async with running(delivery_config(max_attempts=2)) as (h, _, _):
-            (row_id,) = h.enqueue(1, url=f"http://127.0.0.1:{closed_port()}/hook?lead_id=1")
+            (row_id,) = h.enqueue(1, url=f"http://127.0.0.1:{free_port()}/hook?lead_id=1")
             record = await h.wait_state(row_id, DeliveryState.DEAD)
             assert (record.attempts, record.last_status, record.last_error) == (2, 0, "connect")
 

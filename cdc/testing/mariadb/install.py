@@ -14,7 +14,14 @@ from pathlib import Path
 
 from ...errors import CdcError
 
-__all__ = ["LOG_TAIL_LINES", "MariaDBError", "ensure_installed", "find_binaries", "initialise_datadir"]
+__all__ = [
+    "LOG_TAIL_LINES",
+    "MariaDBError",
+    "ensure_installed",
+    "find_binaries",
+    "find_binary",
+    "initialise_datadir",
+]
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 #: How many lines of a failed command's output (or of the error log) an error quotes.
@@ -25,7 +32,8 @@ class MariaDBError(CdcError):
     """The private MariaDB could not be installed, started or stopped."""
 
 
-def _find_binary(name: str) -> str | None:
+def find_binary(name: str) -> str | None:
+    """``name`` on PATH or in the sbin/bin directories a non-root PATH often lacks; ``None`` if absent."""
     found = shutil.which(name)
     if found:
         return found
@@ -38,8 +46,8 @@ def _find_binary(name: str) -> str | None:
 
 def find_binaries() -> tuple[str, str] | None:
     """``(mariadbd, mariadb-install-db)`` paths (or their ``mysql`` names), ``None`` if either is missing."""
-    server = _find_binary("mariadbd") or _find_binary("mysqld")
-    installer = _find_binary("mariadb-install-db") or _find_binary("mysql_install_db")
+    server = find_binary("mariadbd") or find_binary("mysqld")
+    installer = find_binary("mariadb-install-db") or find_binary("mysql_install_db")
     if server is None or installer is None:
         return None
     return server, installer
