@@ -13,7 +13,7 @@ rows of a group that did not end (a re-sent group).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
+from typing import Any
 
 from ..records import GroupEnd, Op, Position, RowChange, SourceItem, UnreadableRows, Value
 
@@ -80,26 +80,19 @@ class GroupAssembler:
         """The open group ends at ``log_pos`` of :attr:`file`: its rows, with ``thread``, then its end."""
         rows = self.rows
         if rows:
-            self._materialize()
+            if self._end is not None:
+                self._materialize()
             file = self.file
+            append = self.batch.append
             if self._unreadable:
-                self.batch.extend(_record(row, thread, file) for row in rows)
+                for row in rows:
+                    append(_record(row, thread, file))
                 self._unreadable = False
             else:
-                self.batch.extend(
-                    RowChange(
-                        schema=schema,
-                        table=table,
-                        op=op,
-                        before=before,
-                        after=after,
-                        timestamp=row_ts,
-                        thread_id=thread,
-                        log_file=file,
-                        log_pos=row_pos,
-                    )
-                    for schema, table, op, before, after, row_ts, row_pos in cast(list[Row], rows)
-                )
+                # One group per statement on a MyISAM dialer: this loop runs once per row
+                # read, so it builds each record directly (no generator, no cast).
+                for schema, table, op, before, after, row_ts, row_pos in rows:  # type: ignore[misc]
+                    append(RowChange(schema, table, op, before, after, row_ts, thread, file, row_pos))
             self.rows = []
             self.has_rows = True
         self._end = (self.file, log_pos, self.gtid, timestamp, thread)

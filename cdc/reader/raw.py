@@ -65,6 +65,8 @@ _MYSQL_TRANSACTION_PAYLOAD: Final = 40
 _MARIADB_QUERY_COMPRESSED: Final = 165
 _MARIADB_ROWS_COMPRESSED: Final = range(166, 172)
 _OPS: Final = framing.ROWS_OPS
+#: The same, as the operation's name (``Op.value`` is a property: not read per event).
+_OP_NAMES: Final = {etype: op.value for etype, op in _OPS.items()}
 #: Post-header lengths until the server's FORMAT_DESCRIPTION says otherwise.
 _DEFAULT_POST_HEADER: Final = {_QUERY: 13, _TABLE_MAP: 8, 23: 8, 24: 8, 25: 8, 30: 10, 31: 10, 32: 10}
 #: Socket read size: also bounds the rows one batch holds.
@@ -404,6 +406,7 @@ def _rows(
     """The rows of one rows event of a watched table into the open group."""
     ts, log_pos = _HEAD(buf, e)
     op = _OPS[etype]
+    op_name = _OP_NAMES[etype]
     pos = e + 19 + st.post_header.get(etype, 8)
     if etype >= 30:  # v2: variable-length extra data after the post-header
         pos += int.from_bytes(buf[e + 27 : e + 29], "little") - 2
@@ -447,7 +450,7 @@ def _rows(
                 schema, table, op, rows, UNREADABLE_REASON, ts, log_file=group.file, log_pos=log_pos
             )
         )
-    feed.count_rows(table, op.value, rows)
+    feed.count_rows(table, op_name, rows)
 
 
 def _check_text(

@@ -105,6 +105,8 @@ _EPOCH: Final = dt.datetime(1970, 1, 1)
 _DIG2BYTES: Final = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _ZERO_DATE: Final = "0000-00-00"
 _ZERO_DATETIME: Final = "0000-00-00 00:00:00"
+#: Distinct values a DECIMAL column's decoder keeps before it starts over.
+_DECIMAL_MEMO: Final = 1024
 
 #: The decode of one column: (buffer, offset) -> (value, offset after it).
 ColumnDecoder = Callable[[bytes, int], tuple[Value, int]]
@@ -480,8 +482,22 @@ def _decimal_decoder(precision: int, scale: int) -> ColumnDecoder:
         offset -= nbytes * 8
         shifts.append((offset, (1 << (nbytes * 8)) - 1, digits, padded))
 
+    #: Decoded values by their bytes: a DECIMAL column (``gmt_offset_now``) holds few
+    #: distinct values, and a ``Decimal`` is immutable, so one object serves them all.
+    memo: dict[bytes, decimal.Decimal] = {}
+
     def dec(buf: bytes, pos: int) -> tuple[Value, int]:
-        raw = int.from_bytes(buf[pos : pos + size], "big")
+        packed = buf[pos : pos + size]
+        value = memo.get(packed)
+        if value is None:
+            value = convert(packed)
+            if len(memo) >= _DECIMAL_MEMO:
+                memo.clear()
+            memo[packed] = value
+        return value, pos + size
+
+    def convert(packed: bytes) -> decimal.Decimal:
+        raw = int.from_bytes(packed, "big")
         negative = not raw & sign_bit
         raw ^= sign_bit
         if negative:
@@ -494,7 +510,7 @@ def _decimal_decoder(precision: int, scale: int) -> ColumnDecoder:
             parts.append(f"{group:0{digits}d}" if padded else str(group))
         if int_groups == len(shifts):
             parts.append(".")
-        return decimal.Decimal("".join(parts)), pos + size
+        return decimal.Decimal("".join(parts))
 
     return dec
 
@@ -716,8 +732,8 @@ def column_decoder(spec: ColumnSpec, report: Callable[[], None]) -> ColumnDecode
 # -- rows ---------------------------------------------------------------------------------
 
 
-#: A compiled row-image decoder: (buffer, offset after the null bitmap, null bitmap) -> ...
-RowFunction = Callable[[bytes, int, int], tuple[dict[str, Value], int]]
+#: A compiled row-image decoder: (buffer, offset of the image's null bitmap) -> ...
+RowFunction = Callable[[bytes, int], tuple[dict[str, Value], int]]
 _Plan = tuple[tuple[str, ColumnDecoder, int], ...]
 
 
@@ -728,7 +744,9 @@ class Layout:
     null_bytes: int
     #: (name, decoder, null-bitmap bit) per column: the reference path.
     plan: _Plan
-    #: The same decode as straight-line code (see :func:`_compile`).
+    #: The same decode, null bitmap included, as straight-line code (see :func:`_compile`).
+    #: Raises ``UnicodeDecodeError`` on text that does not decode: :meth:`RowDecoder.row`
+    #: then takes the reference path.
     fast: RowFunction
 
 
@@ -763,22 +781,27 @@ class RowDecoder:
                 k += 1
             else:
                 plan.append((spec.name, _absent, 0))
+        null_bytes = (k + 7) // 8
         fast = _compile(
-            self.specs, self.decoders, tuple(bit for _, _, bit in plan), f"{self.schema}.{self.table}"
+            self.specs,
+            self.decoders,
+            tuple(bit for _, _, bit in plan),
+            null_bytes,
+            f"{self.schema}.{self.table}",
         )
-        layout = Layout((k + 7) // 8, tuple(plan), fast)
+        layout = Layout(null_bytes, tuple(plan), fast)
         self._layouts[bytes(present)] = layout
         return layout
 
     def row(self, buf: bytes, pos: int, layout: Layout) -> tuple[dict[str, Value], int]:
         """One row image at ``pos``: its values by column name and the offset after it."""
-        null_end = pos + layout.null_bytes
-        nulls = int.from_bytes(buf[pos:null_end], "little")
         try:
-            return layout.fast(buf, null_end, nulls)
+            return layout.fast(buf, pos)
         except UnicodeDecodeError:
             # Text that is not valid in its charset: the reference path decodes it
             # losslessly and records the column in ``undecodable``.
+            null_end = pos + layout.null_bytes
+            nulls = int.from_bytes(buf[pos:null_end], "little")
             return self.row_reference(buf, null_end, nulls, layout.plan)
 
     @staticmethod
@@ -798,30 +821,45 @@ _COMPILE_ENV: Final[dict[str, object]] = {
     **{f"_{c}": struct.Struct(f"<{c}").unpack_from for c in "bBhHiIqQ"},
     "_charmap": codecs.charmap_decode,
     "_datetime": dt.datetime,
+    "_timedelta": dt.timedelta,
+    "_epoch": _EPOCH,
     "_latin1": bytes(range(256)).decode(charset.MARIADB_LATIN1),
 }
 
 
-def _inline(spec: ColumnSpec, key: str) -> list[str] | None:
-    """Straight-line code for the common column kinds, or ``None`` (call the closure)."""
+def _inline(spec: ColumnSpec, key: str, env: dict[str, object]) -> list[str] | None:
+    """Straight-line code for the common column kinds, or ``None`` (call the closure).
+
+    The code assigns the variable ``key``; constants it needs go into ``env`` under
+    names derived from ``key``.
+    """
     t = spec.type
     if t in _INT_FORMATS:
         code, size = _INT_FORMATS[t]
         if t == T_TINY and spec.unsigned:
-            return [f"values[{key}] = buf[pos]", "pos += 1"]
+            return [f"{key} = buf[pos]", "pos += 1"]
         code = code.upper() if spec.unsigned else code
-        return [f"values[{key}] = _{code}(buf, pos)[0]", f"pos += {size}"]
+        return [f"{key} = _{code}(buf, pos)[0]", f"pos += {size}"]
     if t == T_DATETIME2 and spec.meta == 0:
         return [
             "packed = int.from_bytes(buf[pos : pos + 5], 'big')",
             "pos += 5",
             "ym = packed >> 22 & 0x1FFFF",
             "try:",
-            f"    values[{key}] = _datetime(ym // 13, ym % 13, packed >> 17 & 31, packed >> 12 & 31,"
+            f"    {key} = _datetime(ym // 13, ym % 13, packed >> 17 & 31, packed >> 12 & 31,"
             " packed >> 6 & 63, packed & 63)",
             "except ValueError:",
-            f"    values[{key}] = _invalid_datetime(ym // 13, ym % 13, packed >> 17 & 31,"
+            f"    {key} = _invalid_datetime(ym // 13, ym % 13, packed >> 17 & 31,"
             " packed >> 12 & 31, packed >> 6 & 63, packed & 63, 0, 0)",
+        ]
+    if t == T_TIMESTAMP2 and spec.meta == 0:
+        return [f"{key} = _epoch + _timedelta(seconds=int.from_bytes(buf[pos : pos + 4], 'big'))", "pos += 4"]
+    if t == T_ENUM and spec.meta & 0xFF == 1 and spec.labels:
+        env[f"_m_{key}"] = ("", *spec.labels)
+        return [
+            "index = buf[pos]",
+            "pos += 1",
+            f"{key} = _m_{key}[index] if index < {len(spec.labels) + 1} else ''",
         ]
     if t == T_VARCHAR:
         prefix = 2 if spec.meta > 255 else 1
@@ -847,35 +885,49 @@ def _inline(spec: ColumnSpec, key: str) -> list[str] | None:
         length = "(buf[pos] | buf[pos + 1] << 8)"
     else:
         return None
-    return [f"end = pos + {prefix} + {length}", f"values[{key}] = {expr}", "pos = end"]
+    return [f"end = pos + {prefix} + {length}", f"{key} = {expr}", "pos = end"]
 
 
 def _compile(
-    specs: tuple[ColumnSpec, ...], decoders: tuple[ColumnDecoder, ...], bits: tuple[int, ...], label: str
+    specs: tuple[ColumnSpec, ...],
+    decoders: tuple[ColumnDecoder, ...],
+    bits: tuple[int, ...],
+    null_bytes: int,
+    label: str,
 ) -> RowFunction:
     """Generate the row decoder of one layout as one function without a per-column loop.
 
     Pay once per table definition, save the loop, the tuple per column and most calls
     per row: the per-column loop of :meth:`RowDecoder.row_reference` costs about as
-    much as the decoding itself on a 35-column ``vicidial_list`` row. Column names
-    enter the source only as ``repr`` literals; everything else is generated here.
+    much as the decoding itself on a 35-column ``vicidial_list`` row. Each value goes
+    into a local (``v0``, ``v1``...) and the dict is built once at the end, sized for
+    its keys. Column names enter the source only as ``repr`` literals; everything else
+    is generated here.
     """
     env: dict[str, object] = dict(_COMPILE_ENV, _invalid_datetime=_invalid_datetime)
-    lines = ["def row(buf, pos, nulls):", "    values = {}"]
+    lines = ["def row(buf, pos):"]
+    if null_bytes == 1:
+        lines += ["    nulls = buf[pos]", "    pos += 1"]
+    elif null_bytes:
+        lines += [
+            f"    nulls = int.from_bytes(buf[pos : pos + {null_bytes}], 'little')",
+            f"    pos += {null_bytes}",
+        ]
     for i, (spec, decoder, bit) in enumerate(zip(specs, decoders, bits, strict=True)):
-        key = repr(spec.name)
+        var = f"v{i}"
         if not bit:
-            lines.append(f"    values[{key}] = None")
+            lines.append(f"    {var} = None")
             continue
-        body = _inline(spec, key)
+        body = _inline(spec, var, env)
         if body is None:
             env[f"_d{i}"] = decoder
-            body = [f"values[{key}], pos = _d{i}(buf, pos)"]
+            body = [f"{var}, pos = _d{i}(buf, pos)"]
         lines.append(f"    if nulls & {bit}:")
-        lines.append(f"        values[{key}] = None")
+        lines.append(f"        {var} = None")
         lines.append("    else:")
         lines.extend(f"        {line}" for line in body)
-    lines.append("    return values, pos")
+    items = ", ".join(f"{spec.name!r}: v{i}" for i, spec in enumerate(specs))
+    lines.append(f"    return {{{items}}}, pos")
     exec(compile("\n".join(lines), f"<row decoder {label}>", "exec"), env)
     function: RowFunction = env["row"]  # type: ignore[assignment]
     return function

@@ -477,9 +477,65 @@ class TestCompiledLayout:
         while pos < len(raw):
             nulls = int.from_bytes(raw[pos : pos + 1], "little")
             reference, pos = decoder.row_reference(raw, pos + 1, nulls, layout.plan)
-            fast, fast_pos = layout.fast(raw, fast_pos + 1, nulls)
+            fast, fast_pos = layout.fast(raw, fast_pos)
             assert {k: strict(v) for k, v in fast.items()} == {k: strict(v) for k, v in reference.items()}
             assert fast_pos == pos
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.one_of(st.none(), st.integers(0, 2**31 - 1)),
+                st.integers(0, 255),
+                st.one_of(st.none(), st.decimals(-99, 99, places=2, allow_nan=False, allow_infinity=False)),
+                st.one_of(
+                    st.none(),
+                    st.datetimes(dt.datetime(1000, 1, 1), dt.datetime(9999, 12, 31)).map(
+                        lambda d: d.replace(microsecond=0)
+                    ),
+                ),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def test_inlined_kinds_equal_their_closures(
+        self, rows: list[tuple[int | None, int, decimal.Decimal | None, dt.datetime | None]]
+    ) -> None:
+        """TIMESTAMP, 1-byte ENUM (out-of-range indexes too) and DATETIME compile to the
+        closures' values; a DECIMAL read again (its memo) equals the first reading."""
+        specs = (
+            ColumnSpec("ts", T_TIMESTAMP2, 0),
+            ColumnSpec("e", T_ENUM, 1, labels=("Y", "N", "Y1")),
+            ColumnSpec("gmt", T_NEWDECIMAL, 2 << 8 | 4),
+            ColumnSpec("dt", T_DATETIME2, 0),
+        )
+        decoders = tuple(column_decoder(s, lambda: None) for s in specs)
+        decoder = rowdecode.RowDecoder("db", "t", specs, decoders)
+        layout = decoder.layout(b"\x0f")
+        raw = b""
+        for ts, index, gmt, when in rows:
+            image = row_image(
+                [
+                    None if ts is None else ts.to_bytes(4, "big"),
+                    bytes([index]),
+                    None if gmt is None else decimal_bytes(gmt, 4, 2),
+                    None
+                    if when is None
+                    else datetime2_bytes(
+                        when.year, when.month, when.day, when.hour, when.minute, when.second
+                    ),
+                ]
+            )
+            raw += image + image  # each row twice: the second DECIMAL reading comes from the memo
+        pos = fast_pos = 0
+        while pos < len(raw):
+            nulls = raw[pos]
+            reference, pos = decoder.row_reference(raw, pos + 1, nulls, layout.plan)
+            fast, fast_pos = layout.fast(raw, fast_pos)
+            assert {k: strict(v) for k, v in fast.items()} == {k: strict(v) for k, v in reference.items()}
+            assert fast_pos == pos
+            if fast["gmt"] is not None:
+                assert strict(fast["gmt"]) == strict(decode(specs[2], decimal_bytes(fast["gmt"], 4, 2)))
 
     def test_column_names_are_only_literals(self) -> None:
         """Column names are data in the compiled decoder, never code."""
