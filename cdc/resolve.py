@@ -99,7 +99,8 @@ def render_url(
         list_description=info.list_description if info is not None else "",
         campaign=info.campaign_id if info is not None else "",
         custom=lead.custom,
-        encrypted_fields=snapshot.encrypted_fields(lead.list_id),
+        # Read only with custom fields: most leads have none, and this builds a set.
+        encrypted_fields=snapshot.encrypted_fields(lead.list_id) if lead.custom is not None else frozenset(),
         sql_date=sql_date(lead.lead.get("entry_date"), lead.inserted_at),
         epoch=lead.inserted_at,
         only=template.token_names(url_template),
@@ -226,7 +227,10 @@ def sql_date(entry_date: Value, inserted_at: int) -> str:
     time, which the deployment keeps equal to the server's.
     """
     if isinstance(entry_date, _dt.datetime):
-        return entry_date.strftime("%Y-%m-%d %H:%M:%S")
+        if entry_date.year < 1000:  # strftime does not pad such a year to four digits
+            return entry_date.strftime("%Y-%m-%d %H:%M:%S")
+        e = entry_date
+        return f"{e.year}-{e.month:02d}-{e.day:02d} {e.hour:02d}:{e.minute:02d}:{e.second:02d}"
     if isinstance(entry_date, str) and _SQL_DATE.fullmatch(entry_date) and entry_date != _ZERO_DATE:
         return entry_date
     return _dt.datetime.fromtimestamp(inserted_at).strftime("%Y-%m-%d %H:%M:%S")

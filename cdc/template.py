@@ -146,8 +146,8 @@ def lead_tokens(
     for a URL that names five of them is most of the rendering time.
     """
     tokens: dict[str, str] = {}
-    for token, column in LEAD_TOKENS.items():
-        if column in lead and (only is None or token in only):
+    for token, column in LEAD_TOKENS.items() if only is None else _lead_tokens_in(only):
+        if column in lead:
             tokens[token] = format_value(lead[column])
     tokens["list_name"] = list_name
     tokens["list_description"] = list_description
@@ -170,15 +170,42 @@ def render(template: str, tokens: Mapping[str, str], codec: str) -> str:
     ``tokens`` is keyed by lower-case name (see :func:`lead_tokens`); ``codec`` is the
     PHP connection's (``cdc.charset.connection_codec``). The result is ASCII.
     """
+    head, parts = _parsed(template)
+    out = [head]
+    for name, typed, after in parts:
+        value = tokens.get(name)
+        out.append(typed if value is None else php_urlencode(encode_for_connection(php_trim(value), codec)))
+        out.append(after)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(template: str) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """A template (``VAR`` stripped) cut at its tokens, once per template, not per lead.
+
+    Returns the text before the first token and, per token, (lower-case name, the token
+    as typed, the text after it up to the next token). The cut is ``_TOKEN_RE``'s own
+    matches, so :func:`render` substitutes exactly what ``_TOKEN_RE.sub`` would; a token
+    with no value source stays as typed.
+    """
     template = vicidial.strip_var(template)
+    matches = list(_TOKEN_RE.finditer(template))
+    head = template[: matches[0].start()] if matches else template
+    parts = tuple(
+        (
+            match.group(1).lower(),
+            match.group(0),
+            template[match.end() : matches[k + 1].start() if k + 1 < len(matches) else len(template)],
+        )
+        for k, match in enumerate(matches)
+    )
+    return head, parts
 
-    def substitute(match: re.Match[str]) -> str:
-        value = tokens.get(match.group(1).lower())
-        if value is None:
-            return match.group(0)
-        return php_urlencode(encode_for_connection(php_trim(value), codec))
 
-    return _TOKEN_RE.sub(substitute, template)
+@functools.lru_cache(maxsize=256)
+def _lead_tokens_in(only: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The (token, column) pairs of :data:`LEAD_TOKENS` a template uses, in their order."""
+    return tuple((token, column) for token, column in LEAD_TOKENS.items() if token in only)
 
 
 @functools.lru_cache(maxsize=1024)

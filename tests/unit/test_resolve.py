@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from cdc.records import ApiLead, Delivery, Skipped, SkipReason, UrlSource, Value
 from cdc.resolve import OVERFLOW_ENDPOINT, EndpointIds, check_url, needs_custom, resolve, sql_date
@@ -311,6 +313,13 @@ class TestSqlDate:
     def test_datetime(self) -> None:
         """A datetime entry_date is formatted as VICIdial's SQLdate."""
         assert sql_date(ENTRY_DATE, 0) == "2025-03-04 05:06:07"
+
+    @given(st.datetimes())
+    @example(dt.datetime(999, 1, 2, 3, 4, 5))
+    @example(dt.datetime(2025, 12, 31, 23, 59, 59, 999999))
+    def test_datetime_as_strftime(self, value: dt.datetime) -> None:
+        """Every datetime (years before 1000 too, fractions dropped) formats as strftime does."""
+        assert sql_date(value, 0) == value.strftime("%Y-%m-%d %H:%M:%S")
 
     def test_text(self) -> None:
         """A text entry_date is used as it is."""

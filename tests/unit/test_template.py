@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdc import charset
 from cdc.records import Value
@@ -130,6 +133,14 @@ class TestLeadTokens:
         args.update(overrides)
         return lead_tokens(lead, **args)
 
+    @given(st.frozensets(st.sampled_from([*LEAD_TOKENS, "list_name", "budget", "nope"])))
+    def test_only_limits_to_the_same_values(self, only: frozenset[str]) -> None:
+        """With ``only``, the standard tokens are those of the full set that ``only`` names."""
+        full = self.tokens()
+        limited = self.tokens(only=only)
+        fixed = {"list_name", "list_description", "campaign", "sqldate", "epoch"}
+        assert limited == {k: v for k, v in full.items() if k in only or k in fixed}
+
     def test_every_table_token_present(self) -> None:
         """Every vicidial_list token, the list tokens, SQLdate and epoch are offered."""
         tokens = self.tokens()
@@ -222,6 +233,43 @@ class TestRender:
     def test_surrogate_escape_restored_under_utf8(self) -> None:
         """A surrogate-escaped byte is sent as that byte under UTF-8."""
         assert render("--A--x--B--", {"x": "a\udcff"}, "utf-8") == "a%FF"
+
+
+def regex_render(template: str, tokens: dict[str, str], codec: str) -> str:
+    """VICIdial's substitution as one ``preg_replace`` pass: the reference for :func:`render`."""
+    if template.startswith("VAR"):
+        template = template[3:]
+
+    def substitute(match: re.Match[str]) -> str:
+        value = tokens.get(match.group(1).lower())
+        if value is None:
+            return match.group(0)
+        return php_urlencode(charset.encode_for_connection(php_trim(value), codec))
+
+    return re.sub(r"--A--([0-9A-Za-z_]+)--B--", substitute, template, flags=re.IGNORECASE)
+
+
+#: Template pieces: literal text (marker fragments too), known and unknown tokens in any case.
+_PIECES = st.one_of(
+    st.text(alphabet="abc?&=/:-AB_ ", max_size=8),
+    st.sampled_from(["--A--", "--B--", "--a--x--b--", "VAR", "--A----B--"]),
+    st.builds(
+        lambda name, upper: f"--{'A' if upper else 'a'}--{name}--{'B' if upper else 'b'}--",
+        st.sampled_from(["x", "X", "phone", "Phone_Number", "nope", "lead_id"]),
+        st.booleans(),
+    ),
+)
+
+
+class TestRenderEqualsOnePass:
+    """render (templates cut once, then filled) substitutes exactly what one regex pass does."""
+
+    @given(st.lists(_PIECES, max_size=12).map("".join), st.sampled_from(["utf-8", "mariadb_latin1"]))
+    def test_same_url(self, template: str, codec: str) -> None:
+        """Any template, adjacent and broken markers included, renders as the regex pass does."""
+        tokens = {"x": " a&b ", "phone": "555 0100", "phone_number": "é€", "lead_id": "7"}
+        assert render(template, tokens, codec) == regex_render(template, tokens, codec)
+        assert render(template, {}, codec) == regex_render(template, {}, codec)
 
 
 class TestTokenNames:
