@@ -463,4 +463,4 @@ _ENTRY_OVERHEAD_BYTES = 400
 
 def row_size_bytes(row: Mapping[str, Value]) -> int:
     """Estimated memory of a copied row: its dict and value objects (keys are shared)."""
-    return _ENTRY_OVERHEAD_BYTES + sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
+    return _ENTRY_OVERHEAD_BYTES + sys.getsizeof(row) + sum(map(sys.getsizeof, row.values()))

@@ -52,7 +52,7 @@ from .records import (
     UrlSource,
 )
 from .resolve import EndpointIds
-from .settings import SETTINGS_TABLES, SettingsCache
+from .settings import SETTINGS_TABLES, SettingsCache, SettingsSnapshot
 from .vicidial import URL_LOG_TABLE, custom_table_list_id
 from .waiting import WaitingLead
 
@@ -148,6 +148,8 @@ class Pipeline:
             policy, metrics, EndpointIds(), config.mysql.source_name, config.reader.max_pending
         )
         self._waiting: list[ApiLead] = []
+        #: The router and the settings snapshot it was built for (see :meth:`router`).
+        self._router: tuple[SettingsSnapshot, Router] | None = None
         #: Lists whose custom_<list_id> rows the reader handed over as unreadable.
         self.unreadable_lists: set[int] = set()
 
@@ -163,8 +165,23 @@ class Pipeline:
         return vicidial_sender(self._settings.snapshot(), self._enum_has_apinewlead)
 
     def router(self) -> Router:
+        """The router for the current settings and server charset (built again when they change).
+
+        The detector asks it at every match (``needs_custom``): one build per lead otherwise.
+        """
+        snapshot = self._settings.snapshot()
+        cached = self._router
+        if cached is not None and cached[0] is snapshot and cached[1].server_charset == self._server_charset:
+            return cached[1]
         cfg = self._config
-        return Router(cfg.delivery, cfg.mysql.source_name, self._server_charset, self.vicidial_sender())
+        router = Router(
+            cfg.delivery,
+            cfg.mysql.source_name,
+            self._server_charset,
+            vicidial_sender(snapshot, self._enum_has_apinewlead),
+        )
+        self._router = (snapshot, router)
+        return router
 
     def process(
         self, batches: Sequence[Sequence[SourceItem]], *, seen: float, now_binlog: float | None = None
@@ -255,8 +272,11 @@ class Pipeline:
     def committed(self, step: Step) -> None:
         """The step is durable: account for it."""
         self.stats.deliveries += len(step.deliveries)
+        by_endpoint: dict[str, int] = {}
         for d in step.deliveries:
-            self._metrics.child(self._metrics.deliveries_enqueued, d.endpoint_id).inc()
+            by_endpoint[d.endpoint_id] = by_endpoint.get(d.endpoint_id, 0) + 1
+        for endpoint_id, count in by_endpoint.items():
+            self._metrics.child(self._metrics.deliveries_enqueued, endpoint_id).inc(count)
         if step.checkpoint is not None:
             if step.checkpoint_ts:
                 self.stats.checkpoint_ts = step.checkpoint_ts
@@ -283,6 +303,7 @@ class Pipeline:
             return
         snapshot = self._settings.snapshot()
         router = self.router()
+        detected = 0
         for lead in leads:
             if (
                 hold
@@ -294,7 +315,7 @@ class Pipeline:
                 self._waiting.append(lead)
                 continue
             self.stats.leads += 1
-            self._metrics.leads_detected.inc()
+            detected += 1
             try:
                 deliveries, skips = router.route(lead, snapshot)
             except Exception as exc:  # one bad lead must not stop the stream
@@ -306,6 +327,8 @@ class Pipeline:
             for d in deliveries:
                 if d.refused:
                     self._refused(d)
+        if detected:
+            self._metrics.leads_detected.inc(detected)
 
     def _refused(self, d: Delivery) -> None:
         """A delivery stored as a dead letter instead of sending the endpoint's secrets elsewhere."""

@@ -103,6 +103,33 @@ class TestPipeline:
         assert p.stats.skipped == {"vicidial_sends": 1}
 
 
+class TestRouterFollowsSettings:
+    """The router is built once per settings snapshot and server charset, never kept stale."""
+
+    def test_a_settings_change_reaches_the_next_lead(self) -> None:
+        """auto: schema 1728 leaves the lead to VICIdial; after an update to 1700 we send it."""
+        p = pipeline("auto")
+        assert p.router() is p.router()
+        step = p.process([[lead_insert(7), GroupEnd(P1, 1000), api_log(7), GroupEnd(P2, 1000)]], seen=0.0)
+        assert step.deliveries == [] and p.stats.skipped == {"vicidial_sends": 1}
+        old = {"db_schema_version": 1728, "use_non_latin": "1", "custom_fields_enabled": "1"}
+        new = {**old, "db_schema_version": 1700}
+        change = RowChange("asterisk", "system_settings", Op.UPDATE, old, new, 1001)
+        step = p.process(
+            [[change, lead_insert(8, 1001), GroupEnd(P3, 1001), api_log(8, 1001), GroupEnd(P3, 1001)]],
+            seen=0.0,
+        )
+        assert [d.url for d in step.deliveries] == ["http://crm.example/new?id=8"]
+        assert not p.router().sender.schema_sends
+
+    def test_a_charset_change_builds_a_new_router(self) -> None:
+        """set_server_charset: the next router renders with the new charset."""
+        p = pipeline()
+        before = p.router()
+        p.set_server_charset("latin1")
+        assert before.server_charset == "utf8mb4" and p.router().server_charset == "latin1"
+
+
 def custom_pipeline() -> Pipeline:
     """List 105's URL uses its custom field ``size``; other lists use the system URL."""
     cache = SettingsCache()
