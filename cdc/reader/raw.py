@@ -179,7 +179,7 @@ class RawSource:
             # their known table ids must not take the fast path. Usually empty.
             retry = unreadable.due(time.monotonic()) if unreadable else _NOTHING
             while n - p >= 4:
-                plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
+                plen = _U32(buf, p)[0] & 0xFFFFFF  # 3-byte length; the 4th byte is the sequence id
                 q = p + 4 + plen
                 if plen == _LONG_PACKET or q - n > CHUNK_BYTES:
                     # A large event: read exactly what it lacks (linear, not a buffer
