@@ -71,6 +71,8 @@ class Feed:
         self.flush_interval_s = flush_interval_s
         self._send = send
         self._on_event = on_event
+        #: Rows counted but not yet reported to ``on_event`` (see :meth:`count_rows`).
+        self._unreported: dict[tuple[str, str], int] = {}
         self._on_decode_error = on_decode_error
         self._on_fault = on_fault
 
@@ -89,7 +91,15 @@ class Feed:
             self.stats.position = end
             if self.stats.fault is not None:
                 self.progress(caught_up=False)
+        self.report_rows()
         return self._send(batch)
+
+    def report_rows(self) -> None:
+        """Hand the row counts read since the last report to ``on_event``."""
+        if self._unreported and self._on_event is not None:
+            unreported, self._unreported = self._unreported, {}
+            for (table, op), rows in unreported.items():
+                self._on_event(table, op, rows)
 
     def connected(self) -> None:
         """The first event of a connection arrived."""
@@ -98,11 +108,13 @@ class Feed:
             log.info("binlog.connected position=%s", self.resume)
 
     def count_rows(self, table: str, op: str, rows: int) -> None:
-        """Rows of a watched table were read (``vicidial_cdc_binlog_rows_total``)."""
+        """Rows of a watched table were read: counted in the statistics now, and reported to
+        ``on_event`` (``vicidial_cdc_binlog_rows_total``) summed per table and operation
+        with the next batch handed over, not once per rows event."""
         key = (table, op)
         self.stats.rows[key] = self.stats.rows.get(key, 0) + rows
         if self._on_event is not None:
-            self._on_event(table, op, rows)
+            self._unreported[key] = self._unreported.get(key, 0) + rows
 
     def decode_error(self, table: str, column: str, lead_id: Value) -> None:
         """Text of ``column`` did not decode in its charset: counted and logged, kept lossless."""

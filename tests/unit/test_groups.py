@@ -119,3 +119,30 @@ class TestFeed:
         feed.count_rows("vicidial_list", "insert", 3)
         feed.count_rows("vicidial_list", "insert", 2)
         assert feed.stats.rows == {("vicidial_list", "insert"): 5}
+
+    def test_rows_reported_summed_with_the_next_batch(self) -> None:
+        """``on_event`` gets the rows read since the last batch, summed per table and op,
+        when a batch is handed over (once per batch, not once per rows event)."""
+        events: list[tuple[str, str, int]] = []
+        mysql = MysqlConfig()
+        schemas = TableSchemas(mysql.database, WatchedTables(["vicidial_list"]), SchemaCache(mysql))
+        unreadable = UnreadableTables(mysql.database, mysql.user, 60.0)
+        feed = Feed(
+            mysql,
+            schemas,
+            unreadable,
+            Position("binlog.000001", 4),
+            lambda _batch: True,
+            on_event=lambda table, op, rows: events.append((table, op, rows)),
+        )
+        feed.count_rows("vicidial_list", "insert", 3)
+        feed.count_rows("vicidial_api_log", "insert", 1)
+        feed.count_rows("vicidial_list", "insert", 2)
+        assert events == []
+        assert feed.hand_over([], None)
+        assert events == [("vicidial_list", "insert", 5), ("vicidial_api_log", "insert", 1)]
+        assert feed.hand_over([], None)
+        assert len(events) == 2
+        feed.count_rows("vicidial_list", "update", 1)
+        feed.report_rows()
+        assert events[2:] == [("vicidial_list", "update", 1)]
