@@ -221,7 +221,11 @@ class RawSource:
                         continue
                 elif etype == _MARIADB_GTID:
                     server_id, seq, domain = _GTID(buf, e)
-                    group.begin((domain, server_id, seq))
+                    if group.rows:
+                        group.begin((domain, server_id, seq))
+                    else:  # GroupAssembler.begin without its call: once per statement
+                        group.gtid = (domain, server_id, seq)
+                        group.thread = 0
                     p = q
                     continue
                 elif etype == _QUERY:
