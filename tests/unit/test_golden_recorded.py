@@ -124,6 +124,23 @@ def test_bad_checksum_is_a_reader_fault() -> None:
     assert err.value.kind is ReaderFault.MALFORMED_EVENT
 
 
+def test_rows_of_a_group_that_never_ended_are_dropped_at_the_next_gtid() -> None:
+    """A GTID that comes while a group's rows wait for their end (the end was never read)
+    drops those rows, as :meth:`GroupAssembler.begin` says; the groups around it are whole."""
+    case = load("c01_add_lead_basic")
+    events = list(file_events(case.binlog))
+    table_ids = {e[19:25] for e in events if e[4] == 19 and b"vicidial_list" in e}
+    k = next(i for i, e in enumerate(events) if e[4] in (23, 30) and e[19:25] in table_ids)
+    end = next(j for j in range(k + 1, len(events)) if events[j][4] in (2, 16))  # COMMIT or Xid
+    assert events[end + 1][4] == 162  # the next group's MariaDB GTID follows
+    cut = events[:end] + events[end + 1 :]
+    whole = rows_of(read_recorded(events, COLUMNS, file=case.binlog_file, tables=TABLES))
+    dropped = int.from_bytes(events[k][13:17], "little")  # the rows event's log_pos
+    got = rows_of(read_recorded(cut, COLUMNS, file=case.binlog_file, tables=TABLES))
+    expected = [i for i in whole if not (isinstance(i, RowChange) and i.log_pos == dropped)]
+    assert len(expected) < len(whole) and got == expected
+
+
 # -- detector + settings + router against what VICIdial sent ---------------------------
 
 
