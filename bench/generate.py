@@ -44,6 +44,7 @@ __all__ = [
     "BatchWriter",
     "LiveLoad",
     "Segment",
+    "bytes_between",
     "connect_writer",
     "generate_segment",
     "master_position",
@@ -297,11 +298,12 @@ def generate_segment(
         segment.noise_statements = writer.statements - lead_statements
         writer.verify()
         segment.end = master_position(conn)
-        segment.size_bytes = _bytes_between(conn, segment.start, segment.end)
+        segment.size_bytes = bytes_between(conn, segment.start, segment.end)
     return segment
 
 
-def _bytes_between(conn: pymysql.Connection[Any], start: Position, end: Position) -> int:
+def bytes_between(conn: pymysql.Connection[Any], start: Position, end: Position) -> int:
+    """Binlog bytes from ``start`` to ``end``, across files."""
     with conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
         sizes = {str(name): int(size) for name, size, *_ in cur.fetchall()}
