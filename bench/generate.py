@@ -361,25 +361,22 @@ class LiveStats:
 
 
 @dataclass(frozen=True, slots=True)
-class _LeadBatch:
-    """One add_lead's statements as one batch; result ``insert_index`` is its lead INSERT."""
-
-    sql: bytes
-    statements: int
-    insert_index: int
-    lead_id: int
-
-
-@dataclass(frozen=True, slots=True)
 class _Tick:
-    """What one connection sends in one tick: its noise as one batch, then each lead's."""
+    """What one connection sends in one tick, as one multi-statement batch.
+
+    On the lead connection: the noise's ``vicidial_api_log`` rows, then each lead's
+    statements; ``marks`` are the (result index, lead_id) of the leads' INSERTs. The
+    server sends each statement's result as soon as that statement is done, so the
+    time its result is read is the lead's acknowledgement, as with a batch per lead.
+    """
 
     index: int
     #: Seconds after the start of its phase when this tick's statements are due.
     due_s: float
-    noise_sql: bytes
+    sql: bytes
     noise_statements: int
-    leads: tuple[_LeadBatch, ...] = ()
+    lead_statements: int = 0
+    marks: tuple[tuple[int, int], ...] = ()
 
 
 def _render(items: list[_Pending]) -> bytes:
@@ -387,22 +384,28 @@ def _render(items: list[_Pending]) -> bytes:
     return ";\n".join(item.sql for item in items).encode("utf-8", "surrogateescape")
 
 
-def _send(cur: Any, sql: bytes, statements: int, mark: int = -1) -> tuple[int, float]:
-    """Run one rendered batch: (row events written, wall time when result ``mark`` arrived)."""
+def _send(
+    cur: Any, sql: bytes, statements: int, marks: tuple[tuple[int, int], ...], acked: dict[int, float] | None
+) -> int:
+    """Run one rendered batch; the row events written. ``acked[lead_id]`` = the wall time
+    when the result of statement ``index`` was read, for each (index, lead_id) of ``marks``."""
     cur.execute(sql)
     rows = index = 0
-    marked_at = 0.0
+    pending = iter(marks)
+    mark, lead_id = next(pending, (-1, 0))
     while True:
         if cur.rowcount > 0:
             rows += 1
         if index == mark:
-            marked_at = time.time()
+            if acked is not None:
+                acked[lead_id] = time.time()
+            mark, lead_id = next(pending, (-1, 0))
         index += 1
         if not cur.nextset():
             break
     if index != statements:
         raise RuntimeError(f"batch of {statements} statements returned {index} results")
-    return rows, marked_at
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,16 +438,12 @@ def _drive(
                 time.sleep(due - now)
             elif now - due > phase.tick_s:
                 stats.late_ticks += 1
-        if tick.noise_statements:
-            rows, _ = _send(cur, tick.noise_sql, tick.noise_statements)
-            stats.row_events += rows
+        if tick.sql:
+            stats.row_events += _send(
+                cur, tick.sql, tick.noise_statements + tick.lead_statements, tick.marks, inserted_at
+            )
             stats.noise_statements += tick.noise_statements
-        for lead in tick.leads:
-            rows, acked_at = _send(cur, lead.sql, lead.statements, lead.insert_index)
-            stats.row_events += rows
-            stats.lead_statements += lead.statements
-            if inserted_at is not None:
-                inserted_at[lead.lead_id] = acked_at
+            stats.lead_statements += tick.lead_statements
         stats.sent_ticks = tick.index + 1 - phase.first
     stats.ended_s = time.monotonic() - started
 
@@ -538,10 +537,11 @@ class LiveLoad:
 
     - ``noise_connections`` processes each own some of the busy noise tables
       (``NOISE_TABLES``) and send their statements, one batch per tick;
-    - the lead connection, in this process, sends everything else: each lead as its own
-      batch, so the acknowledgement time of a lead's insert is exact to within that
-      lead's own six statements, and the noise's ``vicidial_api_log`` rows (that table's
-      AUTO_INCREMENT is shared with the leads').
+    - the lead connection, in this process, sends everything else: the leads and the
+      noise's ``vicidial_api_log`` rows (that table's AUTO_INCREMENT is shared with the
+      leads'), one batch per tick. The server sends each statement's result when that
+      statement is done, so the time a lead's INSERT result is read is its
+      acknowledgement (late only by this connection's own read lag).
 
     Each table is written by one connection in the rendered order, so every predicted
     AUTO_INCREMENT id stays exact (what :meth:`BatchWriter.verify` checks afterwards);
@@ -641,18 +641,20 @@ class LiveLoad:
                 for item in writer.take():
                     by_owner[self._owner.get(item.table, 0)].append(item)
                 noise_done += noise
-            leads: list[_LeadBatch] = []
-            for _ in range(int(leads_per_s * due_s) - leads_done):
+            mine = by_owner[0]
+            noise_here = len(mine)
+            leads = int(leads_per_s * due_s) - leads_done
+            for _ in range(leads):
                 writer.add_lead()
                 items = writer.take()
                 if any(self._owner.get(item.table, 0) for item in items):
                     raise RuntimeError(
                         "an add_lead statement writes a noise table: the routing would reorder it"
                     )
-                k = next(k for k, item in enumerate(items) if item.lead_id)
-                leads.append(_LeadBatch(_render(items), len(items), k, items[k].lead_id))
-            leads_done += len(leads)
-            self._ticks.append(_Tick(index, due_s, _render(by_owner[0]), len(by_owner[0]), tuple(leads)))
+                mine.extend(items)
+            leads_done += leads
+            marks = tuple((k, item.lead_id) for k, item in enumerate(mine) if item.lead_id)
+            self._ticks.append(_Tick(index, due_s, _render(mine), noise_here, len(mine) - noise_here, marks))
             for w in range(workers):
                 if by_owner[w + 1]:
                     noise_ticks[w].append(_Tick(index, due_s, _render(by_owner[w + 1]), len(by_owner[w + 1])))

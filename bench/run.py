@@ -22,12 +22,16 @@ measures, each in a fresh process:
   mixed segment gives CPU seconds per 100,000 noise events (the leads it reads past
   the segment's end are subtracted: ``bound_to_segment``);
 - **live**: add_lead calls at a fixed offered rate plus noise, written in real time
-  while the service follows the binlog: p50/p95/p99 from the moment the server
-  acknowledged each lead's ``vicidial_list`` INSERT to the moment the receiver got its
-  request (keyed by ``lead_id``), and the service's CPU share while the load ran; a
-  third run offers the same lead rate with ``--live-lead-rate-noise-per-s`` of noise
-  (one MariaDB connection takes about 10k statements/s on 2 cores, so 500 leads/s +
-  20k noise/s is more than the server can write there);
+  (over ``--live-noise-connections`` + 1 connections) while the service follows the
+  binlog: p50/p95/p99 from the moment the server acknowledged each lead's
+  ``vicidial_list`` INSERT to the moment the receiver got its request (keyed by
+  ``lead_id``), the service's CPU share while the load ran, and the server's CPU per
+  statement written; a second run offers the same lead rate with
+  ``--live-lead-rate-noise-per-s`` of noise. **steady**: CPU per lead at each
+  ``--steady-leads-per-s`` rate plus ``--cpu-noise-per-s`` of noise, net of a
+  noise-only run's CPU (``run_steady``). **catch_up**: ``--outage-s`` of the catch-up
+  load written with the service stopped, then the service started from before it while
+  the load continues: seconds of catch-up per second of outage (``run_catch_up``);
 - **sequential**: a synchronous sender (``http.client``, one request at a time with
   ``Connection: close``, VICIdial's PHP model) against the same receiver;
 - **backlog**: a state file pre-filled (in its own process) with ``--backlog-deliveries``
@@ -620,6 +624,24 @@ def _load_figures(load: LiveStats, leads_per_s: float, noise_per_s: float) -> di
     }
 
 
+def _server_cpu_s(server: PrivateMariaDB) -> float:
+    """CPU seconds the MariaDB server process has used so far."""
+    usage = phases.process_usage(server.pid or 0)
+    if usage is None:
+        raise RuntimeError("the MariaDB server's CPU could not be read")
+    return usage[0]
+
+
+def _server_figures(cpu_s: float, load: LiveStats) -> dict[str, Any]:
+    """The server's CPU while the load was written: what writing it costs on this machine."""
+    statements = load.noise_statements + sum(c.lead_statements for c in load.connections)
+    return {
+        "server_cpu_s": round(cpu_s, 3),
+        "server_cpu_share_of_one_core": round(cpu_s / load.duration_s, 4) if load.duration_s else None,
+        "server_cpu_us_per_statement": round(cpu_s / statements * 1e6, 1) if statements else None,
+    }
+
+
 def _latency_figures(inserted_at: dict[int, float], report: list[tuple[int, float]]) -> dict[str, Any]:
     """p50/p95/p99/max from INSERT acknowledgement to request received, in ms (none: {})."""
     latencies = [
@@ -664,13 +686,16 @@ def _live_once(
             job.result(timeout_s=1)
             raise RuntimeError("the service did not become ready")
         began.set()
+        server_before = _server_cpu_s(server)
         load = live.run()
+        server_cpu_s = _server_cpu_s(server) - server_before
         expected.value = load.leads
         head.value = str(master_position(conn)).encode("ascii")
         finished.set()
         result = job.result()
         report = receiver.report()
     result.update(_load_figures(load, leads_per_s, noise_per_s))
+    result.update(_server_figures(server_cpu_s, load))
     result["noise_connections"] = args.live_noise_connections
     result["cpu_pressure"] = cpu_pressure()
     result["requests"] = len(report)
@@ -777,7 +802,9 @@ def run_catch_up(args: argparse.Namespace, server: PrivateMariaDB) -> dict[str, 
     ):
         live.prepare(live_s, leads_per_s, noise_per_s, burst_s=args.outage_s)
         start = master_position(conn)
+        server_before = _server_cpu_s(server)
         outage = live.write_burst()
+        outage_server = _server_figures(_server_cpu_s(server) - server_before, outage)
         head = master_position(conn)
         log(
             f"live catch-up: {args.outage_s:g} s of outage written in {outage.duration_s:.1f} s, up to {head}"
@@ -821,6 +848,10 @@ def run_catch_up(args: argparse.Namespace, server: PrivateMariaDB) -> dict[str, 
         "outage_row_events": outage.row_events,
         "outage_binlog_bytes": outage_bytes,
         "outage_write_s": round(outage.duration_s, 3),
+        "outage_write_statements_per_s": rate(
+            outage.noise_statements + sum(c.lead_statements for c in outage.connections), outage.duration_s
+        ),
+        **{f"outage_write_{key}": value for key, value in outage_server.items()},
         "head_at_restart": str(head),
         **catch_up_figures(caught_up_at - started_at, args.outage_s),
         "time_to_ready_s": round(result.pop("ready_at") - started_at, 3),

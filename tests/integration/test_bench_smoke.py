@@ -198,6 +198,8 @@ class TestBenchSmoke:
             assert live["achieved_share"] == min(shares)
             assert 0 < live["achieved_share"] <= 1.5
             assert 0 <= live["unsent_ticks"] <= live["ticks"] and 0 <= live["late_ticks"] <= live["ticks"]
+        for live in [*lead_runs, steady["noise_only"]]:
+            assert live["server_cpu_s"] > 0 and live["server_cpu_us_per_statement"] > 0
         assert result["sequential"]["0ms"]["requests_per_s"] > 0
         assert result["sequential"]["latency"]["requests_per_s"] > 0
 
