@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.sharedctypes import Synchronized, SynchronizedString
 from pathlib import Path
 from typing import Any
 
@@ -389,15 +389,28 @@ def run_e2e(
     expected_value: Synchronized[int] | None = None,
     ready: multiprocessing.synchronize.Event | None = None,
     window: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event] | None = None,
+    head: SynchronizedString | None = None,
 ) -> dict[str, Any]:
     """The real :class:`cdc.service.Service` (with the chosen reader) until all is delivered.
 
     ``window`` = (started, finished) events from the load generator: CPU is also
-    measured between them. The service's own durable SQLite outbox is used.
+    measured between them, and from the start until the service has drained the load
+    (``drain_*``). ``head`` is the binlog position (``file:pos``) the load ended at,
+    set before ``finished``: drained means every expected lead received and the
+    reader past it (a run without leads waits for the reader only). The service's own
+    durable SQLite outbox is used.
     """
     from cdc import runtime
 
-    return runtime.run(_run_e2e(p, received, expected_value, ready, window))
+    return runtime.run(_run_e2e(p, received, expected_value, ready, window, head))
+
+
+def parse_position(text: str) -> Position:
+    """``file:pos`` (``str(Position)``) back to a :class:`Position`."""
+    name, _, pos = text.rpartition(":")
+    if not name or not pos.isdigit():
+        raise ValueError(f"not a binlog position: {text!r}")
+    return Position(name, int(pos))
 
 
 async def _wait_event(event: multiprocessing.synchronize.Event) -> None:
@@ -412,6 +425,7 @@ async def _run_e2e(
     expected_value: Synchronized[int] | None,
     ready: multiprocessing.synchronize.Event | None,
     window: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event] | None,
+    head: SynchronizedString | None,
 ) -> dict[str, Any]:
     from cdc.metrics import Metrics
     from cdc.service import Service
@@ -437,11 +451,15 @@ async def _run_e2e(
         loop_name = await _running_loop_name()
         before = Usage.sample(None)
         started = time.perf_counter()
+        started_at = time.time()
         task = asyncio.create_task(service.run(stop))
         measured_window: tuple[Usage, Usage, float] | None = None
+        ready_at = reader_until_at = checkpoint_until_at = None
+        head_position: Position | None = None
         try:
             async with asyncio.timeout(p.timeout_s):
                 await service.ready.wait()
+                ready_at = time.time()
                 if ready is not None:
                     ready.set()
                 if window is not None:
@@ -450,6 +468,8 @@ async def _run_e2e(
                     await _wait_event(window[1])
                     u1, t1 = Usage.sample(service.reader), time.perf_counter()
                     measured_window = (u0, u1, t1 - t0)
+                    if head is not None:
+                        head_position = parse_position(head.value.decode("ascii"))
                 while True:
                     if task.done():
                         task.result()
@@ -457,8 +477,19 @@ async def _run_e2e(
                     want = p.expected or (expected_value.value if expected_value is not None else 0)
                     reader = service.reader
                     position = reader.statistics().position if reader is not None else None
-                    past = p.until is None or (position is not None and position >= p.until)
-                    if want > 0 and received.value >= want and past:
+                    checkpoint = service.stats.checkpoint
+                    if p.until is not None and position is not None and position >= p.until:
+                        reader_until_at = reader_until_at or time.time()
+                    if p.until is not None and checkpoint is not None and checkpoint >= p.until:
+                        checkpoint_until_at = checkpoint_until_at or time.time()
+                    past = p.until is None or reader_until_at is not None
+                    at_head = head_position is None or (position is not None and position >= head_position)
+                    if (
+                        (want > 0 or head_position is not None)
+                        and received.value >= want
+                        and past
+                        and at_head
+                    ):
                         break
                     await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
@@ -486,6 +517,22 @@ async def _run_e2e(
             result["window_cpu_s_reader_process"] = round(reader_cpu, 3)
         result["window_wall_s"] = round(wall, 3)
         result["window_cpu_share_of_one_core"] = round(cpu / wall, 4)
+        # From the load's start until the service had drained it (its tail included).
+        drain_cpu, _ = after.cpu_since(u0)
+        result["drain_cpu_s"] = round(drain_cpu, 3)
+        result["drain_wall_s"] = round(elapsed - (t0 - started), 3)
+        result["drain_lag_s"] = round(elapsed - (t1 - started), 3)
+    if p.until is not None:
+        # Wall times (time.time()) for runs that measure when the service got somewhere.
+        result.update(
+            {
+                "service_started_at": started_at,
+                "ready_at": ready_at,
+                "reader_until_at": reader_until_at,
+                "checkpoint_until_at": checkpoint_until_at,
+                "checkpoint": str(service.stats.checkpoint),
+            }
+        )
     return result
 
 

@@ -30,6 +30,12 @@ TINY = [
     "--cpu-leads-per-s", "20",
     "--cpu-noise-per-s", "200",
     "--live-lead-rate-noise-per-s", "100",
+    "--live-noise-connections", "2",
+    "--steady-leads-per-s", "10,20",
+    "--outage-s", "2",
+    "--catchup-live-s", "3",
+    "--catchup-leads-per-s", "20",
+    "--catchup-noise-per-s", "200",
     "--sequential-requests", "20",
     "--sequential-latency-requests", "3",
     "--latency-ms", "20",
@@ -80,6 +86,17 @@ class TestBenchSmoke:
         } <= set(result)
         assert result["machine"]["cores"] and result["machine"]["mariadb"]
         assert result["params"]["quick"] is True
+
+    def test_server_settings(self, result: dict[str, Any]) -> None:
+        """The server's write-path settings are recorded, with those set to a dialer's defaults."""
+        settings = result["server_settings"]
+        assert settings["values"]["sync_binlog"] == "0"
+        assert settings["values"]["innodb_flush_log_at_trx_commit"] == "1"
+        assert settings["values"]["key_buffer_size"] == str(128 << 20)
+        assert settings["set_to_dialer_defaults"] == {
+            "innodb_flush_log_at_trx_commit": "1",
+            "key_buffer_size": "128M",
+        }
 
     def test_provenance(self, result: dict[str, Any]) -> None:
         """The commit, the interpreter, the library versions and the event loop are recorded."""
@@ -160,22 +177,87 @@ class TestBenchSmoke:
 
     def test_live_and_sequential(self, result: dict[str, Any]) -> None:
         """Latency percentiles and the CPU share under offered load; the sequential sender's rate."""
-        for name in ("latency", "cpu"):
-            live = result["live"][name]
+        steady = result["live"]["steady"]
+        lead_runs = [result["live"]["latency"], result["live"]["latency_lead_rate"], *steady["runs"].values()]
+        for live in lead_runs:
             assert live["requests"] == live["leads"] > 0
             assert live["p50_ms"] <= live["p95_ms"] <= live["p99_ms"]
             assert live["window_cpu_share_of_one_core"] > 0
             assert live["offered_leads_per_s"] > 0 and live["achieved_leads_per_s"] > 0
-            assert live["offered_noise_per_s"] > 0 and live["achieved_noise_per_s"] > 0
             assert live["achieved_share_leads"] == round(
                 live["achieved_leads_per_s"] / live["offered_leads_per_s"], 3
             )
+        for live in [*lead_runs, steady["noise_only"], result["live"]["catch_up"]["live_load"]]:
+            assert live["offered_noise_per_s"] > 0 and live["achieved_noise_per_s"] > 0
             assert live["achieved_share_noise"] == round(
                 live["achieved_noise_per_s"] / live["offered_noise_per_s"], 3
             )
-            assert live["achieved_share"] == min(live["achieved_share_leads"], live["achieved_share_noise"])
+            shares = [
+                s for s in (live["achieved_share_leads"], live["achieved_share_noise"]) if s is not None
+            ]
+            assert live["achieved_share"] == min(shares)
+            assert 0 < live["achieved_share"] <= 1.5
+            assert 0 <= live["unsent_ticks"] <= live["ticks"] and 0 <= live["late_ticks"] <= live["ticks"]
+        for live in [*lead_runs, steady["noise_only"]]:
+            assert live["server_cpu_s"] > 0 and live["server_cpu_us_per_statement"] > 0
         assert result["sequential"]["0ms"]["requests_per_s"] > 0
         assert result["sequential"]["latency"]["requests_per_s"] > 0
+
+    def test_live_load_connections(self, result: dict[str, Any]) -> None:
+        """The live load went out over the lead connection and the noise processes; their counts add up."""
+        for live in (result["live"]["latency"], result["live"]["steady"]["noise_only"]):
+            connections = live["connections"]
+            assert [c["role"] for c in connections] == ["leads", "noise-1", "noise-2"]
+            assert sum(c["noise_statements"] for c in connections) == live["noise_statements"]
+            assert all(c["lead_statements"] == 0 for c in connections[1:])
+            noise_tables = [t for c in connections[1:] for t in c["tables"]]
+            assert len(noise_tables) == len(set(noise_tables)) == 5
+            assert not set(noise_tables) & set(connections[0]["tables"])
+            assert "vicidial_api_log" in connections[0]["tables"]
+
+    def test_steady_cpu(self, result: dict[str, Any]) -> None:
+        """Each steady run's net CPU per lead and the target's ratio follow from the figures in the JSON."""
+        steady = result["live"]["steady"]
+        noise = steady["noise_only"]
+        assert set(steady["runs"]) == {"10", "20"} and steady["cpu_leads_per_s"] == 20
+        assert noise["leads"] == 0 and noise["drain_cpu_s"] > 0
+        for run in [noise, *steady["runs"].values()]:
+            assert run["drain_cpu_s"] >= run["window_cpu_s"] - 0.002
+            assert run["drain_wall_s"] >= run["window_wall_s"] - 0.002 and run["drain_lag_s"] >= 0
+        for run in steady["runs"].values():
+            scaled = noise["drain_cpu_s"] * run["window_wall_s"] / noise["window_wall_s"]
+            assert run["net_cpu_s_per_lead"] == round((run["drain_cpu_s"] - scaled) / run["leads"], 6)
+        target = steady["runs"]["20"]
+        assert steady["cpu_share_of_one_core"] == target["window_cpu_share_of_one_core"] > 0
+        assert steady["achieved_share"] == min(target["achieved_share"], noise["achieved_share"])
+        backlog = result["e2e"]["backlog_0ms"]["fast"]
+        per_lead = backlog["cpu_s"] / backlog["leads_detected"]
+        vs = steady["vs_backlog"]
+        assert vs["ratio"] == round(target["net_cpu_s_per_lead"] / per_lead, 3)
+        assert vs["backlog_cpu_s_per_lead"] == round(per_lead, 6)
+        assert vs["cpu_share_of_one_core_at_target_ratio"] == round(
+            noise["drain_cpu_s"] / noise["window_wall_s"] + 1.2 * per_lead * 20, 4
+        )
+        assert result["targets"]["steady_cpu_per_lead_vs_backlog"]["measured"] == vs["ratio"]
+
+    def test_catch_up(self, result: dict[str, Any]) -> None:
+        """The outage's load was written, the service caught up, and the figures follow from each other."""
+        catch = result["live"]["catch_up"]
+        assert catch["outage_s"] == 2 and catch["outage_leads"] == 40
+        assert catch["outage_noise_statements"] == 400 and catch["outage_binlog_bytes"] > 0
+        assert catch["catch_up_s"] > 0
+        assert catch["catch_up_s"] == pytest.approx(
+            max(catch["checkpoint_at_head_s"], catch["last_outage_lead_s"]), abs=0.002
+        )
+        assert (
+            0 < catch["time_to_ready_s"] <= catch["reader_at_head_s"] <= catch["checkpoint_at_head_s"] + 0.01
+        )
+        assert catch["catch_up_s_per_outage_s"] == pytest.approx(catch["catch_up_s"] / 2, abs=1e-3)
+        assert catch["one_hour_outage_catch_up_s"] == pytest.approx(
+            catch["catch_up_s_per_outage_s"] * 3600, abs=1
+        )
+        assert "extrapolated" in catch["one_hour_projection"]
+        assert isinstance(catch["caught_up_within_live_load"], bool)
 
     def test_backlog(self, result: dict[str, Any]) -> None:
         """The service started on a pre-filled outbox, drained part of it, and its RSS was read."""
@@ -192,7 +274,7 @@ class TestBenchSmoke:
             "lead_decode_ratio_vs_stock",
             "e2e_leads_per_s_0ms",
             "live_p99_ms",
-            "live_cpu_share_of_one_core",
+            "steady_cpu_per_lead_vs_backlog",
             "peak_rss_mb",
         }
         for target in result["targets"].values():
@@ -200,7 +282,7 @@ class TestBenchSmoke:
 
     def test_live_targets_need_the_offered_load(self, result: dict[str, Any]) -> None:
         """A live target is met only when the run it comes from achieved 95 % of its offered load."""
-        for key, run in (("live_p99_ms", "latency"), ("live_cpu_share_of_one_core", "cpu")):
+        for key, run in (("live_p99_ms", "latency"), ("steady_cpu_per_lead_vs_backlog", "steady")):
             target = result["targets"][key]
             share = result["live"][run]["achieved_share"]
             assert target["run"] == f"live.{run}"
@@ -264,3 +346,42 @@ class TestTargetRule:
         assert bench_run.load_share(leads, noise) == 0.355
         assert bench_run.load_share(leads, None) == 0.96
         assert bench_run.load_share(None, None) is None
+
+
+class TestLiveFigures:
+    """The live section's pure arithmetic, against hand-computed values."""
+
+    def test_net_cpu_per_lead(self, bench_run: ModuleType) -> None:
+        """The noise-only run's CPU is scaled to the run's load seconds and subtracted, per lead."""
+        # 6.0 s over 30 s of load with 6,000 leads; noise alone: 2.0 s over 29 s.
+        # (6.0 - 2.0 * 30 / 29) / 6000 = (6.0 - 2.068966) / 6000 = 0.000655172
+        assert bench_run.net_cpu_per_lead(6.0, 6000, 30.0, 2.0, 29.0) == pytest.approx(0.000655172, abs=1e-9)
+        # The same durations: a plain difference. (3.0 - 1.0) / 400 = 0.005.
+        assert bench_run.net_cpu_per_lead(3.0, 400, 10.0, 1.0, 10.0) == pytest.approx(0.005)
+        assert bench_run.net_cpu_per_lead(3.0, 0, 10.0, 1.0, 10.0) is None
+        assert bench_run.net_cpu_per_lead(3.0, 400, 10.0, 1.0, 0.0) is None
+
+    def test_catch_up_figures(self, bench_run: ModuleType) -> None:
+        """Seconds of catch-up per second of outage, and an hour's projection labelled as extrapolated."""
+        figures = bench_run.catch_up_figures(9.0, 120.0)
+        assert figures["catch_up_s"] == 9.0
+        assert figures["catch_up_s_per_outage_s"] == 0.075  # 9 / 120
+        assert figures["one_hour_outage_catch_up_s"] == 270.0  # 0.075 * 3600
+        assert figures["one_hour_projection"] == "extrapolated linearly from the measured 120 s outage"
+
+    def test_steady_vs_backlog(self, bench_run: ModuleType) -> None:
+        """Net CPU per lead at the target rate over the backlog replay's CPU per lead; None when missing."""
+        steady = {
+            "cpu_leads_per_s": 200.0,
+            "runs": {"200": {"net_cpu_s_per_lead": 0.00054}},
+            "noise_only": {"drain_cpu_s": 3.0, "window_wall_s": 30.0},
+        }
+        e2e = {"backlog_0ms": {"fast": {"cpu_s": 90.0, "leads_detected": 200_000}}}
+        out = bench_run.steady_vs_backlog(steady, e2e, "fast")
+        # 90 / 200,000 = 0.00045 s per lead; 0.00054 / 0.00045 = 1.2
+        assert out["backlog_cpu_s_per_lead"] == 0.00045
+        assert out["ratio"] == 1.2
+        # 3.0 / 30 + 1.2 * 0.00045 * 200 = 0.1 + 0.108 = 0.208 of a core
+        assert out["cpu_share_of_one_core_at_target_ratio"] == 0.208
+        missing = bench_run.steady_vs_backlog(steady, {}, "fast")
+        assert missing["ratio"] is None and missing["cpu_share_of_one_core_at_target_ratio"] is None
