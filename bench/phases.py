@@ -49,9 +49,11 @@ __all__ = [
     "ScanParams",
     "Usage",
     "event_loop_name",
+    "mariadb_binlog_remote_scan",
     "mariadb_binlog_scan",
     "receiver_main",
     "run_e2e",
+    "running_loop_name",
     "scan_reader",
     "scan_stock",
     "sequential_sender",
@@ -161,10 +163,11 @@ def event_loop_name() -> str:
     """The event loop ``cdc.runtime.run`` picks here: ``uvloop`` or ``asyncio``."""
     from cdc import runtime
 
-    return runtime.run(_running_loop_name())
+    return runtime.run(running_loop_name())
 
 
-async def _running_loop_name() -> str:
+async def running_loop_name() -> str:
+    """The running loop's kind: ``uvloop`` or ``asyncio``."""
     return type(asyncio.get_running_loop()).__module__.partition(".")[0]
 
 
@@ -297,21 +300,61 @@ def mariadb_binlog_scan(binary: str, datadir: Path, start: Position, end: Positi
     With several files, the start position applies to the first and the stop
     position to the last, as ``mariadb-binlog`` defines them.
     """
-    stem, _, first = start.file.rpartition(".")
-    last = end.file.rpartition(".")[2]
-    files = [str(datadir / f"{stem}.{n:0{len(first)}d}") for n in range(int(first), int(last) + 1)]
+    files = [str(datadir / name) for name in _binlog_names(start, end)]
+    return _timed_binary([binary, "--no-defaults", "--verbose", *_range_args(start, end), *files])
+
+
+def mariadb_binlog_remote_scan(
+    binary: str, port: int, user: str, start: Position, end: Position, *, decode: bool
+) -> dict[str, Any]:
+    """``mariadb-binlog --read-from-remote-server`` over the same segment, to /dev/null.
+
+    It reads the binlog from the server over TCP as our readers do (127.0.0.1,
+    ``port``, ``user`` without password). ``decode=False`` prints each row event as
+    the server sent it (a base64 ``BINLOG`` statement: every event framed and read,
+    no row decoded); ``decode=True`` adds ``--verbose``, which decodes every row of
+    every table into pseudo-SQL comments as well.
+    """
     argv = [
         binary,
         "--no-defaults",
-        "--verbose",
-        f"--start-position={start.pos}",
-        f"--stop-position={end.pos}",
-        *files,
+        "--read-from-remote-server",
+        "--protocol=TCP",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--user={user}",
+        *(["--verbose"] if decode else []),
+        *_range_args(start, end),
+        *_binlog_names(start, end),
     ]
+    result = _timed_binary(argv)
+    result["source"] = "remote"
+    result["decoded"] = decode
+    return result
+
+
+def _binlog_names(start: Position, end: Position) -> list[str]:
+    """The binlog file names from ``start``'s to ``end``'s (``binlog.000002`` ...)."""
+    stem, _, first = start.file.rpartition(".")
+    last = end.file.rpartition(".")[2]
+    return [f"{stem}.{n:0{len(first)}d}" for n in range(int(first), int(last) + 1)]
+
+
+def _range_args(start: Position, end: Position) -> list[str]:
+    # With several files the start position applies to the first and the stop
+    # position to the last, as mariadb-binlog defines them.
+    return [f"--start-position={start.pos}", f"--stop-position={end.pos}"]
+
+
+def _timed_binary(argv: list[str]) -> dict[str, Any]:
+    """Run ``argv`` to /dev/null: wall seconds and the CPU seconds of that child."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"{argv[0]} exited {done.returncode}: {stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"elapsed_s": round(elapsed, 4), "cpu_s": round(cpu, 3)}
@@ -448,7 +491,7 @@ async def _run_e2e(
         # The process prototype is not a configurable reader: the service is given it.
         service = Service(config, Metrics(), reader_factory=reader_factory(p.reader))
         stop = asyncio.Event()
-        loop_name = await _running_loop_name()
+        loop_name = await running_loop_name()
         before = Usage.sample(None)
         started = time.perf_counter()
         started_at = time.time()
