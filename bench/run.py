@@ -1081,11 +1081,16 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
             if scanner != "stock" and isinstance(value, dict) and "row_events_per_s" in value:
                 out[f"scan_{segment}_{scanner}_vs_stock"] = ratio(value["row_events_per_s"], stock)
     for segment, by_scanner in scan.items():
-        fast = by_scanner.get("fast", {}).get("row_events_per_s")
+        fast = by_scanner.get("fast", {})
         for reference in ("mariadb_binlog_remote", "mariadb_binlog_remote_decoded"):
-            figure = by_scanner.get(reference, {}).get("row_events_per_s")
-            if fast is not None and figure is not None:
-                out[f"scan_{segment}_fast_vs_{reference}"] = ratio(fast, figure)
+            figures = by_scanner.get(reference, {})
+            if "row_events_per_s" in fast and "row_events_per_s" in figures:
+                out[f"scan_{segment}_fast_vs_{reference}"] = ratio(
+                    fast["row_events_per_s"], figures["row_events_per_s"]
+                )
+                # CPU seconds (theirs / ours): less swayed by a busy machine than wall time.
+                cpu = ratio(figures.get("cpu_s"), fast.get("cpu_s"))
+                out[f"scan_{segment}_fast_vs_{reference}_cpu"] = cpu
     e2e = results.get("e2e", {})
     seq = results.get("sequential", {})
     ceiling_per_s = results.get("client_ceiling", {}).get("requests_per_s")

@@ -325,8 +325,9 @@ class TestBenchSmoke:
             assert {"target", "measured", "met"} <= set(target)
 
     def test_reference_ratios_from_the_same_run(self, result: dict[str, Any]) -> None:
-        """The mariadb-binlog ratios divide the fast reader's rate by each reference's, segment
-        by segment; the scan target is the mixed segment's undecoded one, with its reasoning."""
+        """The mariadb-binlog ratios divide the fast reader's rate by each reference's (and each
+        reference's CPU seconds by the reader's), segment by segment; the scan target is the
+        mixed segment's undecoded one, with its reasoning."""
         ratios = result["ratios"]
         target = result["targets"]["scan_ratio_vs_mariadb_binlog"]
         assert "--read-from-remote-server" in target["reference"]
@@ -340,6 +341,9 @@ class TestBenchSmoke:
                 assert ratios[f"scan_{name}_fast_vs_{reference}"] == round(
                     scans["fast"]["row_events_per_s"] / scans[reference]["row_events_per_s"], 2
                 )
+                theirs, ours = scans[reference]["cpu_s"], scans["fast"]["cpu_s"]
+                expected = round(theirs / ours, 2) if theirs and ours else None
+                assert ratios[f"scan_{name}_fast_vs_{reference}_cpu"] == expected
         assert target["measured"] == ratios["scan_mixed_fast_vs_mariadb_binlog_remote"]
         assert target["target"] == 4.0
         assert target["met"] is (target["measured"] >= 4.0)
