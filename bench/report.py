@@ -218,6 +218,9 @@ def _scan_rows(t: _Table) -> None:
     figure = NOT_MEASURED
     if fast and remote:
         figure = f"{num(fast)} vs {num(remote)} ev/s, **{times(ratio(fast, remote))}**"
+        cpu = get(r, "ratios.scan_mixed_fast_vs_mariadb_binlog_remote_cpu")
+        if cpu is not None:
+            figure += f" ({times(cpu)} in CPU seconds)"
     t.add(
         "the same segment: fast reader vs `mariadb-binlog --read-from-remote-server` without row "
         "decoding (like for like: both read every event from the server, neither decodes an "
