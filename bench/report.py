@@ -198,6 +198,15 @@ def _best_reader(results: Results) -> tuple[str | None, dict[str, Any]]:
     return name, best
 
 
+def scan_ratio(results: Results, segment: str, reference: str) -> float | None:
+    """The fast reader's row events/s over ``reference``'s on ``segment``, from the figures
+    (the table and the text say the same number)."""
+    return ratio(
+        get(results, f"scan.{segment}.fast.row_events_per_s"),
+        get(results, f"scan.{segment}.{reference}.row_events_per_s"),
+    )
+
+
 def _scan_rows(t: _Table) -> None:
     r = t.results
     mixed, leads = get(r, "binlog.mixed") or {}, get(r, "binlog.leads") or {}
@@ -208,7 +217,7 @@ def _scan_rows(t: _Table) -> None:
     stock = get(r, "scan.mixed.stock.row_events_per_s")
     figure = NOT_MEASURED
     if fast and stock:
-        figure = f"{num(fast)} vs {num(stock)} ev/s, **{times(ratio(fast, stock))}**"
+        figure = f"{num(fast)} vs {num(stock)} ev/s, **{times(scan_ratio(r, 'mixed', 'stock'))}**"
     t.add(
         f"scan, {what}: fast reader vs stock `mysql-replication` + `freeze_schema`",
         figure,
@@ -217,7 +226,8 @@ def _scan_rows(t: _Table) -> None:
     remote = get(r, "scan.mixed.mariadb_binlog_remote.row_events_per_s")
     figure = NOT_MEASURED
     if fast and remote:
-        figure = f"{num(fast)} vs {num(remote)} ev/s, **{times(ratio(fast, remote))}**"
+        figure = f"{num(fast)} vs {num(remote)} ev/s"
+        figure += f", **{times(scan_ratio(r, 'mixed', 'mariadb_binlog_remote'))}**"
         cpu = get(r, "ratios.scan_mixed_fast_vs_mariadb_binlog_remote_cpu")
         if cpu is not None:
             figure += f" ({times(cpu)} in CPU seconds)"
@@ -285,6 +295,9 @@ def _e2e_rows(t: _Table) -> None:
         figure = f"{num(client['requests_per_s'])} requests/s{span(client.get('runs_requests_per_s'))}"
         if client.get("cpu_s_per_1000_requests") is not None:
             figure += f", {num(client['cpu_s_per_1000_requests'], 2)} CPU s per 1,000 requests"
+        cpu = get(r, "ratios.e2e_cpu_per_lead_vs_client_ceiling")
+        if cpu is not None:
+            figure += f" (the service: {times(cpu)} that per lead)"
     concurrency = client.get("concurrency") or get(r, "params.concurrency")
     t.add(
         "client ceiling: aiohttp alone sending the same requests, pre-rendered, to the same receiver"
@@ -476,9 +489,9 @@ def _reading(t: _Table) -> list[str]:
         f"targets met: {', '.join(by_state[True]) or 'none'}; not met: {', '.join(by_state[False]) or 'none'}"
         f"; {NOT_MEASURED}: {', '.join(by_state[None]) or 'none'}."
     )
-    stock = get(r, "ratios.scan_mixed_fast_vs_stock")
-    remote = get(r, "ratios.scan_mixed_fast_vs_mariadb_binlog_remote")
-    decoded = get(r, "ratios.scan_mixed_fast_vs_mariadb_binlog_remote_decoded")
+    stock = scan_ratio(r, "mixed", "stock")
+    remote = scan_ratio(r, "mixed", "mariadb_binlog_remote")
+    decoded = scan_ratio(r, "mixed", "mariadb_binlog_remote_decoded")
     if stock is not None:
         text = (
             f'The fast reader (`reader.decoder = "fast"`) scans a busy dialer\'s binlog {times(stock)} faster'

@@ -1065,11 +1065,10 @@ def run_backlog(args: argparse.Namespace, server: PrivateMariaDB) -> dict[str, A
     return result
 
 
-def best_e2e(results: dict[str, Any]) -> float | None:
-    """The 0 ms backlog replay's leads/s of the best reader."""
-    rates = [v.get("leads_per_s") for v in results.get("e2e", {}).get("backlog_0ms", {}).values()]
-    present = [r for r in rates if r is not None]
-    return max(present) if present else None
+def best_e2e_run(results: dict[str, Any]) -> dict[str, Any]:
+    """The 0 ms backlog replay of the reader with the most leads/s ({} when none ran)."""
+    runs = [v for v in results.get("e2e", {}).get("backlog_0ms", {}).values() if v.get("leads_per_s")]
+    return max(runs, key=lambda v: v["leads_per_s"], default={})
 
 
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -1093,12 +1092,18 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
                 out[f"scan_{segment}_fast_vs_{reference}_cpu"] = cpu
     e2e = results.get("e2e", {})
     seq = results.get("sequential", {})
-    ceiling_per_s = results.get("client_ceiling", {}).get("requests_per_s")
-    if ceiling_per_s is not None:
-        best = best_e2e(results)
+    client = results.get("client_ceiling", {})
+    if client.get("requests_per_s") is not None:
+        best = best_e2e_run(results)
         for reader, value in e2e.get("backlog_0ms", {}).items():
-            out[f"e2e_0ms_{reader}_vs_client_ceiling"] = ratio(value.get("leads_per_s"), ceiling_per_s)
-        out["e2e_vs_client_ceiling"] = ratio(best, ceiling_per_s)
+            out[f"e2e_0ms_{reader}_vs_client_ceiling"] = ratio(
+                value.get("leads_per_s"), client["requests_per_s"]
+            )
+        out["e2e_vs_client_ceiling"] = ratio(best.get("leads_per_s"), client["requests_per_s"])
+        # How many times the client's CPU per request the service spends per lead (same reader).
+        out["e2e_cpu_per_lead_vs_client_ceiling"] = ratio(
+            best.get("cpu_s_per_1000_leads"), client.get("cpu_s_per_1000_requests")
+        )
     for reader, value in e2e.get("backlog_0ms", {}).items():
         out[f"e2e_0ms_{reader}_vs_sequential"] = ratio(
             value.get("leads_per_s"), seq.get("0ms", {}).get("requests_per_s")

@@ -349,7 +349,8 @@ class TestBenchSmoke:
         assert target["met"] is (target["measured"] >= 4.0)
 
     def test_client_ceiling_ratio(self, result: dict[str, Any]) -> None:
-        """e2e / ceiling = the best reader's 0 ms leads/s over the ceiling's requests/s, same JSON."""
+        """e2e / ceiling = the best reader's 0 ms leads/s over the ceiling's requests/s (and its CPU
+        per lead over the client's CPU per request), from figures of the same JSON."""
         ceiling = result["client_ceiling"]["requests_per_s"]
         by_reader = result["e2e"]["backlog_0ms"]
         best = max(run["leads_per_s"] for run in by_reader.values())
@@ -357,6 +358,10 @@ class TestBenchSmoke:
         assert ratios["e2e_vs_client_ceiling"] == round(best / ceiling, 2)
         for reader, run in by_reader.items():
             assert ratios[f"e2e_0ms_{reader}_vs_client_ceiling"] == round(run["leads_per_s"] / ceiling, 2)
+        best_run = max(by_reader.values(), key=lambda run: run["leads_per_s"])
+        assert ratios["e2e_cpu_per_lead_vs_client_ceiling"] == round(
+            best_run["cpu_s_per_1000_leads"] / result["client_ceiling"]["cpu_s_per_1000_requests"], 2
+        )
         target = result["targets"]["e2e_vs_client_ceiling"]
         assert target["measured"] == ratios["e2e_vs_client_ceiling"] and target["target"] == 0.6
         assert target["met"] is (target["measured"] >= 0.6)
