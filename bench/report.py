@@ -41,6 +41,7 @@ _DASH = "\N{EN DASH}"
 #: Targets of earlier issues that are figures now, and why.
 RETIRED_TARGETS = {
     "e2e_leads_per_s_0ms": "an absolute rate; machines differ 2 to 3 times (now e2e_vs_client_ceiling)",
+    "live_cpu_share_of_one_core": "a share of one core (now steady_cpu_per_lead_vs_backlog)",
 }
 #: Targets the issue sets whose figures other parts of the bench add (issue 16): their
 #: thresholds, for JSON files that do not carry them yet. ``bench.run.TARGETS`` wins.
@@ -354,20 +355,9 @@ def _live_rows(t: _Table) -> None:
         if live.get("p99_ms") is not None:
             figure = f"p50 {num(live.get('p50_ms'))} ms, **p99 {num(live['p99_ms'])} ms**"
         t.add(f"live: p99 insert→request, {_offered(live)}", figure, t.target(target) if target else "")
-    cpu = get(r, "live.cpu")
-    if isinstance(cpu, dict) or "live_cpu_share_of_one_core" in t.verdicts:
-        share = get(cpu, "window_cpu_share_of_one_core")
-        t.add(
-            f"live: streamer CPU, {_offered(cpu)}" if isinstance(cpu, dict) else "live: streamer CPU",
-            NOT_MEASURED if share is None else f"**{num(share * 100)} % of one core**",
-            t.target("live_cpu_share_of_one_core"),
-        )
+    _cpu_share_row(t)
     _steady_rows(t)
-    catch_up = r.get("catch_up")
-    t.add(
-        "catch-up after a one-hour outage at 50 leads/s + 5k noise/s",
-        _catch_up_figure(catch_up) if isinstance(catch_up, dict) else NOT_MEASURED,
-    )
+    _catch_up_row(t)
     noise = get(r, "e2e.mixed.fast.cpu_s_per_100k_noise_events")
     t.add(
         "noise cost while replaying the mixed segment",
@@ -389,51 +379,67 @@ def _live_rows(t: _Table) -> None:
     t.add(what, figure, t.target("peak_rss_mb"))
 
 
-def _per_lead(run: dict[str, Any]) -> float | None:
-    """CPU seconds per 1,000 leads of a steady run (= CPU ms per lead)."""
-    for key in ("cpu_s_per_1000_leads", "cpu_ms_per_lead"):
-        value = run.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+def _cpu_share_row(t: _Table) -> None:
+    """The streamer's share of one core at the steady target rate: a figure since
+    ``steady_cpu_per_lead_vs_backlog`` (``live.cpu`` in older files, then a target)."""
+    r = t.results
+    old = get(r, "live.cpu")
+    if isinstance(old, dict):
+        share, what = old.get("window_cpu_share_of_one_core"), f"live: streamer CPU, {_offered(old)}"
+    else:
+        steady = get(r, "live.steady") or {}
+        share = steady.get("cpu_share_of_one_core")
+        rate = steady.get("cpu_leads_per_s")
+        what = "live: streamer CPU"
+        if rate is not None:
+            what += f" at {num(rate)} leads/s + {num(steady.get('noise_per_s'))} noise/s"
+    t.add(
+        what,
+        NOT_MEASURED if share is None else f"**{num(share * 100)} % of one core**",
+        t.target("live_cpu_share_of_one_core"),
+    )
 
 
 def _steady_rows(t: _Table) -> None:
-    steady = get(t.results, "live.steady")
+    steady = get(t.results, "live.steady") or {}
+    per_rate = steady.get("net_cpu_s_per_1000_leads")
     figure = NOT_MEASURED
-    if isinstance(steady, dict) and steady:
-        parts = []
-        for name, run in steady.items():
-            if not isinstance(run, dict):
-                continue
-            rate: Any = run.get("offered_leads_per_s", name)
-            shown = num(float(rate)) if _is_number(rate) else str(rate)
-            parts.append(f"{shown} leads/s: {num(_per_lead(run), 2)}")
-        if parts:
-            figure = "; ".join(parts) + " (CPU s per 1,000 leads)"
-    t.add("steady state: CPU per lead at 20, 200 and 2,000 leads/s", figure)
+    if isinstance(per_rate, dict) and per_rate:
+        parts = [f"{_rate_name(name)} leads/s: {num(value, 2)}" for name, value in per_rate.items()]
+        figure = "; ".join(parts) + " (CPU s per 1,000 leads, net of a noise-only run)"
+    noise = steady.get("noise_per_s")
+    with_noise = f", each + {num(noise)} noise/s" if noise is not None else ""
+    t.add(f"steady state: CPU per lead at 20, 200 and 2,000 leads/s{with_noise}", figure)
     key = "steady_cpu_per_lead_vs_backlog"
     v = t.verdicts.get(key)
+    rate = steady.get("cpu_leads_per_s", 200)
     t.add(
-        "steady state (200 leads/s + 5k noise/s, noise cost subtracted) / backlog replay, CPU per lead",
+        f"steady state ({num(rate)} leads/s, noise cost subtracted) / backlog replay, CPU per lead",
         NOT_MEASURED if v is None or v.measured is None else f"**{v.measured:.2f}{_TIMES}**",
         t.target(key),
     )
 
 
-def _is_number(value: Any) -> bool:
+def _rate_name(name: str) -> str:
     try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        return num(float(name))
+    except ValueError:
+        return name
 
 
-def _catch_up_figure(catch_up: dict[str, Any]) -> str:
-    for key in ("catch_up_s_per_outage_s", "s_per_outage_s", "ratio"):
-        if isinstance(catch_up.get(key), int | float):
-            return f"**{catch_up[key]:.3f} s** of catch-up per second of outage"
-    return NOT_MEASURED
+def _catch_up_row(t: _Table) -> None:
+    r = t.results
+    found = r.get("catch_up") or get(r, "live.catch_up")
+    catch_up: dict[str, Any] = found if isinstance(found, dict) else {}
+    leads, noise = catch_up.get("offered_leads_per_s", 50), catch_up.get("offered_noise_per_s", 5000)
+    per_s = catch_up.get("catch_up_s_per_outage_s")
+    figure = NOT_MEASURED
+    if isinstance(per_s, int | float):
+        figure = f"**{per_s:.3f} s** of catch-up per second of outage"
+        hour, outage = catch_up.get("one_hour_outage_catch_up_s"), catch_up.get("outage_s")
+        if hour is not None and outage is not None:
+            figure += f" (one hour: {num(hour)} s, extrapolated from a {num(outage)} s outage)"
+    t.add(f"catch-up after an outage at {num(leads)} leads/s + {num(noise)} noise/s", figure)
 
 
 def _other_targets(t: _Table) -> None:

@@ -73,11 +73,21 @@ FULL: dict[str, Any] = {
             "p99_ms": 60.0,
         },
         "steady": {
-            "20": {"offered_leads_per_s": 20.0, "cpu_s_per_1000_leads": 0.9},
-            "200": {"offered_leads_per_s": 200.0, "cpu_s_per_1000_leads": 0.5},
+            "noise_per_s": 5_000.0,
+            "cpu_leads_per_s": 200.0,
+            "net_cpu_s_per_1000_leads": {"20": 0.9, "200": 0.5, "2000": 0.45},
+            "cpu_share_of_one_core": 0.123,
+            "achieved_share": 0.99,
+            "vs_backlog": {"ratio": 1.5},
+        },
+        "catch_up": {
+            "offered_leads_per_s": 50.0,
+            "offered_noise_per_s": 5_000.0,
+            "outage_s": 120.0,
+            "catch_up_s_per_outage_s": 0.125,
+            "one_hour_outage_catch_up_s": 450.0,
         },
     },
-    "catch_up": {"catch_up_s_per_outage_s": 0.125},
     "ratios": {
         "scan_mixed_fast_vs_stock": 8.0,
         "scan_mixed_fast_vs_mariadb_binlog_remote": 3.2,
@@ -196,12 +206,17 @@ class TestFigures:
     def test_steady_and_catch_up(self, report: ModuleType) -> None:
         """The steady-state CPU per lead, its ratio target and the catch-up figure render when present."""
         section = report.render(FULL, "r.json")
-        assert row(section, "steady state: CPU per lead")[0] == (
-            "20 leads/s: 0.90; 200 leads/s: 0.50 (CPU s per 1,000 leads)"
+        assert row(section, "steady state: CPU per lead at 20, 200 and 2,000 leads/s, each + 5,000")[0] == (
+            "20 leads/s: 0.90; 200 leads/s: 0.50; 2,000 leads/s: 0.45 (CPU s per 1,000 leads, net of a"
+            " noise-only run)"
         )
         assert row(section, "steady state (200 leads/s") == (f"**1.50{X}**", f"≤ 1.2{X}: not met")
-        assert row(section, "catch-up after a one-hour outage")[0] == (
-            "**0.125 s** of catch-up per second of outage"
+        assert row(section, "live: streamer CPU at 200 leads/s + 5,000 noise/s") == (
+            "**12 % of one core**",
+            "",
+        )
+        assert row(section, "catch-up after an outage at 50 leads/s + 5,000 noise/s")[0] == (
+            "**0.125 s** of catch-up per second of outage (one hour: 450 s, extrapolated from a 120 s outage)"
         )
 
     def test_reading_lists_the_targets_by_state(self, report: ModuleType) -> None:
@@ -230,6 +245,7 @@ class TestOlderFiles:
         )
         assert row(section, "the same segment: fast reader vs `mariadb-binlog")[1] == f"≥ 4{X}: not measured"
         assert row(section, "catch-up")[0] == report.NOT_MEASURED
+        assert row(section, "steady state (200 leads/s")[1] == f"≤ 1.2{X}: not measured"
         assert "commit not recorded (the file predates provenance)" in section
         assert "event loop not recorded" in section
 
@@ -242,9 +258,13 @@ class TestOlderFiles:
         )
 
     def test_retired_target_is_a_figure(self, report: ModuleType) -> None:
-        """The absolute e2e rate of earlier runs is shown as a figure, never as a target."""
-        section = report.render(OLD, "old.json")
-        assert "e2e_leads_per_s_0ms" not in section
+        """The absolute e2e rate and CPU share of earlier runs are figures, never targets."""
+        results = copy.deepcopy(OLD)
+        results["live"]["cpu"] = {"offered_leads_per_s": 200.0, "window_cpu_share_of_one_core": 0.2336}
+        results["targets"]["live_cpu_share_of_one_core"] = {"target": 0.1, "measured": 0.2336, "met": False}
+        section = report.render(results, "old.json")
+        assert "e2e_leads_per_s_0ms" not in section and "live_cpu_share_of_one_core" not in section
+        assert row(section, "live: streamer CPU, offered 200 leads/s") == ("**23 % of one core**", "")
         assert row(section, "end to end, backlog to a 0 ms receiver")[0] == "**2,226 leads/s**"
 
     def test_empty_file(self, report: ModuleType) -> None:
