@@ -49,6 +49,12 @@ ISSUE_TARGETS = {"steady_cpu_per_lead_vs_backlog": 1.2}
 LOWER_IS_BETTER = bench_run.LOWER_IS_BETTER | {"steady_cpu_per_lead_vs_backlog"}
 
 Results = dict[str, Any]
+#: How the table names the e2e runs' readers (``--readers``).
+READER_NAMES = {
+    "fast": "the fast reader (the service's, a thread of its process)",
+    "process": "the reader in its own process (prototype, `bench/procreader.py`)",
+    "library": 'the library reader (`reader.decoder = "library"`)',
+}
 
 
 def get(data: Any, path: str) -> Any:
@@ -148,9 +154,10 @@ def verdicts(results: Results) -> dict[str, Verdict]:
         measured = entry.get("measured")
         met: bool | None = entry.get("met") if measured is not None else None
         caveat = ""
+        # A load target by the bench's list, or by the load share its entry records.
         run = bench_run.LOAD_TARGETS.get(key)
-        if run is not None and measured is not None:
-            share = entry.get("achieved_share", _live_share(results, run))
+        if (run is not None or "min_achieved_share" in entry) and measured is not None:
+            share = entry["achieved_share"] if "achieved_share" in entry else _live_share(results, run or "")
             met = bench_run.target_met(
                 measured, target, lower_is_better=key in LOWER_IS_BETTER, under_load=True, achieved=share
             )
@@ -311,11 +318,12 @@ def _e2e_rows(t: _Table) -> None:
         NOT_MEASURED if share is None else f"**{share:.2f}**",
         t.target("e2e_vs_client_ceiling"),
     )
-    process = get(r, "e2e.backlog_0ms.process")
-    if reader != "process" and isinstance(process, dict) and process.get("leads_per_s"):
+    for other, run in (get(r, "e2e.backlog_0ms") or {}).items():
+        if other == reader or not isinstance(run, dict) or not run.get("leads_per_s"):
+            continue
+        what = READER_NAMES.get(other, f"the `{other}` reader")
         t.add(
-            "the same with the reader in its own process (prototype, `bench/procreader.py`)",
-            f"{num(process['leads_per_s'])} leads/s{span(process.get('runs_leads_per_s'))}",
+            f"the same with {what}", f"{num(run['leads_per_s'])} leads/s{span(run.get('runs_leads_per_s'))}"
         )
     drain = get(r, "backlog.drain_per_s")
     pending = get(r, "backlog.deliveries")

@@ -201,6 +201,7 @@ class TestFigures:
             f" (the service: 2.4{X} that per lead)"
         )
         assert row(section, "end to end / client ceiling") == ("**0.62**", "≥ 0.6 of the ceiling: met")
+        assert row(section, "the same with the reader in its own process") == ("2,300 leads/s", "")
         assert "0.62 of the 4,000 requests/s aiohttp alone sends" in section
 
     def test_steady_and_catch_up(self, report: ModuleType) -> None:
@@ -217,6 +218,23 @@ class TestFigures:
         )
         assert row(section, "catch-up after an outage at 50 leads/s + 5,000 noise/s")[0] == (
             "**0.125 s** of catch-up per second of outage (one hour: 450 s, extrapolated from a 120 s outage)"
+        )
+
+    def test_load_share_recorded_in_the_target(self, report: ModuleType) -> None:
+        """A figure under the target counts as not met when its entry records too little load."""
+        results = copy.deepcopy(FULL)
+        results["targets"]["steady_cpu_per_lead_vs_backlog"] = {
+            "target": 1.2,
+            "measured": 1.02,
+            "met": False,
+            "run": "live.steady",
+            "achieved_share": 0.191,
+            "min_achieved_share": 0.95,
+        }
+        section = report.render(results, "r.json")
+        assert row(section, "steady state (200 leads/s") == (
+            f"**1.02{X}**",
+            f"≤ 1.2{X}: not met (0.19 of the offered load achieved; needs 0.95)",
         )
 
     def test_reading_lists_the_targets_by_state(self, report: ModuleType) -> None:
