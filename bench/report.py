@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def span(values: Any, digits: int = 0) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b`` unrounded (``bench.run.ratio`` rounds to 2 places); None without both."""
     return a / b if a and b else None
 
 
@@ -111,12 +113,8 @@ def _target_text(key: str, target: float) -> str:
         return f"{sign} {num(target)} ms"
     if key == "peak_rss_mb":
         return f"{sign} {num(target)} MB"
-    if key == "live_cpu_share_of_one_core":
-        return f"{sign} {num(target * 100)} % of a core"
     if key == "e2e_vs_client_ceiling":
         return f"{sign} {target:g} of the ceiling"
-    if key == "e2e_leads_per_s_0ms":
-        return f"{sign} {num(target)} leads/s"
     return f"{sign} {target:g}{_TIMES}"
 
 
@@ -589,8 +587,6 @@ def _diff(old: str, new: str) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
-
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     p.add_argument("results", type=Path, help="a results JSON of bench.run")
     group = p.add_mutually_exclusive_group()
