@@ -480,8 +480,14 @@ def _mariadb_binlog_once(scanner: str, binary: str, server: PrivateMariaDB, seg:
         raise ValueError(f"unknown scanner {scanner!r}; expected one of {sorted(MARIADB_BINLOG_SCANNERS)}")
     decode = MARIADB_BINLOG_SCANNERS[scanner]
     if decode is None:
-        return phases.mariadb_binlog_scan(binary, server.datadir, seg.start, seg.end)
-    return phases.mariadb_binlog_remote_scan(binary, server.port, "root", seg.start, seg.end, decode=decode)
+        result = phases.mariadb_binlog_scan(binary, server.datadir, seg.start, seg.end)
+    else:
+        result = phases.mariadb_binlog_remote_scan(
+            binary, server.port, "root", seg.start, seg.end, decode=decode
+        )
+    # As ``Isolated`` records for the other scanners: other work on the machine skews it.
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return result
 
 
 def first_to_last(report: list[tuple[int, float]], expected: int) -> dict[str, Any]:
