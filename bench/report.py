@@ -11,11 +11,8 @@ in the README; ``--check`` exits 1 when that part differs from what the JSON ren
 so the README cannot drift from the results it cites.
 
 JSON files from older runs lack sections (``client_ceiling``, ``live.steady``,
-``catch_up``, ``provenance``): their rows say ``NOT_MEASURED``. Targets are those of
-``bench.run.TARGETS`` plus any other the JSON carries, except ``RETIRED_TARGETS``. A
-target measured under an offered load counts as met only when the run achieved
-``bench.run.MIN_ACHIEVED_SHARE`` of that load, also for JSON files written before the
-bench applied that rule itself.
+``catch_up``, ``provenance``): their rows say ``NOT_MEASURED``. Which targets are shown,
+and whether each was met, is ``bench.verdicts``'s.
 """
 
 from __future__ import annotations
@@ -30,26 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import run as bench_run
+from bench.verdicts import NOT_MEASURED, TIMES, get, live_share, num, ratio, times, verdict_text, verdicts
 
 __all__ = ["BEGIN", "END", "NOT_MEASURED", "main", "render", "replace_section"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-NOT_MEASURED = "not measured in this run"
-_TIMES = "\N{MULTIPLICATION SIGN}"
 _DASH = "\N{EN DASH}"
-
-#: Targets of earlier issues that are figures now, and why.
-RETIRED_TARGETS = {
-    "e2e_leads_per_s_0ms": "an absolute rate; machines differ 2 to 3 times (now e2e_vs_client_ceiling)",
-    "live_cpu_share_of_one_core": "a share of one core (now steady_cpu_per_lead_vs_backlog)",
-}
-#: Targets the issue sets whose figures other parts of the bench add (issue 16): their
-#: thresholds, for JSON files that do not carry them yet. ``bench.run.TARGETS`` wins.
-ISSUE_TARGETS = {"steady_cpu_per_lead_vs_backlog": 1.2}
-LOWER_IS_BETTER = bench_run.LOWER_IS_BETTER | {"steady_cpu_per_lead_vs_backlog"}
-
 Results = dict[str, Any]
+
 #: How the table names the e2e runs' readers (``--readers``).
 READER_NAMES = {
     "fast": "the fast reader (the service's, a thread of its process)",
@@ -58,112 +44,12 @@ READER_NAMES = {
 }
 
 
-def get(data: Any, path: str) -> Any:
-    """``data["a"]["b"]`` for ``"a.b"``; None where a level is missing or not a mapping."""
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
-def num(value: float | None, digits: int = 0) -> str:
-    """``134,354`` / ``0.45``; :data:`NOT_MEASURED` for None."""
-    if value is None:
-        return NOT_MEASURED
-    return f"{value:,.{digits}f}"
-
-
-def times(value: float | None) -> str:
-    return NOT_MEASURED if value is None else f"{value:.1f}{_TIMES}"
-
-
 def span(values: Any, digits: int = 0) -> str:
     """`` (2,218-2,235)`` (an en dash) from repeated runs' figures; "" for fewer than two."""
     present = [v for v in values or [] if isinstance(v, int | float)]
     if len(present) < 2:
         return ""
     return f" ({num(min(present), digits)}{_DASH}{num(max(present), digits)})"
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    """``a / b`` unrounded (``bench.run.ratio`` rounds to 2 places); None without both."""
-    return a / b if a and b else None
-
-
-# -- targets --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One target as the README states it."""
-
-    key: str
-    target: float
-    measured: float | None
-    #: True met, False not met, None not measured.
-    met: bool | None
-    #: Why a good figure does not count (the offered load was not achieved), or "".
-    caveat: str = ""
-
-
-def _target_text(key: str, target: float) -> str:
-    sign = "≤" if key in LOWER_IS_BETTER else "≥"
-    if key == "live_p99_ms":
-        return f"{sign} {num(target)} ms"
-    if key == "peak_rss_mb":
-        return f"{sign} {num(target)} MB"
-    if key == "e2e_vs_client_ceiling":
-        return f"{sign} {target:g} of the ceiling"
-    return f"{sign} {target:g}{_TIMES}"
-
-
-def verdict_text(v: Verdict) -> str:
-    """``≥ 6x: met`` / ``≤ 100 ms: not met (why)`` / ``≥ 4x: not measured`` (x: the sign)."""
-    state = {True: "met", False: "not met", None: "not measured"}[v.met]
-    text = f"{_target_text(v.key, v.target)}: {state}"
-    return f"{text} ({v.caveat})" if v.caveat else text
-
-
-def _live_share(results: Results, run: str) -> float | None:
-    """The share of the offered load a live run achieved (computed for older JSON files)."""
-    live = get(results, f"live.{run}")
-    if not isinstance(live, dict):
-        return None
-    if "achieved_share" in live:
-        share: float | None = live["achieved_share"]
-        return share
-    leads = bench_run.achieved_share(live.get("offered_leads_per_s") or 0.0, live.get("achieved_leads_per_s"))
-    noise = bench_run.achieved_share(live.get("offered_noise_per_s") or 0.0, live.get("achieved_noise_per_s"))
-    return bench_run.load_share(leads, noise)
-
-
-def verdicts(results: Results) -> dict[str, Verdict]:
-    """Every target shown: ``bench.run.TARGETS`` and the JSON's own, minus the retired."""
-    recorded: dict[str, Any] = results.get("targets") or {}
-    thresholds = {**ISSUE_TARGETS, **bench_run.TARGETS}
-    keys = [k for k in bench_run.TARGETS if k not in RETIRED_TARGETS]
-    keys += [k for k in recorded if k not in keys and k not in RETIRED_TARGETS]
-    keys += [k for k in ISSUE_TARGETS if k not in keys]
-    out: dict[str, Verdict] = {}
-    for key in keys:
-        entry = recorded.get(key) or {}
-        target = float(entry.get("target", thresholds.get(key, 0.0)))
-        measured = entry.get("measured")
-        met: bool | None = entry.get("met") if measured is not None else None
-        caveat = ""
-        # A load target by the bench's list, or by the load share its entry records.
-        run = bench_run.LOAD_TARGETS.get(key)
-        if (run is not None or "min_achieved_share" in entry) and measured is not None:
-            share = entry["achieved_share"] if "achieved_share" in entry else _live_share(results, run or "")
-            met = bench_run.target_met(
-                measured, target, lower_is_better=key in LOWER_IS_BETTER, under_load=True, achieved=share
-            )
-            if share is None or share < bench_run.MIN_ACHIEVED_SHARE:
-                achieved = "an unknown share" if share is None else f"{share:.2f}"
-                caveat = f"{achieved} of the offered load achieved; needs {bench_run.MIN_ACHIEVED_SHARE:g}"
-        out[key] = Verdict(key, target, measured, met, caveat)
-    return out
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -421,7 +307,7 @@ def _steady_rows(t: _Table) -> None:
     rate = steady.get("cpu_leads_per_s", 200)
     t.add(
         f"steady state ({num(rate)} leads/s, noise cost subtracted) / backlog replay, CPU per lead",
-        NOT_MEASURED if v is None or v.measured is None else f"**{v.measured:.2f}{_TIMES}**",
+        NOT_MEASURED if v is None or v.measured is None else f"**{v.measured:.2f}{TIMES}**",
         t.target(key),
     )
 
@@ -533,7 +419,7 @@ def _reading(t: _Table) -> list[str]:
         out.append(text + ".")
     live = get(r, "live.latency")
     if isinstance(live, dict) and live.get("p99_ms") is not None:
-        share_live = _live_share(r, "latency")
+        share_live = live_share(r, "latency")
         achieved = "an unknown share" if share_live is None else f"{share_live:.2f}"
         out.append(
             f"The live p99 ({num(live['p99_ms'])} ms) was measured at {achieved} of the offered load; it"
