@@ -4,8 +4,9 @@
 with an ``AsyncExitStack`` and runs the long-lived loops in one ``TaskGroup``:
 
     reader thread ──batches──► pipeline ──commit(deliveries + checkpoint)──► outbox
-                                                                               │
-                                               sender ◄──────claim due─────────┘
+                                              │ rows it can start now          │
+                                              ▼ (inserted in flight)           │
+                                            sender ◄──────claim due (the rest)─┘
 
 A loop that fails cancels its siblings and ``run()`` raises, so the process exits
 non-zero and systemd restarts it. SIGTERM sets ``stop``: the reader stops at the next
@@ -508,10 +509,10 @@ class Service:
         if step.is_empty:
             return
         step = await self.recovery.complete(step)  # late leads fetched; waiting ones stored
-        await self.store.commit_batch(step.deliveries, step.checkpoint, time.time())
+        # Through the sender: the rows it can start now go in flight in the same
+        # transaction and straight to it, with no claim transaction (cdc.delivery).
+        await self.sender.commit(step.deliveries, step.checkpoint, time.time())
         self.pipeline.committed(step)
-        if step.deliveries:
-            self.sender.notify()
 
     # -- dead letters (the status page's actions) ----------------------------------------
 
