@@ -316,17 +316,25 @@ class Sender:
                 check_first = False
                 continue
             rows_added, self._rows_added = self._rows_added, False
-            self._claiming = True
-            try:
+            now = self._clock()
+            caps, recheck_at = self._plan(now)
+            if check_first and not rows_added:
+                excluded = [endpoint_id for endpoint_id, cap in caps.items() if cap <= 0]
+                due_at = await self._outbox.next_due_at(excluded)
+                if due_at is None or due_at > now:
+                    await self._sleep_until(stop, _earliest(due_at, recheck_at))
+                    continue
+                if self._offer is not None:
+                    continue  # a commit is taking rows meanwhile: plan again once it is done
+                # Rows a commit handed over during the read hold slots now: plan again.
                 now = self._clock()
                 caps, recheck_at = self._plan(now)
-                if check_first and not rows_added:
-                    excluded = [endpoint_id for endpoint_id, cap in caps.items() if cap <= 0]
-                    due_at = await self._outbox.next_due_at(excluded)
-                    if due_at is None or due_at > now:
-                        self._claiming = False
-                        await self._sleep_until(stop, _earliest(due_at, recheck_at))
-                        continue
+                capacity = self._config.max_in_flight - self._in_flight
+                if capacity <= 0:
+                    continue
+            # From the plan to the dispatch no commit hands rows over (see _offer_now).
+            self._claiming = True
+            try:
                 self._claims += 1
                 self._metrics.outbox_claims.inc()
                 claimed = await self._outbox.claim_due(
