@@ -111,6 +111,29 @@ class TestNotApiInserts:
         assert run.service.stats.skipped.get("update_lead_insert") == 1
 
 
+class TestHandOff:
+    """At low rates each lead's row goes from the commit straight to the sender."""
+
+    async def test_low_rate_leads_need_no_claim(self, pipeline: Pipeline) -> None:
+        """Five leads written one at a time are delivered and recorded with zero claim transactions."""
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/ho?id=--A--lead_id--B--")
+        run = await pipeline.start()
+        for i in range(5):
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"312555{i:04d}", list_id=101)
+            await pipeline.wait_count("/ho", i + 1)
+            await asyncio.to_thread(pipeline.vicidial.noise, 20)
+        store, sender, registry = run.service.store, run.service.sender, run.service.metrics.registry
+        assert store is not None and sender is not None
+        async with asyncio.timeout(WAIT_S):  # the last attempts are recorded by a later commit or the flusher
+            while sum(c.delivered for c in await store.counts()) < 5:
+                await asyncio.sleep(0.05)
+        assert sender.claims == 0
+        started = "vicidial_cdc_deliveries_started_total"
+        assert registry.get_sample_value(started, {"path": "handoff"}) == 5.0
+        assert registry.get_sample_value(started, {"path": "claim"}) == 0.0
+
+
 class TestPrecedence:
     """List value, blank → system, ---DISABLED--- → none, short and relative URLs are not sent."""
 
