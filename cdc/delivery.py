@@ -135,11 +135,15 @@ class Sender:
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
-        flush_interval_s: float = 0.02,
+        flush_interval_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         on_attempt: Callable[[StoredDelivery, Attempt], None] | None = None,
     ) -> None:
-        """``on_attempt`` sees every recorded attempt with its final outcome (the status page)."""
+        """``on_attempt`` sees every recorded attempt with its final outcome (the status page).
+
+        ``flush_interval_s``: how long a finished attempt may wait for the pipeline's next
+        commit to record it before the sender records it in a transaction of its own.
+        """
         self._session = session
         self._on_attempt = on_attempt
         self._outbox = outbox
@@ -161,6 +165,8 @@ class Sender:
         self._claiming = False
         #: The hand-off a commit holds (between offer and take): the claim loop waits.
         self._offer: HandOff | None = None
+        #: The claim loop waits for a commit's hand-off to end: _take wakes it.
+        self._waiting_for_offer = False
         #: The claim loop waits for room (sender full): finishing requests wake it.
         self._waiting_for_room = False
         self._in_flight = 0
@@ -259,7 +265,8 @@ class Sender:
         """
         if offer is not None and offer is self._offer:
             self._offer = None
-            self._wake.set()  # the claim loop may have waited for the offer to end
+            if self._waiting_for_offer:
+                self._wake.set()
         if committed is None:
             if results:
                 self._results[:0] = results
@@ -308,7 +315,12 @@ class Sender:
         while not stop.is_set():
             self._wake.clear()
             if self._offer is not None:
-                await self._wait(stop, IDLE_POLL_S)  # a commit is handing rows over: take() wakes us
+                # A commit is handing rows over: _take wakes us when it is done.
+                self._waiting_for_offer = True
+                try:
+                    await self._wait(stop, IDLE_POLL_S)
+                finally:
+                    self._waiting_for_offer = False
                 continue
             capacity = self._config.max_in_flight - self._in_flight
             if capacity <= 0:

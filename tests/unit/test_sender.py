@@ -349,6 +349,24 @@ class TestHandOff:
         assert (harness.started("handoff"), harness.started("claim")) == (3.0, 0.0)
         assert harness.sender.sent == 3
 
+    async def test_hand_off_does_not_wake_the_claim_loop(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ten hand-offs cost the claim loop no read of the outbox (only its first look at start)."""
+        monkeypatch.setattr("cdc.delivery.IDLE_POLL_S", 3600.0)
+        reads = 0
+        next_due_at = InlineOutbox.next_due_at
+
+        async def counting(outbox: InlineOutbox, exclude_endpoints: Collection[str] = ()) -> float | None:
+            nonlocal reads
+            reads += 1
+            return await next_due_at(outbox, exclude_endpoints)
+
+        monkeypatch.setattr(InlineOutbox, "next_due_at", counting)
+        async with running(delivery_config()) as (h, _, _):
+            for lead_id in range(1, 11):
+                (row_id,) = (await h.commit(lead_id)).ids
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            assert (reads, h.sender.claims) == (1, 0)
+
     async def test_results_ride_the_next_commit(self) -> None:
         """An attempt finished before the next commit is recorded by that commit, not on its own."""
         async with running(delivery_config(), flush_interval_s=3600.0) as (h, _, _):
