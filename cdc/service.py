@@ -36,7 +36,7 @@ from .hooks.tracker import HookTracker
 from .metrics import Metrics, StateCollector, StateSample
 from .page import view as page_view
 from .page.activity import ActivityRecorder, read_totals
-from .pipeline import Pipeline, PipelineStatistics
+from .pipeline import Pipeline, PipelineStatistics, Step
 from .reader import Reader, ReaderFactory, ReaderStatistics, faults, reader_for, serverinfo
 from .reader.connection import connect
 from .reader.position import resolve_start, server_binlogs
@@ -54,6 +54,11 @@ LEAD_TABLES = frozenset({vicidial.LEAD_TABLE, vicidial.API_LOG_TABLE})
 
 #: Dead letters the status page lists (the last ones to go dead).
 PAGE_DEAD_LETTERS = 50
+#: A step that only moves the checkpoint (dialer noise) is committed at most this often;
+#: a step with deliveries, an idle second or the stop commits the newest one at once.
+#: Re-reading that much binlog after a crash is harmless (the enqueue is idempotent); a
+#: transaction and a thread hop for every step of noise is not.
+CHECKPOINT_EVERY_S = 0.5
 
 
 class Finding(Protocol):
@@ -136,6 +141,9 @@ class Service:
         self.activity = ActivityRecorder(keep_urls=config.http.show_lead_data)
         self._dead = DeadSummary()
         self._started_at = time.time()
+        #: The newest checkpoint-only step not committed yet, and when the last commit was.
+        self._unsaved: Step | None = None
+        self._saved_at = 0.0
 
     @property
     def waiting(self) -> WaitingLeads:
@@ -488,12 +496,14 @@ class Service:
                     get.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await get
+                    await self._save_unsaved()
                     continue
                 batches = [get.result()]
                 # Length first: a batch taken off the queue must never be dropped.
                 while len(batches) < 64 and (more := reader.get_batch_nowait()) is not None:
                     batches.append(more)
                 await self._process(batches)
+            await self._save_unsaved()  # stopping: the newest checkpoint is written
         finally:
             stop_wait.cancel()
 
@@ -509,10 +519,35 @@ class Service:
         if step.is_empty:
             return
         step = await self.recovery.complete(step)  # late leads fetched; waiting ones stored
-        # Through the sender: the rows it can start now go in flight in the same
-        # transaction and straight to it, with no claim transaction (cdc.delivery).
+        if not step.deliveries:
+            if step.checkpoint is not None:
+                # Only the checkpoint moves: keep the newest, commit it now and then.
+                self._unsaved = step
+                if time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
+                    await self._commit(step)
+            return
+        unsaved = self._unsaved
+        if step.checkpoint is None and unsaved is not None:
+            # Held here, but an earlier step of no deliveries got further: it was safe then
+            # and rows after it are read again from it.
+            step = dataclasses.replace(
+                step, checkpoint=unsaved.checkpoint, checkpoint_ts=unsaved.checkpoint_ts
+            )
+        await self._commit(step)
+
+    async def _commit(self, step: Step) -> None:
+        """Commit a step through the sender: the rows it can start now go in flight in the
+        same transaction and straight to it, with no claim transaction (cdc.delivery)."""
+        assert self.pipeline is not None and self.sender is not None
         await self.sender.commit(step.deliveries, step.checkpoint, time.time())
+        self._unsaved = None
+        self._saved_at = time.monotonic()
         self.pipeline.committed(step)
+
+    async def _save_unsaved(self) -> None:
+        """Commit the newest checkpoint-only step that waits (idle or stopping)."""
+        if self._unsaved is not None:
+            await self._commit(self._unsaved)
 
     # -- dead letters (the status page's actions) ----------------------------------------
 
