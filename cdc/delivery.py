@@ -285,7 +285,9 @@ class Sender:
                     self._dispatch(tasks, item)
         pending = committed.pending_endpoints
         if pending and (offer is None or any(cap_of(offer, e) > 0 for e in pending)):
-            self.notify()  # rows it may claim now (endpoints with no room wake it when they have)
+            self.notify()  # rows it may claim now
+        elif pending:
+            self._wake.set()  # none it may claim now: it plans when to look again (no claim)
 
     @property
     def claims(self) -> int:
