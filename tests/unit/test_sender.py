@@ -390,6 +390,16 @@ class TestHandOff:
             assert len(times) == 6
             assert all(later - earlier >= 0.18 for earlier, later in zip(times, times[2:], strict=False))
 
+    async def test_max_in_flight_holds(self) -> None:
+        """max_in_flight 3: a commit of five hands off three; the other two wait for the claim path."""
+        async with running(delivery_config(max_in_flight=3)) as (h, _, _):
+            h.receiver.latency_s = 0.2
+            committed = await h.commit(1, 2, 3, 4, 5)
+            assert len(committed.handed) == 3 and h.sender.in_flight == 3
+            for row_id in committed.ids:
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            assert h.started("handoff") == 3.0 and h.started("claim") == 2.0
+
     async def test_rate_limit_holds(self) -> None:
         """rate 10/s, burst 1: five rows handed off in five commits are spread over at least 0.4 s."""
         async with running(delivery_config(EndpointLimits(rate_per_s=10.0, burst=1))) as (h, _, _):
