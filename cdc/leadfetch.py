@@ -90,7 +90,9 @@ class LeadFetcher:
         """
         if not lead_ids:
             return []
-        rows = self.select_leads("`lead_id` IN (" + ", ".join(["%s"] * len(lead_ids)) + ")", tuple(lead_ids))
+        rows = self.select_leads(
+            "`lead_id` IN (" + ", ".join(["%s"] * len(lead_ids)) + ")", tuple(lead_ids)
+        )
         chosen: list[tuple[dict[str, Value], int, int, int]] = []
         for row in rows:
             lead_id, list_id = as_int(row.get("lead_id")), as_int(row.get("list_id"))

@@ -47,6 +47,7 @@ def endpoint_toml(allowed: Receiver) -> str:
     )
 
 
+
 async def wait_dead(state: Path, endpoint_id: str, count: int) -> list[DeliveryRecord]:
     deadline = time.monotonic() + WAIT_S
     while len(dead := await asyncio.to_thread(dead_letters, state, endpoint_id=endpoint_id)) < count:

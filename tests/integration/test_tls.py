@@ -117,7 +117,9 @@ class TestPipelineOverTls:
             list_id = 7100 + DECODERS.index(decoder)
             vici.add_list(list_id, "TLS leads", "TLSCAMP", "")
             vici.set_list_url(list_id, f"{receiver.url}{prefix}?id=--A--lead_id--B--")
-            run = await start_pipeline(tls_site.server, DATABASE, config=_config(tls_site, tmp_path, decoder))
+            run = await start_pipeline(
+                tls_site.server, DATABASE, config=_config(tls_site, tmp_path, decoder)
+            )
             lead_ids = [
                 await asyncio.to_thread(vici.add_lead, phone_number=f"31255500{i:02d}", list_id=list_id)
                 for i in range(3)

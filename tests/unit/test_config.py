@@ -451,7 +451,8 @@ class TestTlsSettings:
         key.write_bytes(tls_files.client_key.read_bytes())
         key.chmod(0o644)
         text = (
-            f'[mysql]\nssl_ca = "{tls_files.ca}"\nssl_cert = "{tls_files.client_cert}"\nssl_key = "{key}"\n'
+            f'[mysql]\nssl_ca = "{tls_files.ca}"\n'
+            f'ssl_cert = "{tls_files.client_cert}"\nssl_key = "{key}"\n'
         )
         with caplog.at_level(logging.WARNING, logger="cdc.config"):
             config.load(write(tmp_path, text), env={})

@@ -190,10 +190,7 @@ class TestRedirectReason:
             "redirect to https://crm.example/new"
         )
         assert redirect_reason("/login?next=%2Fnew#x", base) == "redirect to http://crm.example/login"
-        assert (
-            redirect_reason("https://u:pw@crm.example:8443/a", base)
-            == "redirect to https://crm.example:8443/a"
-        )
+        assert redirect_reason("https://u:pw@crm.example:8443/a", base) == "redirect to https://crm.example:8443/a"
         assert redirect_reason(None, base) == "redirect (no Location)"
 
     @given(st.text(max_size=300))

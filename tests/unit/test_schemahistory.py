@@ -167,4 +167,4 @@ class TestMessage:
         assert "asterisk.t" in text and "mysql-bin.000001:200" in text
         assert "binlog_row_metadata=FULL" in text and "10.5" in text and "8.0.1" in text
         assert "vicidial-cdc run --start mysql-bin.000009:1234" in text
-        assert 'vicidial-cdc replay --since "2026-01-02 03:04:05"' in text
+        assert "vicidial-cdc replay --since \"2026-01-02 03:04:05\"" in text

@@ -40,7 +40,9 @@ class TestLogStartCheck:
             (logging.WARNING, "check.tls status=WARN not encrypted"),
         ]
 
-    @pytest.mark.parametrize("error", [OSError("unreachable"), pymysql.err.OperationalError(2003, "refused")])
+    @pytest.mark.parametrize(
+        "error", [OSError("unreachable"), pymysql.err.OperationalError(2003, "refused")]
+    )
     async def test_a_check_that_fails_is_one_warning(
         self, error: Exception, caplog: pytest.LogCaptureFixture
     ) -> None:
