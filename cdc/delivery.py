@@ -14,15 +14,25 @@ a throttled endpoint's backlog stays in the outbox instead of holding the slots 
 endpoint's new leads need. When nothing can be claimed the loop sleeps until the
 earliest moment something can be due (a row's due time, a cool-down or ``Retry-After``
 end, a token) or until it is notified (new rows, a finished request, a probe's verdict).
+
+Direct hand-off (the steady path): the service commits each pipeline step through
+:meth:`Sender.commit`, which inserts the new rows this sender can start now already in
+flight (:meth:`~cdc.store.interfaces.Outbox.commit_hand_off`: the same caps and turns as
+a claim, and never ahead of an endpoint's older due rows) and starts them. A lead that
+arrives while its endpoint has room therefore costs no claim transaction, and the
+attempts waiting to be recorded ride in the same commit. While a commit is out the claim
+loop does not claim, so no cap is spent twice; rows it leaves pending go through the
+claim loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,11 +42,11 @@ from .breaker import BreakerState, CircuitBreaker
 from .config import DeliveryConfig, EndpointLimits
 from .metrics import Metrics, status_class
 from .ratelimit import Gate, TokenBucket, claim_allowance, fresh_allowance
-from .records import Attempt, Outcome
+from .records import Attempt, Delivery, Outcome, Position
 from .resolve import origin_of, origin_refusal
 from .retry import classify, next_delay, parse_retry_after, redirect_reason, verdict
 from .signing import webhook_headers
-from .store import AsyncOutbox, StoredDelivery
+from .store import AsyncOutbox, Committed, HandOff, StoredDelivery, cap_of
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +135,15 @@ class Sender:
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
-        flush_interval_s: float = 0.02,
+        flush_interval_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         on_attempt: Callable[[StoredDelivery, Attempt], None] | None = None,
     ) -> None:
-        """``on_attempt`` sees every recorded attempt with its final outcome (the status page)."""
+        """``on_attempt`` sees every recorded attempt with its final outcome (the status page).
+
+        ``flush_interval_s``: how long a finished attempt may wait for the pipeline's next
+        commit to record it before the sender records it in a transaction of its own.
+        """
         self._session = session
         self._on_attempt = on_attempt
         self._outbox = outbox
@@ -145,6 +159,16 @@ class Sender:
         self._claims = 0
         self._results: list[tuple[Attempt, float | None]] = []
         self._results_ready = asyncio.Event()
+        #: The sender's own TaskGroup while it runs: handed rows start in it.
+        self._tasks: asyncio.TaskGroup | None = None
+        #: The claim loop is between planning its caps and starting what it claimed.
+        self._claiming = False
+        #: The hand-off a commit holds (between offer and take): the claim loop waits.
+        self._offer: HandOff | None = None
+        #: The claim loop waits for a commit's hand-off to end: _take wakes it.
+        self._waiting_for_offer = False
+        #: The claim loop waits for room (sender full): finishing requests wake it.
+        self._waiting_for_room = False
         self._in_flight = 0
         #: A full sender claims again once this few are in flight: a quarter of the
         #: slots per claim instead of one claim (a SQLite transaction) per finished request.
@@ -157,6 +181,8 @@ class Sender:
             for key, limits in config.endpoints.items()
         }
         self._default_cap = fresh_allowance(config.defaults)
+        self._started_handoff = metrics.deliveries_started.labels("handoff")
+        self._started_claim = metrics.deliveries_started.labels("claim")
 
     def notify(self) -> None:
         """New deliveries are due: look at the outbox now instead of at the next tick."""
@@ -188,6 +214,81 @@ class Sender:
     def sent(self) -> int:
         return self._sent
 
+    async def commit(
+        self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
+    ) -> Committed:
+        """Commit a pipeline step through the outbox and start the rows it hands over.
+
+        One store call: the deliveries and the checkpoint, the new rows this sender can
+        start now inserted in flight (:meth:`~cdc.store.interfaces.Outbox.commit_hand_off`),
+        and the attempts not recorded yet. Rows it leaves pending wake the claim loop
+        when it may take them now.
+        """
+        offer = self._offer_now() if deliveries else None
+        results = self._take_results()
+        committed = None
+        try:
+            committed = await self._outbox.commit_hand_off(deliveries, checkpoint, now, offer, results)
+        finally:
+            self._take(offer, committed, results)
+        return committed
+
+    def _offer_now(self) -> HandOff | None:
+        """What the commit may hand straight to this sender, or None (nothing now).
+
+        Until :meth:`_take` the claim loop does not claim, so no cap is spent twice.
+        """
+        if self._tasks is None or self._claiming or self._offer is not None:
+            return None
+        capacity = self._config.max_in_flight - self._in_flight
+        if capacity <= 0:
+            return None
+        caps, _ = self._plan(self._clock())
+        self._offer = HandOff(capacity, caps, self._default_cap)
+        return self._offer
+
+    def _take_results(self) -> list[tuple[Attempt, float | None]]:
+        """The attempts not recorded yet, for a commit to record."""
+        results, self._results = self._results, []
+        return results
+
+    def _take(
+        self,
+        offer: HandOff | None,
+        committed: Committed | None,
+        results: list[tuple[Attempt, float | None]],
+    ) -> None:
+        """Start the rows a commit handed over; let the claim loop take those it left.
+
+        ``committed`` is None when the commit failed: nothing was handed, and ``results``
+        go back to be recorded by the flusher.
+        """
+        if offer is not None and offer is self._offer:
+            self._offer = None
+            if self._waiting_for_offer:
+                self._wake.set()
+        if committed is None:
+            if results:
+                self._results[:0] = results
+                self._results_ready.set()
+            return
+        if any(next_at is not None for _, next_at in results):
+            self._wake.set()  # a retry is due soon: the claim loop may be asleep for IDLE_POLL_S
+        if committed.handed:
+            tasks = self._tasks
+            if tasks is None:
+                # Stopping: the rows stay in flight and are sent again after the restart.
+                log.warning("delivery.handoff_unstarted count=%d", len(committed.handed))
+            else:
+                self._started_handoff.inc(len(committed.handed))
+                for item in committed.handed:
+                    self._dispatch(tasks, item)
+        pending = committed.pending_endpoints
+        if pending and (offer is None or any(cap_of(offer, e) > 0 for e in pending)):
+            self.notify()  # rows it may claim now
+        elif pending:
+            self._wake.set()  # none it may claim now: it plans when to look again (no claim)
+
     @property
     def claims(self) -> int:
         """Claim transactions (``claim_due`` calls, each one ``BEGIN IMMEDIATE``) since start."""
@@ -200,7 +301,11 @@ class Sender:
             flush_group.create_task(self._flush_results(flusher_stop))
             try:
                 async with asyncio.TaskGroup() as tg:
-                    await self._claim_loop(tg, stop)
+                    self._tasks = tg
+                    try:
+                        await self._claim_loop(tg, stop)
+                    finally:
+                        self._tasks = None  # no hand-off once stopping
             finally:
                 flusher_stop.set()
                 self._results_ready.set()
@@ -211,28 +316,52 @@ class Sender:
         check_first = True
         while not stop.is_set():
             self._wake.clear()
+            if self._offer is not None:
+                # A commit is handing rows over: _take wakes us when it is done.
+                self._waiting_for_offer = True
+                try:
+                    await self._wait(stop, IDLE_POLL_S)
+                finally:
+                    self._waiting_for_offer = False
+                continue
+            capacity = self._config.max_in_flight - self._in_flight
+            if capacity <= 0:
+                await self._wait_for_room(stop)
+                check_first = False
+                continue
             rows_added, self._rows_added = self._rows_added, False
             now = self._clock()
             caps, recheck_at = self._plan(now)
-            capacity = self._config.max_in_flight - self._in_flight
-            if capacity <= 0:
-                await self._wait(stop, IDLE_POLL_S)  # full: finishing requests wake us at _refill_at
-                check_first = False
-                continue
             if check_first and not rows_added:
                 excluded = [endpoint_id for endpoint_id, cap in caps.items() if cap <= 0]
                 due_at = await self._outbox.next_due_at(excluded)
                 if due_at is None or due_at > now:
                     await self._sleep_until(stop, _earliest(due_at, recheck_at))
                     continue
-            self._claims += 1
-            self._metrics.outbox_claims.inc()
-            claimed = await self._outbox.claim_due(now, capacity, caps=caps, default_cap=self._default_cap)
-            for item in claimed:
-                self._dispatch(tg, item)
+                if self._offer is not None:
+                    continue  # a commit is taking rows meanwhile: plan again once it is done
+                # Rows a commit handed over during the read hold slots now: plan again.
+                now = self._clock()
+                caps, recheck_at = self._plan(now)
+                capacity = self._config.max_in_flight - self._in_flight
+                if capacity <= 0:
+                    continue
+            # From the plan to the dispatch no commit hands rows over (see _offer_now).
+            self._claiming = True
+            try:
+                self._claims += 1
+                self._metrics.outbox_claims.inc()
+                claimed = await self._outbox.claim_due(
+                    now, capacity, caps=caps, default_cap=self._default_cap
+                )
+                self._started_claim.inc(len(claimed))
+                for item in claimed:
+                    self._dispatch(tg, item)
+            finally:
+                self._claiming = False
             check_first = len(claimed) < capacity
             if not check_first:
-                await self._wait(stop, IDLE_POLL_S)  # full: finishing requests wake us at _refill_at
+                await self._wait_for_room(stop)
 
     def _plan(self, now: float) -> tuple[dict[str, int], float | None]:
         """Each known endpoint's claim cap now, and the earliest time a zero cap can grow."""
@@ -252,6 +381,14 @@ class Sender:
         self._in_flight += 1
         ready_at = time.monotonic() + ep.bucket.delay_for_one()
         tg.create_task(self._deliver(item, ep, ready_at))
+
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        """Full: wait until finishing requests bring the sender down to ``_refill_at``."""
+        self._waiting_for_room = True
+        try:
+            await self._wait(stop, IDLE_POLL_S)
+        finally:
+            self._waiting_for_room = False
 
     async def _sleep_until(self, stop: asyncio.Event, wake_at: float | None) -> None:
         """Sleep until ``wake_at`` (at most :data:`IDLE_POLL_S`) or a notification."""
@@ -318,8 +455,9 @@ class Sender:
         finally:
             self._in_flight -= 1
             ep.claimed -= 1
+            # Only when it can claim more now: not once per finished request.
             if (
-                self._in_flight <= self._refill_at
+                (self._waiting_for_room and self._in_flight <= self._refill_at)
                 or ep.claimed == ep.wake_at_claimed
                 or ep.breaker.state(self._clock()) is not BreakerState.CLOSED
             ):
@@ -483,7 +621,9 @@ class Sender:
             await self._results_ready.wait()
             self._results_ready.clear()
             if not stop.is_set():
-                await asyncio.sleep(self._flush_interval_s)  # gather a batch
+                # Gather a batch; the pipeline's next commit usually takes it first.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._flush_interval_s)
             results, self._results = self._results, []
             if results:
                 await self._outbox.record_attempts(results, self._clock())

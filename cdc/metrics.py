@@ -254,6 +254,15 @@ class Metrics:
             "Claim transactions of the sender (one SQLite write each); near 0 while all endpoints wait.",
             registry=r,
         )
+        # The steady path: rows the pipeline's commit handed straight to the sender
+        # (path="handoff", no claim transaction) vs rows claimed from the outbox.
+        self.deliveries_started = Counter(
+            "vicidial_cdc_deliveries_started",
+            "Outbox rows the sender started: handed over by the commit that stored them"
+            " (path=handoff) or claimed from the outbox (path=claim).",
+            ["path"],
+            registry=r,
+        )
         self.settings_reloads = Counter(
             "vicidial_cdc_settings_reloads",
             "Settings changes applied from the binlog.",

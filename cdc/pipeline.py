@@ -113,6 +113,21 @@ class Step:
         nothing_else = not self.late and not self.waiting
         return not self.deliveries and self.checkpoint is None and nothing_else
 
+    def followed_by(self, later: Step) -> Step:
+        """This step and ``later`` as one commit (group commit): every delivery, the later
+        checkpoint, or this one when ``later`` holds its own back (None).
+
+        This checkpoint still stands then: it was safe when it was computed, and what
+        ``later`` waits for comes after it in the binlog. Both steps must be completed
+        (no late or waiting leads left: :meth:`cdc.recovery.LeadRecovery.complete`).
+        """
+        if self.late or self.waiting or later.late or later.waiting:
+            msg = "only completed steps are committed together"
+            raise ValueError(msg)
+        if later.checkpoint is None:
+            return Step(self.deliveries + later.deliveries, self.checkpoint, self.checkpoint_ts)
+        return Step(self.deliveries + later.deliveries, later.checkpoint, later.checkpoint_ts)
+
 
 class Pipeline:
     """Owns the detector and the hook watch; reads the settings cache it keeps current."""

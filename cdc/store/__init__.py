@@ -7,7 +7,7 @@ face (:mod:`cdc.store.asyncstore`). The in-memory backend for unit tests,
 """
 
 from .asyncstore import AsyncStore
-from .fairness import fair_merge
+from .fairness import cap_of, fair_merge
 from .interfaces import (
     OPERATOR_BATCH_ROWS,
     AsyncMetadata,
@@ -22,11 +22,13 @@ from .interfaces import (
 )
 from .migrations import SCHEMA_VERSION
 from .records import (
+    Committed,
     DeadGroup,
     DeadSummary,
     DeliveryRecord,
     DeliveryState,
     EndpointCounts,
+    HandOff,
     LockWait,
     StoredDelivery,
     StoreStatistics,
@@ -39,12 +41,14 @@ __all__ = [
     "AsyncMetadata",
     "AsyncOutbox",
     "AsyncStore",
+    "Committed",
     "DeadGroup",
     "DeadLetters",
     "DeadSummary",
     "DeliveryRecord",
     "DeliveryState",
     "EndpointCounts",
+    "HandOff",
     "LockWait",
     "Metadata",
     "Outbox",
@@ -55,5 +59,6 @@ __all__ = [
     "StateStore",
     "StoreStatistics",
     "StoredDelivery",
+    "cap_of",
     "fair_merge",
 ]

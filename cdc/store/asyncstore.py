@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 from ..records import Attempt, Delivery, Position
 from .interfaces import StateStore
-from .records import DeadSummary, EndpointCounts, StoredDelivery
+from .records import Committed, DeadSummary, EndpointCounts, HandOff, StoredDelivery
 
 __all__ = ["AsyncStore"]
 
@@ -54,6 +54,16 @@ class AsyncStore:
         self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
     ) -> list[int]:
         return await self._call(self._store.commit_batch, deliveries, checkpoint, now)
+
+    async def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed:
+        return await self._call(self._store.commit_hand_off, deliveries, checkpoint, now, offer, results)
 
     async def load_checkpoint(self) -> Position | None:
         return await self._call(self._store.load_checkpoint)

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 from ..records import Attempt, Delivery, Position
-from .records import DeadSummary, DeliveryRecord, EndpointCounts, StoredDelivery
+from .records import Committed, DeadSummary, DeliveryRecord, EndpointCounts, HandOff, StoredDelivery
 
 __all__ = [
     "OPERATOR_BATCH_ROWS",
@@ -57,6 +57,26 @@ class Outbox(Protocol):
         A delivery whose (source, lead_id, endpoint_id) is already stored, in any state,
         is ignored (it still uses up an id: ids increase but are not dense). A
         ``refused`` delivery is stored dead, its reason as ``last_error``.
+        """
+        ...
+
+    def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed:
+        """:meth:`commit_batch`, with the new rows the sender can take now handed to it.
+
+        Of the new rows, those a :meth:`claim_due` with ``offer``'s limits right after
+        the commit would take are inserted in flight in the same transaction and
+        returned (:func:`~cdc.store.fairness.choose_hand_off` decides, for every
+        backend alike), except that an endpoint with rows already due hands off none:
+        its new rows stay pending behind its older ones. ``offer=None``: none handed.
+        ``results`` are recorded in the same transaction, as :meth:`record_attempts`
+        would (the sender's attempts ride on the pipeline's commits).
         """
         ...
 
@@ -218,6 +238,15 @@ class AsyncOutbox(Protocol):
     async def commit_batch(
         self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
     ) -> list[int]: ...
+
+    async def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed: ...
 
     async def claim_due(
         self,

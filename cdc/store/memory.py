@@ -17,9 +17,18 @@ from dataclasses import dataclass
 
 from ..records import Attempt, Delivery, Outcome, Position
 from ..resolve import origin_of
-from .fairness import fair_merge
+from .fairness import DueKey, cap_of, choose_hand_off, fair_merge
 from .interfaces import require_selector
-from .records import DeadGroup, DeadSummary, DeliveryRecord, DeliveryState, EndpointCounts, StoredDelivery
+from .records import (
+    Committed,
+    DeadGroup,
+    DeadSummary,
+    DeliveryRecord,
+    DeliveryState,
+    EndpointCounts,
+    HandOff,
+    StoredDelivery,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -56,6 +65,14 @@ class _Row:
         )
 
 
+def _check_results(results: Sequence[tuple[Attempt, float | None]]) -> None:
+    """Refuse a RETRY without a retry time before anything changes (as SQLite does)."""
+    for attempt, retry_at in results:
+        if attempt.outcome is Outcome.RETRY and retry_at is None:
+            msg = f"results: a RETRY needs a retry time (delivery {attempt.delivery_id})"
+            raise ValueError(msg)
+
+
 def _key(d: Delivery) -> _Key:
     return (d.source, d.lead_id, d.endpoint_id)
 
@@ -85,20 +102,57 @@ class MemoryStore:
     def commit_batch(
         self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
     ) -> list[int]:
+        return self.commit_hand_off(deliveries, checkpoint, now, None).ids
+
+    def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed:
+        _check_results(results)
+        chosen: set[int] = set()
+        if offer is not None:
+            new = [(i, d.endpoint_id) for i, d in enumerate(deliveries) if not d.refused]
+            chosen = choose_hand_off(new, offer, self._due_keys(offer, now), now) if new else set()
         new_ids: list[int] = []
-        for d in deliveries:
+        handed: list[StoredDelivery] = []
+        pending: set[str] = set()
+        for i, d in enumerate(deliveries):
             self._last_id += 1
             if _key(d) in self._by_key:
                 continue
             # A refused delivery is a dead letter from the start, its reason the error.
-            state = DeliveryState.DEAD if d.refused else DeliveryState.PENDING
+            if d.refused:
+                state = DeliveryState.DEAD
+            elif i in chosen:
+                state = DeliveryState.IN_FLIGHT
+            else:
+                state = DeliveryState.PENDING
             stored = dataclasses.replace(d, refused="")  # what a backend gives back
             self._rows[self._last_id] = _Row(self._last_id, stored, state, 0, now, 0, d.refused, now, now)
             self._by_key[_key(d)] = self._last_id
             new_ids.append(self._last_id)
+            if state is DeliveryState.IN_FLIGHT:
+                handed.append(StoredDelivery(self._last_id, stored, 0, now))
+            elif state is DeliveryState.PENDING:
+                pending.add(d.endpoint_id)
         if checkpoint is not None:
             self._checkpoint = checkpoint
-        return new_ids
+        return Committed(new_ids, handed, frozenset(pending), self.record_attempts(results, now))
+
+    def _due_keys(self, offer: HandOff, now: float) -> dict[str, list[DueKey]]:
+        """Due rows of each endpoint that has some and may take rows, up to its cap."""
+        due: dict[str, list[DueKey]] = {}
+        for r in sorted(self._pending(), key=lambda r: (r.next_attempt_at, r.id)):
+            endpoint_id = r.delivery.endpoint_id
+            if r.next_attempt_at <= now and cap_of(offer, endpoint_id) > 0:
+                rows = due.setdefault(endpoint_id, [])
+                if len(rows) < cap_of(offer, endpoint_id):
+                    rows.append(DueKey(r.id, r.next_attempt_at))
+        return due
 
     def claim_due(
         self,
@@ -132,10 +186,7 @@ class MemoryStore:
         return [StoredDelivery(r.id, r.delivery, r.attempts, r.created_at) for r in rows]
 
     def record_attempts(self, results: Sequence[tuple[Attempt, float | None]], now: float) -> int:
-        for attempt, retry_at in results:
-            if attempt.outcome is Outcome.RETRY and retry_at is None:
-                msg = f"results: a RETRY needs a retry time (delivery {attempt.delivery_id})"
-                raise ValueError(msg)
+        _check_results(results)
         changed = 0
         for attempt, retry_at in results:
             r = self._rows.get(attempt.delivery_id)

@@ -7,14 +7,17 @@ these; nothing outside :mod:`cdc.store` sees a database row.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..records import Delivery
 
 __all__ = [
+    "Committed",
     "DeliveryRecord",
     "DeliveryState",
     "EndpointCounts",
+    "HandOff",
     "LockWait",
     "StoreStatistics",
     "StoredDelivery",
@@ -38,6 +41,37 @@ class StoredDelivery:
     delivery: Delivery
     attempts: int  # attempts already recorded before this one
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """What the sender can start now, offered to a commit (the limits of a claim).
+
+    The commit inserts the new rows the sender may take at once already in flight and
+    returns them, so a lead that arrives while its endpoint has room costs no claim
+    transaction. Same meaning as :meth:`~cdc.store.interfaces.Outbox.claim_due`'s
+    arguments: at most ``limit`` rows, per endpoint at most its cap (``default_cap``
+    for endpoints not in ``caps``; ``None``: no cap), endpoints in turns.
+    """
+
+    limit: int
+    caps: Mapping[str, int] = field(default_factory=dict)
+    default_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit with a :class:`HandOff` stored and handed to the sender."""
+
+    #: Ids of the rows inserted now, in insertion order (as ``commit_batch`` returns).
+    ids: list[int]
+    #: New rows inserted in flight, for the sender to start now.
+    handed: list[StoredDelivery]
+    #: Endpoints of the new rows left pending, due now (no room, blocked, or older due
+    #: rows of theirs first): the claim path takes them.
+    pending_endpoints: frozenset[str]
+    #: Rows the results given with the commit changed (as ``record_attempts`` counts).
+    recorded: int = 0
 
 
 @dataclass(frozen=True, slots=True)

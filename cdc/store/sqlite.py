@@ -22,19 +22,23 @@ All timestamps are UTC epoch seconds (``REAL``) passed in by the caller as ``now
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from ..records import Attempt, Delivery, Outcome, Position
 from . import statements as sql
-from .fairness import fair_merge
+from .fairness import DueKey, cap_of, choose_hand_off, fair_merge
 from .interfaces import require_selector
 from .records import (
+    Committed,
     DeadGroup,
     DeadSummary,
     DeliveryRecord,
+    DeliveryState,
     EndpointCounts,
+    HandOff,
     LockWait,
     StoredDelivery,
     StoreStatistics,
@@ -118,18 +122,73 @@ class SqliteStore:
         """
         if not deliveries and checkpoint is None:
             return []
+        return self.commit_hand_off(deliveries, checkpoint, now, None).ids
+
+    def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed:
+        """:meth:`commit_batch`, and the new rows ``offer`` lets the sender take now
+        inserted in flight (the rows a claim right after it would take) and returned;
+        ``results`` recorded in the same transaction (as :meth:`record_attempts`).
+
+        An endpoint with rows already due hands off none of its new rows: they stay
+        pending behind its older ones, for the claim path.
+        """
+        params = _result_params(results, now)
+        if not deliveries and checkpoint is None and not results:
+            return Committed([], [], frozenset())
         with self._db.write("commit deliveries and checkpoint") as conn:
             new_ids: list[int] = []
+            handed: list[StoredDelivery] = []
+            pending: set[str] = set()
             if deliveries:
+                chosen = self._choose_hand_off(conn, deliveries, offer, now) if offer else set()
                 # One writer inside BEGIN IMMEDIATE, AUTOINCREMENT ids: new rows are
                 # exactly those above the current maximum.
                 (max_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM delivery").fetchone()
-                conn.executemany(sql.INSERT, [sql.insert_params(d, now) for d in deliveries])
-                cursor = conn.execute("SELECT id FROM delivery WHERE id > ? ORDER BY id", (max_id,))
-                new_ids = [row_id for (row_id,) in cursor]
+                conn.executemany(
+                    sql.INSERT,
+                    [sql.insert_params(d, now, in_flight=i in chosen) for i, d in enumerate(deliveries)],
+                )
+                cursor = conn.execute(sql.NEW_ROWS, (max_id,))
+                by_key: dict[tuple[str, int, str], Delivery] = {}
+                for i in chosen:  # the first of a key is the one stored
+                    d = deliveries[i]
+                    by_key.setdefault((d.source, d.lead_id, d.endpoint_id), d)
+                for row_id, state, source, lead_id, endpoint_id in cursor:
+                    new_ids.append(row_id)
+                    if state == DeliveryState.IN_FLIGHT:
+                        d = by_key[(source, lead_id, endpoint_id)]
+                        handed.append(StoredDelivery(row_id, d, 0, now))
+                    elif state == DeliveryState.PENDING:
+                        pending.add(endpoint_id)
             if checkpoint is not None:
                 conn.execute(sql.SAVE_CHECKPOINT, (checkpoint.file, checkpoint.pos, checkpoint.gtid, now))
-        return new_ids
+            recorded = _record(conn, params) if results else 0
+        return Committed(new_ids, handed, frozenset(pending), recorded)
+
+    @staticmethod
+    def _choose_hand_off(
+        conn: sqlite3.Connection, deliveries: Sequence[Delivery], offer: HandOff, now: float
+    ) -> set[int]:
+        """Indexes of the deliveries to insert in flight (:func:`choose_hand_off`)."""
+        new = [(i, d.endpoint_id) for i, d in enumerate(deliveries) if not d.refused]
+        if not new or offer.limit <= 0:
+            return set()
+        due: dict[str, list[DueKey]] = {}
+        for (endpoint_id,) in conn.execute(sql.PENDING_ENDPOINTS).fetchall():
+            cap = cap_of(offer, endpoint_id)
+            # A cap of 0 hands off nothing anyway: only endpoints that may take rows count.
+            if cap > 0:
+                rows = conn.execute(sql.SELECT_DUE_KEYS_FOR_ENDPOINT, (endpoint_id, now, cap)).fetchall()
+                if rows:
+                    due[endpoint_id] = [DueKey(row_id, due_at) for row_id, due_at in rows]
+        return choose_hand_off(new, offer, due, now)
 
     def load_checkpoint(self) -> Position | None:
         with self._db.use("load the checkpoint") as conn:
@@ -187,26 +246,11 @@ class SqliteStore:
         ``last_status``/``last_error``. Rows no longer in flight are left unchanged;
         the return value (rows changed) is then smaller than ``len(results)``.
         """
-        params: dict[Outcome, list[tuple[Any, ...]]] = {outcome: [] for outcome in Outcome}
-        for attempt, retry_at in results:
-            common = (attempt.status, attempt.error, now, attempt.delivery_id)
-            if attempt.outcome is Outcome.RETRY:
-                if retry_at is None:
-                    msg = f"results: a RETRY needs a retry time (delivery {attempt.delivery_id})"
-                    raise ValueError(msg)
-                params[Outcome.RETRY].append((retry_at, *common))
-            elif attempt.outcome is Outcome.DELIVERED:
-                params[Outcome.DELIVERED].append((now, *common))
-            else:
-                params[Outcome.DEAD].append(common)
+        params = _result_params(results, now)
         if not results:
             return 0
         with self._db.write("record delivery attempts") as conn:
-            changed = 0
-            for outcome, rows in params.items():
-                if rows:
-                    changed += conn.executemany(sql.RECORD_SQL[outcome], rows).rowcount
-        return changed
+            return _record(conn, params)
 
     def requeue_in_flight(self) -> int:
         """Make rows left in flight by a previous run pending again (call at startup).
@@ -513,3 +557,31 @@ class SqliteStore:
         with self._db.use(action) as conn:
             # By rowid: one pass over the table, never a sort of every dead row.
             return [i for (i,) in conn.execute(f"SELECT id FROM delivery NOT INDEXED WHERE {where}", params)]
+
+
+def _result_params(
+    results: Sequence[tuple[Attempt, float | None]], now: float
+) -> dict[Outcome, list[tuple[Any, ...]]]:
+    """Each outcome's statement parameters (checked before any transaction begins)."""
+    params: dict[Outcome, list[tuple[Any, ...]]] = {outcome: [] for outcome in Outcome}
+    for attempt, retry_at in results:
+        common = (attempt.status, attempt.error, now, attempt.delivery_id)
+        if attempt.outcome is Outcome.RETRY:
+            if retry_at is None:
+                msg = f"results: a RETRY needs a retry time (delivery {attempt.delivery_id})"
+                raise ValueError(msg)
+            params[Outcome.RETRY].append((retry_at, *common))
+        elif attempt.outcome is Outcome.DELIVERED:
+            params[Outcome.DELIVERED].append((now, *common))
+        else:
+            params[Outcome.DEAD].append(common)
+    return params
+
+
+def _record(conn: sqlite3.Connection, params: dict[Outcome, list[tuple[Any, ...]]]) -> int:
+    """Apply attempt outcomes inside the caller's transaction; the rows changed."""
+    changed = 0
+    for outcome, rows in params.items():
+        if rows:
+            changed += conn.executemany(sql.RECORD_SQL[outcome], rows).rowcount
+    return changed

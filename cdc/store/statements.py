@@ -12,11 +12,13 @@ from .records import DeliveryRecord, DeliveryState
 __all__ = [
     "COLUMNS",
     "INSERT",
+    "NEW_ROWS",
     "PENDING_ENDPOINTS",
     "RECORD_SQL",
     "SAVE_CHECKPOINT",
     "SELECT_DUE",
     "SELECT_DUE_FOR_ENDPOINT",
+    "SELECT_DUE_KEYS_FOR_ENDPOINT",
     "dead_filter",
     "insert_params",
     "record_of",
@@ -49,6 +51,13 @@ SELECT_DUE_FOR_ENDPOINT: Final = (
     " WHERE state = 'pending' AND endpoint_id = ? AND next_attempt_at <= ?"
     " ORDER BY next_attempt_at, id LIMIT ?"
 )
+SELECT_DUE_KEYS_FOR_ENDPOINT: Final = (
+    "SELECT id, next_attempt_at FROM delivery INDEXED BY delivery_endpoint"
+    " WHERE state = 'pending' AND endpoint_id = ? AND next_attempt_at <= ?"
+    " ORDER BY next_attempt_at, id LIMIT ?"
+)
+#: The rows a commit inserted: those above the largest id before it (one writer).
+NEW_ROWS: Final = "SELECT id, state, source, lead_id, endpoint_id FROM delivery WHERE id > ? ORDER BY id"
 # A loose index scan: one index seek per distinct endpoint, however many rows wait.
 PENDING_ENDPOINTS: Final = """
     WITH RECURSIVE ep(endpoint_id) AS (
@@ -80,7 +89,9 @@ def url_origin(url: str) -> str:
     return origin_of(url)[0]
 
 
-def insert_params(d: Delivery, now: float) -> tuple[Any, ...]:
+def insert_params(d: Delivery, now: float, *, in_flight: bool = False) -> tuple[Any, ...]:
+    """``in_flight``: handed to the sender by the commit itself (never for a refused one)."""
+    state = DeliveryState.IN_FLIGHT if in_flight else DeliveryState.PENDING
     return (
         d.source,
         d.lead_id,
@@ -94,7 +105,7 @@ def insert_params(d: Delivery, now: float) -> tuple[Any, ...]:
         d.inserted_at,
         d.idempotency_key,
         # A delivery refused at routing (its URL's origin) is a dead letter from the start.
-        DeliveryState.DEAD.value if d.refused else DeliveryState.PENDING.value,
+        DeliveryState.DEAD.value if d.refused else state.value,
         now,
         d.refused,
         now,

@@ -172,6 +172,80 @@ class TestCrash:
         (tmp_path / "crash-report.json").write_text(json.dumps(report))
 
 
+def _metric(config: Path, sample: str) -> float:
+    """One sample of the spawned service's /metrics (``name{labels}`` as exposed), 0 when absent."""
+    listen = tomllib.loads(config.read_text("utf-8"))["http"]["listen"]
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as r:
+        text = r.read().decode("utf-8")
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
+class TestHandOffCrash:
+    """Rows a commit handed to the sender survive a SIGKILL before their outcome is recorded."""
+
+    async def test_kill_9_with_handed_rows_in_flight(
+        self,
+        mariadb: PrivateMariaDB,
+        vicidial_db: str,
+        vicidial: Vicidial,
+        receiver: Receiver,
+        tmp_path: Path,
+    ) -> None:
+        """Killed with three handed-off rows unanswered: after the restart each is re-sent, one row each."""
+        vicidial.add_list(101, "L", "C", "")
+        vicidial.set_system_url(f"{receiver.url}/h?id=--A--lead_id--B--")
+        state = tmp_path / "state.db"
+        config = _write_config(tmp_path / "c.toml", mariadb, vicidial_db, state)
+        log = tmp_path / "streamer.log"
+        procs = [_spawn(config, log)]
+        try:
+            await asyncio.to_thread(_wait_ready, config, procs[0], log)
+            receiver.latency_s = 5.0  # no answer before the kill: the rows stay in flight
+            leads = [
+                await asyncio.to_thread(vicidial.add_lead, phone_number=f"31255500{i:02d}", list_id=101)
+                for i in range(3)
+            ]
+            await receiver.wait_for(3, 30)
+            assert _metric(config, 'vicidial_cdc_deliveries_started_total{path="handoff"}') == 3.0
+            assert _metric(config, "vicidial_cdc_outbox_claims_total") == 0.0
+            procs[0].send_signal(signal.SIGKILL)
+            await asyncio.to_thread(procs[0].wait, 10)
+            store = SqliteStore(state)
+            store.open()
+            try:
+                (counts,) = store.counts()
+                assert (counts.in_flight, counts.pending, counts.delivered) == (3, 0, 0)
+            finally:
+                store.close()
+            receiver.latency_s = 0.0
+            procs.append(_spawn(config, log))
+            await asyncio.to_thread(_wait_ready, config, procs[1], log)
+            async with asyncio.timeout(60):
+                while len(targets(receiver, "/h")) < 6:
+                    await asyncio.sleep(0.1)
+            procs[1].send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(procs[1].wait, 30) == 0
+        finally:
+            _reap(procs)
+        assert Counter(int(t.split("id=")[1]) for t in targets(receiver, "/h")) == {lead: 2 for lead in leads}
+        keys: dict[int, set[str | None]] = defaultdict(set)
+        for r in receiver.requests:
+            if r.target.startswith("/h"):
+                keys[int(r.target.split("id=")[1])].add(r.header("Idempotency-Key"))
+        assert all(len(k) == 1 and None not in k for k in keys.values())  # re-sent under the same key
+        store = SqliteStore(state)
+        store.open()
+        try:
+            (counts,) = store.counts()
+            assert (counts.delivered, counts.in_flight, counts.pending, counts.dead) == (3, 0, 0, 0)
+        finally:
+            store.close()
+
+
 class TestOutage:
     """An endpoint down for a while: the backlog waits on disk, survives a restart, drains."""
 

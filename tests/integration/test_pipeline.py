@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.binlog import position as binlog_position
 from support.expected import EXACT_TEMPLATE, exact_expected
 from support.fence import WAIT_S, fence, setup_fence, targets, wait_count
 from support.harness import Pipeline, StartPipeline, make_config
@@ -24,6 +26,9 @@ from support.mariadb import MariaDBFactory
 from cdc.config import UrlsConfig
 from cdc.reader.library import LibrarySource
 from cdc.reader.raw import RawSource
+from cdc.records import Position
+from cdc.service import CHECKPOINT_EVERY_S, Service
+from cdc.store import SqliteStore
 from cdc.testing.mariadb import PrivateMariaDB
 from cdc.testing.receiver import Receiver
 from cdc.testing.schema import create_vicidial_schema
@@ -109,6 +114,79 @@ class TestNotApiInserts:
                 await asyncio.to_thread(pipeline.vicidial.noise, 5)  # the dialer's writes advance binlog time
                 await asyncio.sleep(0.1)
         assert run.service.stats.skipped.get("update_lead_insert") == 1
+
+
+class TestHandOff:
+    """At low rates each lead's row goes from the commit straight to the sender."""
+
+    async def test_low_rate_leads_need_no_claim(self, pipeline: Pipeline) -> None:
+        """Five leads written one at a time are delivered and recorded with zero claim transactions."""
+        pipeline.vicidial.add_list(101, "L", "C", "")
+        pipeline.vicidial.set_system_url(f"{pipeline.receiver.url}/ho?id=--A--lead_id--B--")
+        run = await pipeline.start()
+        for i in range(5):
+            await asyncio.to_thread(pipeline.vicidial.add_lead, phone_number=f"312555{i:04d}", list_id=101)
+            await pipeline.wait_count("/ho", i + 1)
+            await asyncio.to_thread(pipeline.vicidial.noise, 20)
+        store, sender, registry = run.service.store, run.service.sender, run.service.metrics.registry
+        assert store is not None and sender is not None
+        async with asyncio.timeout(WAIT_S):  # the last attempts are recorded by a later commit or the flusher
+            while sum(c.delivered for c in await store.counts()) < 5:
+                await asyncio.sleep(0.05)
+        assert sender.claims == 0
+        started = "vicidial_cdc_deliveries_started_total"
+        assert registry.get_sample_value(started, {"path": "handoff"}) == 5.0
+        assert registry.get_sample_value(started, {"path": "claim"}) == 0.0
+
+
+def _read_to(service: Service) -> Position | None:
+    """Where the service's reader has handed batches over up to."""
+    return service.reader.statistics().position if service.reader is not None else None
+
+
+class TestCheckpointCommits:
+    """Dialer noise moves the stored checkpoint now and then, not with a transaction per step."""
+
+    async def test_noise_is_committed_now_and_then(self, pipeline: Pipeline) -> None:
+        """Steps of noise share few commits; an idle second, then the stop, store the newest checkpoint."""
+        run = await pipeline.start()
+        store, service = run.service.store, run.service
+        assert store is not None
+        writes, batches, started = (
+            service.status()["store"]["writes"],
+            service.stats.batches,
+            time.monotonic(),
+        )
+        for _ in range(30):
+            await asyncio.to_thread(pipeline.vicidial.noise, 30)
+            await asyncio.sleep(0.05)
+        last = await asyncio.to_thread(binlog_position, pipeline.server)
+        async with asyncio.timeout(WAIT_S):  # read up to the last noise
+            while service.stats.batches == batches or (_read_to(service) or last) < last:
+                await asyncio.sleep(0.05)
+        steps = service.stats.batches - batches
+        commits = service.status()["store"]["writes"] - writes
+        elapsed = time.monotonic() - started
+        assert steps >= 10
+        assert commits <= elapsed / CHECKPOINT_EVERY_S + 2 and commits < steps, (commits, steps, elapsed)
+        async with asyncio.timeout(WAIT_S):  # idle: the newest checkpoint is stored
+            while (
+                await store.load_checkpoint()
+            ) != service.stats.checkpoint or service.stats.checkpoint < last:
+                await asyncio.sleep(0.1)
+        await asyncio.to_thread(pipeline.vicidial.noise, 30)
+        moved = await asyncio.to_thread(binlog_position, pipeline.server)
+        async with asyncio.timeout(WAIT_S):
+            while (_read_to(service) or moved) < moved:
+                await asyncio.sleep(0.05)
+        await run.stop()
+        stored = SqliteStore(Path(run.config.state.path))
+        stored.open()
+        try:
+            checkpoint = stored.load_checkpoint()
+        finally:
+            stored.close()
+        assert checkpoint is not None and checkpoint >= moved  # the stop stored the newest one
 
 
 class TestPrecedence:

@@ -25,6 +25,7 @@ BOUNDED_LABELS = {
     "kind",
     "cause",
     "url_type",  # cdc.hooks.types: a known url_type or "other"
+    "path",  # deliveries_started: "handoff" or "claim"
 }
 #: The counters and histograms the service updates, with their label names.
 DECLARED = {
@@ -42,6 +43,7 @@ DECLARED = {
     "vicidial_cdc_vicidial_sender_active": ("gauge", ()),
     "vicidial_cdc_secret_origin_refused": ("counter", ("endpoint",)),
     "vicidial_cdc_outbox_claims": ("counter", ()),
+    "vicidial_cdc_deliveries_started": ("counter", ("path",)),
     "vicidial_cdc_settings_reloads": ("counter", ("table",)),
     "vicidial_cdc_store_busy": ("counter", ()),
     "vicidial_cdc_store_lock_wait_seconds": ("histogram", ()),

@@ -180,6 +180,36 @@ def unreadable(table: str) -> UnreadableRows:
     return UnreadableRows("asterisk", table, Op.INSERT, 1, "table_unreadable", 1000)
 
 
+class TestGroupCommit:
+    """Steps committed together keep every delivery and a checkpoint that is still safe."""
+
+    def test_later_checkpoint_wins(self) -> None:
+        """Two matched leads in two steps: one commit of both, at the later checkpoint."""
+        p = pipeline()
+        first = p.process([[lead_insert(7), GroupEnd(P1, 1000), api_log(7), GroupEnd(P2, 1000)]], seen=0.0)
+        then = p.process([[lead_insert(8), api_log(8), GroupEnd(P3, 1001)]], seen=0.0)
+        both = first.followed_by(then)
+        assert [d.lead_id for d in both.deliveries] == [7, 8] and both.checkpoint == P3
+        p.committed(both)
+        assert p.stats.checkpoint == P3 and p.stats.deliveries == 2
+
+    def test_held_later_step_keeps_the_earlier_checkpoint(self) -> None:
+        """A later step held back (an insert waits) leaves the earlier checkpoint: the insert is after it."""
+        p = pipeline()
+        first = p.process([[GroupEnd(P1, 1000)]], seen=0.0)
+        then = p.process([[lead_insert(9), GroupEnd(P2, 1000)]], seen=0.0)
+        assert first.checkpoint == P1 and then.checkpoint is None
+        assert first.followed_by(then).checkpoint == P1
+
+    def test_only_completed_steps(self) -> None:
+        """A step with late matches still to fetch is not merged: its leads would be lost."""
+        p = pipeline()
+        first = p.process([[GroupEnd(P1, 1000)]], seen=0.0)
+        late = dataclasses.replace(first, late=[LateMatch(lead_id=7, list_id=101, api_ts=1000)])
+        with pytest.raises(ValueError, match="completed"):
+            first.followed_by(late)
+
+
 class TestUnreadableCustomTable:
     """Leads that need rows of an unreadable custom table wait; the others are routed."""
 

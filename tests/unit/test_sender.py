@@ -25,7 +25,7 @@ from cdc.config import DeliveryConfig, EndpointLimits, RetryPolicy
 from cdc.delivery import SKIP_AUTO_HEADERS, Sender
 from cdc.metrics import Metrics
 from cdc.records import Attempt, Delivery, Position, UrlSource
-from cdc.store import AsyncOutbox, DeliveryRecord, DeliveryState, StoredDelivery
+from cdc.store import AsyncOutbox, Committed, DeliveryRecord, DeliveryState, HandOff, StoredDelivery
 from cdc.store.memory import MemoryStore
 from cdc.testing.receiver import Receiver
 
@@ -42,6 +42,16 @@ class InlineOutbox:
         self, deliveries: Sequence[Delivery], checkpoint: Position | None, now: float
     ) -> list[int]:
         return self.store.commit_batch(deliveries, checkpoint, now)
+
+    async def commit_hand_off(
+        self,
+        deliveries: Sequence[Delivery],
+        checkpoint: Position | None,
+        now: float,
+        offer: HandOff | None,
+        results: Sequence[tuple[Attempt, float | None]] = (),
+    ) -> Committed:
+        return self.store.commit_hand_off(deliveries, checkpoint, now, offer, results)
 
     async def claim_due(
         self,
@@ -107,6 +117,30 @@ class Harness:
         self.sender.notify()
         return ids
 
+    async def commit(self, *lead_ids: int) -> Committed:
+        """Store new rows as the service's pipeline does: through the sender, which may take them."""
+        deliveries = [
+            Delivery(
+                source="vici1",
+                lead_id=lead_id,
+                list_id=101,
+                endpoint_id="crm",
+                method="GET",
+                url=f"{self.receiver.url}/hook?lead_id={lead_id}",
+                url_source=UrlSource.CONFIG_SYSTEM,
+                inserted_at=int(time.time()),
+            )
+            for lead_id in lead_ids
+        ]
+        return await self.sender.commit(deliveries, None, time.time())
+
+    def started(self, path: str) -> float:
+        """Rows started by ``path`` (handoff or claim), as /metrics shows them."""
+        value = self.metrics.registry.get_sample_value(
+            "vicidial_cdc_deliveries_started_total", {"path": path}
+        )
+        return value or 0.0
+
     def row(self, delivery_id: int) -> DeliveryRecord:
         record = self.store.get(delivery_id)
         assert record is not None
@@ -123,7 +157,9 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def running(config: DeliveryConfig) -> AsyncIterator[tuple[Harness, asyncio.Event, asyncio.Task[None]]]:
+async def running(
+    config: DeliveryConfig, flush_interval_s: float = 0.005
+) -> AsyncIterator[tuple[Harness, asyncio.Event, asyncio.Task[None]]]:
     """A started receiver and a running sender; stopped (bounded) and closed on exit."""
     receiver = Receiver()
     await receiver.start()
@@ -132,8 +168,9 @@ async def running(config: DeliveryConfig) -> AsyncIterator[tuple[Harness, asynci
     stop = asyncio.Event()
     async with aiohttp.ClientSession(skip_auto_headers=SKIP_AUTO_HEADERS, raise_for_status=False) as session:
         outbox: AsyncOutbox = InlineOutbox(store)
-        sender = Sender(session, outbox, config, metrics, flush_interval_s=0.005)
+        sender = Sender(session, outbox, config, metrics, flush_interval_s=flush_interval_s)
         task = asyncio.create_task(sender.run(stop))
+        await asyncio.sleep(0)  # let it start: hand-offs go to a running sender only
         try:
             yield Harness(store, receiver, sender, metrics), stop, task
         finally:
@@ -297,3 +334,104 @@ class TestShutdown:
             assert [h.row(i).state for i in rest] == [DeliveryState.PENDING, DeliveryState.PENDING]
             assert len(h.receiver.requests) == 1
             assert h.sender.in_flight == 0
+
+
+class TestHandOff:
+    """Rows committed through the sender start at once, under every limit a claim honours."""
+
+    async def test_low_rate_needs_no_claim(self, harness: Harness) -> None:
+        """Leads committed one by one are delivered with zero claim transactions."""
+        for lead_id in (1, 2, 3):
+            committed = await harness.commit(lead_id)
+            assert len(committed.handed) == 1
+            await harness.wait_state(committed.ids[0], DeliveryState.DELIVERED)
+        assert harness.sender.claims == 0
+        assert (harness.started("handoff"), harness.started("claim")) == (3.0, 0.0)
+        assert harness.sender.sent == 3
+
+    async def test_hand_off_does_not_wake_the_claim_loop(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ten hand-offs cost the claim loop no read of the outbox (only its first look at start)."""
+        monkeypatch.setattr("cdc.delivery.IDLE_POLL_S", 3600.0)
+        reads = 0
+        next_due_at = InlineOutbox.next_due_at
+
+        async def counting(outbox: InlineOutbox, exclude_endpoints: Collection[str] = ()) -> float | None:
+            nonlocal reads
+            reads += 1
+            return await next_due_at(outbox, exclude_endpoints)
+
+        monkeypatch.setattr(InlineOutbox, "next_due_at", counting)
+        async with running(delivery_config()) as (h, _, _):
+            for lead_id in range(1, 11):
+                (row_id,) = (await h.commit(lead_id)).ids
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            assert (reads, h.sender.claims) == (1, 0)
+
+    async def test_results_ride_the_next_commit(self) -> None:
+        """An attempt finished before the next commit is recorded by that commit, not on its own."""
+        async with running(delivery_config(), flush_interval_s=3600.0) as (h, _, _):
+            (first,) = (await h.commit(1)).ids
+            await h.wait_until(lambda: h.sender.sent == 1)
+            assert h.row(first).state is DeliveryState.IN_FLIGHT  # the flusher waits an hour
+            committed = await h.commit(2)
+            assert committed.recorded == 1
+            assert h.row(first).state is DeliveryState.DELIVERED
+
+    async def test_concurrency_cap_holds(self) -> None:
+        """concurrency 2: a commit hands off two rows; the rest wait and never exceed two at once."""
+        async with running(delivery_config(EndpointLimits(concurrency=2))) as (h, _, _):
+            h.receiver.latency_s = 0.2
+            committed = await h.commit(1, 2, 3, 4, 5)
+            assert len(committed.handed) == 2 and committed.pending_endpoints == {"crm"}
+            assert (await h.commit(6)).handed == []  # both slots are taken
+            for row_id in [*committed.ids, 6]:
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            times = sorted(r.received_at for r in h.receiver.requests)
+            assert len(times) == 6
+            assert all(later - earlier >= 0.18 for earlier, later in zip(times, times[2:], strict=False))
+
+    async def test_max_in_flight_holds(self) -> None:
+        """max_in_flight 3: a commit of five hands off three; the other two wait for the claim path."""
+        async with running(delivery_config(max_in_flight=3)) as (h, _, _):
+            h.receiver.latency_s = 0.2
+            committed = await h.commit(1, 2, 3, 4, 5)
+            assert len(committed.handed) == 3 and h.sender.in_flight == 3
+            for row_id in committed.ids:
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            assert h.started("handoff") == 3.0 and h.started("claim") == 2.0
+
+    async def test_rate_limit_holds(self) -> None:
+        """rate 10/s, burst 1: five rows handed off in five commits are spread over at least 0.4 s."""
+        async with running(delivery_config(EndpointLimits(rate_per_s=10.0, burst=1))) as (h, _, _):
+            ids = [(await h.commit(lead_id)).ids[0] for lead_id in range(1, 6)]
+            for row_id in ids:
+                await h.wait_state(row_id, DeliveryState.DELIVERED)
+            times = sorted(r.received_at for r in h.receiver.requests)
+            assert len(times) == 5 and times[-1] - times[0] >= 0.35
+            assert h.started("handoff") == 5.0
+
+    async def test_paused_endpoint_keeps_new_rows_pending(self) -> None:
+        """After a 429 with Retry-After, a new row stays pending until the pause ends."""
+        async with running(delivery_config(cap_s=5.0)) as (h, _, _):
+            h.receiver.respond_with([429], retry_after="1")
+            (first,) = (await h.commit(1)).ids
+            await h.wait_until(lambda: h.row(first).attempts == 1)
+            committed = await h.commit(2)
+            assert committed.handed == [] and committed.pending_endpoints == {"crm"}
+            assert h.row(committed.ids[0]).state is DeliveryState.PENDING
+            await h.wait_state(committed.ids[0], DeliveryState.DELIVERED)
+            paused_at = h.receiver.requests[0].received_at
+            assert all(r.received_at - paused_at >= 0.9 for r in h.receiver.requests[1:])
+
+    async def test_open_breaker_keeps_new_rows_pending(self) -> None:
+        """With the breaker open, a new row is stored pending and not sent during the cool-down."""
+        config = delivery_config(max_attempts=100, breaker_failures=1, breaker_cooldown_s=30.0)
+        async with running(config) as (h, _, _):
+            h.receiver.respond_with([500] * 10)
+            await h.commit(1)
+            await h.wait_until(lambda: any(s.circuit is BreakerState.OPEN for s in h.sender.statistics()))
+            committed = await h.commit(2)
+            assert committed.handed == []
+            await asyncio.sleep(0.2)
+            assert h.row(committed.ids[0]).state is DeliveryState.PENDING
+            assert len(h.receiver.requests) == 1

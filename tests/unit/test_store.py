@@ -34,6 +34,7 @@ from cdc.store import (
     DeadSummary,
     DeliveryState,
     EndpointCounts,
+    HandOff,
     LockWait,
     SqliteStore,
     StateStore,
@@ -417,6 +418,137 @@ class TestClaimDue:
         enqueue(store, make_delivery(100, "crm"), now=T0 + 5)
         claimed = store.claim_due(T0 + 10, 2, default_cap=16)
         assert [c.delivery.lead_id for c in claimed] == [1, 100]
+
+
+class TestCommitHandOff:
+    """commit_hand_off inserts the rows a claim right after it would take already in flight."""
+
+    def test_new_rows_are_handed_in_flight(self, store: StateStore) -> None:
+        """With room, every new row is returned in flight: nothing is left for a claim."""
+        committed = store.commit_hand_off(
+            [make_delivery(1), make_delivery(2)], P1, T0, HandOff(10, default_cap=16)
+        )
+        assert [(h.id, h.delivery.lead_id, h.attempts, h.created_at) for h in committed.handed] == [
+            (1, 1, 0, T0),
+            (2, 2, 0, T0),
+        ]
+        assert (committed.ids, committed.pending_endpoints) == ([1, 2], frozenset())
+        record = store.get(1)
+        assert record is not None and record.state is DeliveryState.IN_FLIGHT
+        assert store.load_checkpoint() == P1
+        assert store.claim_due(T0 + 1, 10) == []
+
+    def test_caps_and_limit_take_turns(self, store: StateStore) -> None:
+        """Per endpoint at most its cap, at most the limit in all, endpoints in turns; the rest pend."""
+        deliveries = [make_delivery(i, "crm") for i in (1, 2, 3)] + [make_delivery(i, "erp") for i in (4, 5)]
+        committed = store.commit_hand_off(deliveries, None, T0, HandOff(3, {"crm": 2}, default_cap=16))
+        assert sorted(h.delivery.lead_id for h in committed.handed) == [1, 2, 4]
+        assert committed.pending_endpoints == {"crm", "erp"}
+        assert [c.delivery.lead_id for c in store.claim_due(T0, 10)] == [3, 5]
+
+    def test_blocked_endpoint_hands_off_nothing(self, store: StateStore) -> None:
+        """A cap of 0 (breaker open, Retry-After pause, no free slot) leaves its new rows pending."""
+        committed = store.commit_hand_off([make_delivery(1)], None, T0, HandOff(10, {"crm": 0}))
+        assert committed.handed == [] and committed.pending_endpoints == {"crm"}
+        record = store.get(1)
+        assert record is not None and record.state is DeliveryState.PENDING
+
+    def test_no_offer_hands_off_nothing(self, store: StateStore) -> None:
+        """Without an offer it is commit_batch: new rows pending, ids returned."""
+        committed = store.commit_hand_off([make_delivery(1)], P1, T0, None)
+        assert (committed.ids, committed.handed, committed.pending_endpoints) == ([1], [], {"crm"})
+
+    def test_new_rows_do_not_jump_older_due_rows(self, store: StateStore) -> None:
+        """An endpoint with due rows hands off none of its new rows; they are claimed after them."""
+        enqueue(store, make_delivery(1, "crm"), now=T0)
+        committed = store.commit_hand_off(
+            [make_delivery(2, "crm"), make_delivery(3, "erp")], None, T0 + 1, HandOff(10, default_cap=16)
+        )
+        assert [h.delivery.lead_id for h in committed.handed] == [3]
+        assert committed.pending_endpoints == {"crm"}
+        assert [c.delivery.lead_id for c in store.claim_due(T0 + 1, 10)] == [1, 2]
+
+    def test_rows_due_later_do_not_hold_new_rows(self, store: StateStore) -> None:
+        """A retry due in the future is not jumped by a new row: the new row is handed off."""
+        enqueue(store, make_delivery(1), now=T0)
+        store.claim_due(T0, 1)
+        store.record_attempts([(attempt(1, Outcome.RETRY, 503), T0 + 60)], T0)
+        committed = store.commit_hand_off([make_delivery(2)], None, T0 + 1, HandOff(10, default_cap=16))
+        assert [h.delivery.lead_id for h in committed.handed] == [2]
+
+    def test_other_endpoints_due_rows_keep_their_turns(self, store: StateStore) -> None:
+        """A short limit is shared with another endpoint's due rows, as a claim would share it."""
+        enqueue(store, *(make_delivery(i, "slow") for i in range(1, 11)), now=T0)
+        committed = store.commit_hand_off(
+            [make_delivery(100, "crm"), make_delivery(101, "crm")], None, T0 + 5, HandOff(2, default_cap=16)
+        )
+        assert [h.delivery.lead_id for h in committed.handed] == [100]
+        assert committed.pending_endpoints == {"crm"}
+
+    def test_refused_and_duplicate_rows_are_not_handed(self, store: StateStore) -> None:
+        """A refused delivery is dead at once and an already stored key is ignored: neither is handed."""
+        enqueue(store, make_delivery(1))
+        store.claim_due(T0, 1)
+        store.record_attempts([(attempt(1, Outcome.DELIVERED), None)], T0)
+        refused = dataclasses.replace(make_delivery(2), refused="origin_refused https://evil.example:443")
+        committed = store.commit_hand_off(
+            [make_delivery(1), refused, make_delivery(3)], None, T0, HandOff(10, default_cap=16)
+        )
+        assert [h.delivery.lead_id for h in committed.handed] == [3]
+        assert committed.handed[0].delivery.refused == ""
+        assert len(committed.ids) == 2 and committed.pending_endpoints == frozenset()
+        dead = store.get(committed.ids[0])
+        assert dead is not None and dead.state is DeliveryState.DEAD
+        (counts,) = store.counts()
+        assert (counts.delivered, counts.in_flight, counts.dead) == (1, 1, 1)
+
+    def test_results_are_recorded_in_the_same_commit(self, store: StateStore) -> None:
+        """Attempts given with the commit are applied as record_attempts would apply them."""
+        enqueue(store, make_delivery(1), make_delivery(2))
+        store.claim_due(T0, 10)
+        committed = store.commit_hand_off(
+            [make_delivery(3)],
+            P1,
+            T0 + 1,
+            HandOff(10, default_cap=16),
+            [(attempt(1, Outcome.DELIVERED), None), (attempt(2, Outcome.RETRY, 503), T0 + 30)],
+        )
+        assert committed.recorded == 2
+        delivered, retry = store.get(1), store.get(2)
+        assert delivered is not None and delivered.state is DeliveryState.DELIVERED
+        assert retry is not None and (retry.state, retry.next_attempt_at) == (DeliveryState.PENDING, T0 + 30)
+        with pytest.raises(ValueError, match="RETRY"):
+            store.commit_hand_off([make_delivery(4)], P2, T0, None, [(attempt(3, Outcome.RETRY), None)])
+        assert store.load_checkpoint() == P1 and store.get(4) is None
+
+    def test_results_alone_are_committed(self, store: StateStore) -> None:
+        """A commit with only results (no rows, no checkpoint) still records them."""
+        enqueue(store, make_delivery(1))
+        store.claim_due(T0, 1)
+        committed = store.commit_hand_off([], None, T0, None, [(attempt(1, Outcome.DEAD, 410), None)])
+        assert committed.recorded == 1
+        record = store.get(1)
+        assert record is not None and record.state is DeliveryState.DEAD
+
+    def test_handed_rows_are_sent_again_after_a_crash(self, db_path: Path) -> None:
+        """Rows handed off by a process that died before sending are pending after requeue, once each."""
+        first = SqliteStore(db_path)
+        first.open()
+        committed = first.commit_hand_off(
+            [make_delivery(1), make_delivery(2)], P1, T0, HandOff(10, default_cap=16)
+        )
+        assert len(committed.handed) == 2
+        first.close()  # died: nothing sent, nothing recorded
+        second = SqliteStore(db_path)
+        second.open()
+        try:
+            assert second.requeue_in_flight() == 2
+            assert [c.id for c in second.claim_due(T0 + 1, 10)] == [h.id for h in committed.handed]
+            second.commit_batch([make_delivery(1), make_delivery(2)], P1, T0 + 2)  # the binlog read again
+            (counts,) = second.counts()
+            assert (counts.pending, counts.in_flight) == (0, 2)
+        finally:
+            second.close()
 
 
 class TestFairMerge:
