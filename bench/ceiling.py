@@ -10,9 +10,9 @@ starts it reads the last ``requests`` API leads of the bench list from MariaDB a
 renders the e2e template for each as the resolver does (``cdc.template``), with the
 headers the sender adds (``Idempotency-Key``, ``webhook-id``), and builds the encoded
 ``yarl.URL`` objects. It then sends them with ``concurrency`` in flight, on the event
-loop the service picks (``cdc.runtime``), through a session configured as
-``cdc.service`` configures the sender's (connector limit, ``skip_auto_headers``,
-no cookie jar, no decompression) with the endpoint's ``ClientTimeout``, reading each
+loop the service picks (``cdc.runtime``), through the sender's own session
+(``cdc.delivery.client_session``: connector limit, ``skip_auto_headers``, no cookie
+jar, no decompression) with the endpoint's ``ClientTimeout``, reading each
 response body up to the sender's cap. ``bench.run`` takes the rate from the receiver's
 first to last request, as it does for the e2e runs.
 """
@@ -32,7 +32,7 @@ import yarl
 from bench import phases
 from cdc import charset, resolve, template
 from cdc.config import EndpointLimits
-from cdc.delivery import SKIP_AUTO_HEADERS
+from cdc.delivery import client_session
 
 __all__ = ["CeilingParams", "Request", "client_ceiling", "render_requests"]
 
@@ -161,14 +161,7 @@ async def _client_ceiling(p: CeilingParams) -> dict[str, Any]:
                 await response.content.read(delivery.max_response_bytes)
                 statuses[response.status] = statuses.get(response.status, 0) + 1
 
-    connector = aiohttp.TCPConnector(limit=delivery.max_in_flight, limit_per_host=0)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        skip_auto_headers=SKIP_AUTO_HEADERS,
-        raise_for_status=False,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    async with client_session(delivery.max_in_flight) as session:
         before = phases.Usage.sample(None)
         started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:

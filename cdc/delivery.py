@@ -59,6 +59,22 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
 IDLE_POLL_S = 1.0
 
 
+def client_session(max_in_flight: int) -> aiohttp.ClientSession:
+    """The one HTTP client session of a process, set up as the sender needs it.
+
+    No auto headers VICIdial's request lacks, no decompression, statuses left to
+    :mod:`cdc.retry`, and no cookie jar: a receiver's Set-Cookie is never sent back (to
+    it or to another endpoint) and cannot grow the process without bound.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+        skip_auto_headers=SKIP_AUTO_HEADERS,
+        raise_for_status=False,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
     endpoint_id: str

@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
-import aiohttp
 import pymysql
 
 from . import __version__, server, vicidb, vicidial
 from .config import Config, parse_start
-from .delivery import SKIP_AUTO_HEADERS, Sender
+from .delivery import Sender, client_session
 from .detect import Detector
 from .errors import CdcError, ReaderFault, ReaderFaultError
 from .hooks.tracker import HookTracker
@@ -218,16 +217,7 @@ class Service:
                 unreadable_retry_s=cfg.reader.unreadable_retry_s,
             )
 
-            connector = aiohttp.TCPConnector(limit=cfg.delivery.max_in_flight, limit_per_host=0)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                skip_auto_headers=SKIP_AUTO_HEADERS,
-                raise_for_status=False,
-                auto_decompress=False,
-                # No cookie jar: a receiver's Set-Cookie is never sent back (to it or to
-                # another endpoint) and cannot grow the process without bound.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            session = client_session(cfg.delivery.max_in_flight)
             stack.push_async_callback(session.close)
             self.sender = Sender(
                 session,
